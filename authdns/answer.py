@@ -1,0 +1,220 @@
+"""The answer engine: ``resolve(snapshot, qname, qtype) -> Answer``. Pure: no I/O, no bytes,
+no randomness, no health — the same snapshot and question always give the same Answer.
+
+It follows the authoritative part of RFC 1034 §4.3.2, with the clarifications of
+RFC 2181 (CNAME, glue), RFC 2308 (negative answers), RFC 4592 (wildcards), RFC 6604
+(rcode after a CNAME chain), RFC 8020 (empty non-terminals) and RFC 8482 (ANY).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnslib import CLASS, QTYPE, TXT
+
+from . import names
+from .names import Name
+from .query import RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED
+from .snapshot import Snapshot
+from .zone import ADDRESS_TYPES, Node, RRset, Zone, make_rrset
+
+# A CNAME chain longer than this is cut where it stands (NSD and BIND stop near here);
+# a loop ends earlier, when a name repeats.
+MAX_CNAME_CHAIN = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """An RRset as it goes into a section: ``owner`` differs from the RRset's own name
+    only for wildcard synthesis. ``required`` marks glue that must fit or set TC
+    (RFC 9471 §3: in-domain glue of a referral)."""
+
+    owner: Name
+    rrset: RRset
+    required: bool = False
+
+    def records(self):  # -> tuple[RR, ...]
+        return self.rrset.records_as(self.owner)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    rcode: int
+    authoritative: bool
+    answer: tuple[Placed, ...] = ()
+    authority: tuple[Placed, ...] = ()
+    additional: tuple[Placed, ...] = ()
+    qclass: int = CLASS.IN
+
+
+REFUSED = Answer(RCODE_REFUSED, authoritative=False)
+
+
+@dataclass(slots=True)
+class _Builder:
+    snapshot: Snapshot
+    answer: list[Placed] = field(default_factory=list)
+    authority: list[Placed] = field(default_factory=list)
+    additional: list[Placed] = field(default_factory=list)
+    rcode: int = RCODE_NOERROR
+    authoritative: bool = True
+
+    def done(self) -> Answer:
+        return Answer(self.rcode, self.authoritative, tuple(self.answer), tuple(self.authority), tuple(self.additional))
+
+    def negative(self, zone: Zone, rcode: int) -> None:
+        """NXDOMAIN or NODATA: the zone's SOA in authority, TTL min(TTL, MINIMUM) (RFC 2308 §3, §2.2)."""
+        self.rcode = rcode
+        self.authority.append(Placed(zone.origin, zone.negative_soa))
+
+
+def resolve(snapshot: Snapshot, qname: Name, qtype: int) -> Answer:
+    """Answer an IN-class question from the served zones (RFC 1034 §4.3.2 steps 2-6)."""
+    zone = snapshot.find_zone(qname)
+    if zone is None:
+        return REFUSED  # not ours: REFUSED rather than NXDOMAIN (RFC 1034 §4.3.2 step 2)
+    builder = _Builder(snapshot)
+    visited: set[Name] = set()
+    while len(visited) <= MAX_CNAME_CHAIN:
+        visited.add(qname)
+        target = _resolve_in_zone(builder, zone, qname, qtype)
+        if target is None or target in visited:
+            break  # answered, or a CNAME loop: what was found so far is the answer
+        next_zone = snapshot.find_zone(target)
+        if next_zone is None:
+            break  # a CNAME out of our zones: the resolver follows it (RFC 1034 §4.3.2 step 3a)
+        zone, qname = next_zone, target
+    _add_additional(builder)
+    return builder.done()
+
+
+def _resolve_in_zone(builder: _Builder, zone: Zone, qname: Name, qtype: int) -> Name | None:
+    """One step of the algorithm; returns the CNAME target to restart with, or None."""
+    cut = _zone_cut(zone, qname, qtype)
+    if cut is not None:
+        answer_referral(builder, zone, cut)
+        return None
+    node = zone.nodes.get(qname)
+    owner = qname
+    if node is None:
+        encloser = _closest_encloser(zone, qname)
+        node = zone.nodes.get(names.wildcard_of(encloser))
+        if node is None:
+            builder.negative(zone, RCODE_NXDOMAIN)  # RFC 6604 §3: the rcode of the last name
+            return None
+        # RFC 4592 §3.3.1: synthesize from the wildcard with the query name as owner.
+    return answer_from_node(builder, zone, node, owner, qtype)
+
+
+def _zone_cut(zone: Zone, qname: Name, qtype: int) -> Node | None:
+    """The delegation at or above ``qname``, if any (RFC 1034 §4.3.2 step 3b).
+
+    At the cut itself a DS query belongs to the parent (RFC 4035 §3.1.4.1): no referral.
+    """
+    for name in names.ancestors_below(qname, zone.origin):
+        node = zone.nodes.get(name)
+        if node is not None and node.is_cut:
+            if name == qname and qtype == QTYPE.DS:
+                return None
+            return node
+    return None
+
+
+def _closest_encloser(zone: Zone, qname: Name) -> Name:
+    """The longest existing ancestor (RFC 4592 §3.3.1); empty non-terminals exist."""
+    name = names.parent(qname)
+    while name not in zone.nodes:
+        name = names.parent(name)
+    return name
+
+
+def answer_from_node(builder: _Builder, zone: Zone, node: Node, owner: Name, qtype: int) -> Name | None:
+    """Data at an existing (or wildcard-matched) name: the RRset, a CNAME to follow, or NODATA."""
+    rrsets = node.rrsets
+    cname = rrsets.get(QTYPE.CNAME)
+    if cname is not None and qtype != QTYPE.CNAME:
+        builder.answer.append(Placed(owner, cname))
+        return cname.targets[0] if cname.targets else names.from_dnslabel(cname.rdatas[0].label)
+    if qtype == QTYPE.ANY:
+        return answer_any(builder, zone, node, owner)
+    rrset = rrsets.get(qtype)
+    if rrset is None:
+        builder.negative(zone, RCODE_NOERROR)  # NODATA (RFC 2308 §2.2), also for empty non-terminals
+        return None
+    builder.answer.append(Placed(owner, rrset))
+    return None
+
+
+def answer_any(builder: _Builder, zone: Zone, node: Node, owner: Name) -> None:
+    """ANY gets one RRset, not all of them (RFC 8482 §4.1): the lowest type number present."""
+    if not node.rrsets:
+        builder.negative(zone, RCODE_NOERROR)
+        return None
+    rtype = min(node.rrsets)
+    builder.answer.append(Placed(owner, node.rrsets[rtype]))
+    return None
+
+
+def answer_referral(builder: _Builder, zone: Zone, cut: Node) -> None:
+    """A referral: not authoritative, the child's NS in authority, glue in additional
+    (RFC 1034 §4.3.2 step 3b, RFC 2181 §6.1, RFC 9471)."""
+    ns = cut.rrsets[QTYPE.NS]
+    if not builder.answer:
+        builder.authoritative = False
+    builder.authority.append(Placed(cut.name, ns))
+    for target in ns.targets:
+        in_domain = names.is_subdomain(target, cut.name)
+        node = zone.nodes.get(target)
+        if node is None:
+            continue
+        if not in_domain and _zone_cut(zone, target, QTYPE.A) is not None:
+            continue  # an address inside another delegation is not ours to give
+        for rtype in ADDRESS_TYPES:
+            rrset = node.rrsets.get(rtype)
+            if rrset is not None:
+                builder.additional.append(Placed(target, rrset, required=in_domain))
+
+
+def _add_additional(builder: _Builder) -> None:
+    """Addresses of MX, NS and SRV targets that we serve authoritatively (RFC 1035 §3.3.9,
+    §4.3.2 step 6), skipping what the answer already holds."""
+    present = {(placed.owner, placed.rrset.rtype) for placed in builder.answer}
+    present.update((placed.owner, placed.rrset.rtype) for placed in builder.additional)
+    for placed in builder.answer:
+        for target in placed.rrset.targets:
+            for rrset in _authoritative_addresses(builder.snapshot, target):
+                key = (target, rrset.rtype)
+                if key not in present:
+                    present.add(key)
+                    builder.additional.append(Placed(target, rrset))
+
+
+def _authoritative_addresses(snapshot: Snapshot, target: Name) -> list[RRset]:
+    zone = snapshot.find_zone(target)
+    if zone is None or _zone_cut(zone, target, QTYPE.A) is not None:
+        return []
+    node = zone.nodes.get(target)
+    if node is None:
+        return []
+    return [node.rrsets[rtype] for rtype in ADDRESS_TYPES if rtype in node.rrsets]
+
+
+# ---------------------------------------------------------------- CHAOS class
+
+VERSION_NAMES = (names.from_text("version.bind."), names.from_text("version.server."))
+IDENTITY_NAMES = (names.from_text("id.server."), names.from_text("hostname.bind."))
+
+
+def resolve_chaos(qname: Name, qtype: int, version: str, identity: str | None) -> Answer:
+    """CH TXT version.bind / version.server and id.server / hostname.bind, as NSD and
+    BIND answer them (RFC 4892 §2.2 for id.server); everything else in CH is REFUSED."""
+    if qname in VERSION_NAMES:
+        text = version
+    elif qname in IDENTITY_NAMES and identity is not None:
+        text = identity
+    else:
+        return Answer(RCODE_REFUSED, authoritative=False, qclass=CLASS.CH)
+    if qtype not in (QTYPE.TXT, QTYPE.ANY):
+        return Answer(RCODE_NOERROR, authoritative=True, qclass=CLASS.CH)
+    rrset = make_rrset(qname, QTYPE.TXT, 0, (TXT(text.encode()[:255]),), rclass=CLASS.CH)
+    return Answer(RCODE_NOERROR, True, (Placed(qname, rrset),), qclass=CLASS.CH)

@@ -1,0 +1,218 @@
+"""The ``authdns`` command: ``serve``, ``check``, ``import``, ``export``.
+
+Exit codes: 0 success, 1 the work failed (invalid zone, cannot bind), 2 usage error
+(argparse prints the usage; no traceback ever reaches the user). No DNS logic here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from . import __version__, names
+from .config import DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen
+from .masterfile import ImportError_, export_zone, import_master
+from .responder import Responder
+from .server import BindError, DnsServer
+from .snapshot import EMPTY, cross_zone_problems, load_snapshot, load_zone_file, zone_files
+from .state import StateHolder
+
+log = logging.getLogger("authdns")
+
+
+def _listen_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 512 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size from 512 to 65535")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authdns", description="Authoritative DNS server for YAML zones with load-aware MX and A/AAAA ordering."
+    )
+    parser.add_argument("--version", action="version", version=f"authdns {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="answer queries for the zones in a directory")
+    serve.add_argument("--zones", type=Path, default=Path("zones"), metavar="DIR", help="zone directory (default: zones)")
+    serve.add_argument(
+        "--listen", type=_listen_arg, action="append", metavar="ADDR:PORT",
+        help="address to serve UDP and TCP on; repeat for more (default: 127.0.0.1:5353 and [::1]:5353)",
+    )
+    serve.add_argument(
+        "--udp-payload", type=_positive, default=DEFAULT_UDP_PAYLOAD, metavar="OCTETS",
+        help=f"largest EDNS UDP response (default: {DEFAULT_UDP_PAYLOAD})",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = commands.add_parser("check", help="validate zone files; exit 1 if any is invalid")
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="zone files or directories")
+
+    importer = commands.add_parser("import", help="convert an RFC 1035 master file to YAML (stdout)")
+    importer.add_argument("file", type=Path, metavar="FILE")
+    importer.add_argument("--origin", required=True, metavar="NAME", help="the zone's origin, e.g. example.test")
+
+    exporter = commands.add_parser("export", help="write a YAML zone as an RFC 1035 master file (stdout)")
+    exporter.add_argument("file", type=Path, metavar="FILE.yaml")
+    return parser
+
+
+# ---------------------------------------------------------------- check
+
+
+def run_check(paths: list[Path]) -> int:
+    missing = [path for path in paths if not path.exists()]
+    for path in missing:
+        print(f"{path}: no such file or directory")
+    files = zone_files([path for path in paths if path.exists()])
+    zones = {}
+    errors = warnings = 0
+    for path in files:
+        zone, problems = load_zone_file(path)
+        for problem in problems:
+            print(problem)
+        errors += sum(not p.warning for p in problems)
+        warnings += sum(p.warning for p in problems)
+        if zone is not None:
+            zones[zone.origin] = zone
+    for problem in cross_zone_problems(zones):
+        print(problem)
+        errors += not problem.warning
+        warnings += problem.warning
+    summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
+    print(summary, file=sys.stderr)
+    return 1 if errors or missing or not files else 0
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _log_load(result, previous) -> None:
+    for problem in result.problems:
+        if problem.warning:
+            log.warning("zone warning: %s", problem)
+        else:
+            log.error("zone error: %s", problem)
+    for path in result.failed:
+        kept = any(zone.path == path for zone in result.snapshot.zones.values())
+        log.error("zone not loaded file=%s%s", path, "; previous version keeps serving" if kept else "")
+    for zone in result.loaded:
+        log.info(
+            "zone loaded origin=%s records=%d serial=%d file=%s",
+            names.to_text(zone.origin), zone.record_count, zone.serial, zone.path,
+        )
+
+
+async def _serve(config: ServerConfig) -> int:
+    holder = StateHolder()
+    result = await asyncio.to_thread(load_snapshot, config.zone_dir, EMPTY)
+    _log_load(result, EMPTY)
+    holder.publish(snapshot=result.snapshot)
+    if not result.snapshot.zones:
+        log.warning("no zones loaded from %s: every query will be REFUSED", config.zone_dir)
+    server = DnsServer(config, Responder(holder, config))
+    try:
+        addresses = await server.start()
+    except BindError as error:
+        log.error("%s", error)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reloading: set[asyncio.Task] = set()
+
+    async def reload() -> None:
+        log.info("reload requested by SIGHUP")
+        again = await asyncio.to_thread(load_snapshot, config.zone_dir, holder.current.snapshot)
+        _log_load(again, holder.current.snapshot)
+        holder.publish(snapshot=again.snapshot)
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    for host, port in addresses:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("listening udp+tcp %s", shown)
+    log.info("ready port=%d zones=%d", addresses[0][1], len(result.snapshot.zones))
+    await stop.wait()
+    log.info("stopping")
+    await server.close()
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.zones.is_dir():
+        log.error("zone directory %s does not exist", args.zones)
+        return 1
+    listen = tuple(args.listen) if args.listen else ServerConfig.listen
+    if not args.listen and not socket.has_ipv6:
+        listen = listen[:1]
+    config = ServerConfig(
+        zone_dir=args.zones, listen=listen, udp_payload=args.udp_payload,
+        version=f"authdns {__version__}", identity=socket.gethostname(),
+    )
+    try:
+        return asyncio.run(_serve(config))
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---------------------------------------------------------------- import / export
+
+
+def run_import(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"{args.file}: cannot read: {error}", file=sys.stderr)
+        return 1
+    try:
+        sys.stdout.write(import_master(text, args.origin, str(args.file)))
+    except ImportError_ as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    zone, problems = load_zone_file(args.file)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if zone is None:
+        return 1
+    sys.stdout.write(export_zone(zone))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths), "import": run_import, "export": run_export}
+    try:
+        return runners[args.command](args)
+    except BrokenPipeError:
+        return 1  # `authdns export ... | head`: the reader left; nothing to report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

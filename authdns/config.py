@@ -1,0 +1,50 @@
+"""Server settings that do not belong in zone files, as one frozen ``ServerConfig``.
+It reads no zones."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 5353
+# Unprivileged by default, so `authdns serve` runs out of the box without root.
+DEFAULT_LISTEN = (("127.0.0.1", DEFAULT_PORT), ("::1", DEFAULT_PORT))
+# RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
+DEFAULT_UDP_PAYLOAD = 1232
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    zone_dir: Path = Path("zones")
+    listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
+    udp_payload: int = DEFAULT_UDP_PAYLOAD
+    tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
+    tcp_max_connections: int = 256
+    tcp_query_timeout: float = 30.0  # a whole query must arrive within this once started
+    version: str = field(default="authdns")
+    identity: str | None = None  # CH TXT id.server; None refuses it
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``ADDR:PORT``, ``[v6]:PORT``, ``ADDR`` (default port) or ``:PORT`` (127.0.0.1)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        host = host or "127.0.0.1"
+    else:
+        host, port_text = text, ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    if not port_text:
+        return str(address), DEFAULT_PORT
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number from 0 to 65535")
+    return str(address), int(port_text)

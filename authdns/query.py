@@ -1,0 +1,140 @@
+"""Slow-path query parsing: packet bytes → ``Query``, ``Reject(rcode)`` or None (drop).
+
+dnslib decodes the message; this module applies the rules for what an authoritative
+server accepts (RFC 1035 §4.1, RFC 6891 for EDNS(0), RFC 9619 for QDCOUNT). It decides
+nothing about answers.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from dnslib import QTYPE, DNSError, DNSQuestion, DNSRecord
+from dnslib.buffer import BufferError as DNSBufferError
+from dnslib.label import DNSLabelError
+
+from . import names
+from .names import Name
+
+HEADER_LENGTH = 12
+MIN_UDP_PAYLOAD = 512  # RFC 1035 §4.2.1; RFC 6891 §6.2.5: smaller EDNS sizes count as 512
+TCP_MESSAGE_LIMIT = 65535  # RFC 1035 §4.2.2: the two-octet length prefix
+
+RCODE_NOERROR = 0
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_NOTIMP = 4
+RCODE_REFUSED = 5
+RCODE_BADVERS = 16  # RFC 6891 §9: extended rcode 1 in the OPT, 0 in the header
+
+OPCODE_QUERY = 0
+
+
+class Via(enum.IntEnum):
+    UDP = 0
+    TCP = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    """The query's OPT record (RFC 6891 §6.1.2)."""
+
+    payload: int
+    version: int
+    dnssec_ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What every response copies from the query (RFC 1035 §4.1.1)."""
+
+    id: int
+    opcode: int
+    recursion_desired: bool
+    checking_disabled: bool  # copied back as NSD and Knot do (RFC 4035 §3.1.6)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    header: Header
+    qname: Name  # lowercase wire form, for lookups
+    qtype: int
+    qclass: int
+    question: DNSQuestion  # as asked, case included (echoed for 0x20, RFC 1035 §7.3)
+    edns: Edns | None
+    via: Via
+    size_limit: int  # the largest response this client takes
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A query answered with an error rcode and no data."""
+
+    header: Header
+    rcode: int
+    question: DNSQuestion | None
+    edns: Edns | None
+
+
+def read_header(packet: bytes) -> Header:
+    ident, flags = struct.unpack_from("!HH", packet)
+    return Header(ident, (flags >> 11) & 0xF, bool(flags & 0x0100), bool(flags & 0x0010))
+
+
+def is_response(packet: bytes) -> bool:
+    return bool(packet[2] & 0x80)
+
+
+def udp_size_limit(edns: Edns | None, server_max: int) -> int:
+    """min(client's payload, ours), never below 512 (RFC 6891 §6.2.3, §6.2.5)."""
+    if edns is None:
+        return MIN_UDP_PAYLOAD
+    return max(MIN_UDP_PAYLOAD, min(edns.payload, server_max))
+
+
+def _read_edns(record: DNSRecord) -> Edns | None | int:
+    """The OPT record, None when absent, or an rcode when it breaks RFC 6891 §6.1.1."""
+    opts = [rr for rr in record.ar if rr.rtype == QTYPE.OPT]
+    if not opts:
+        return None
+    if len(opts) > 1:
+        return RCODE_FORMERR  # "more than one OPT ... MUST be treated as FORMERR"
+    opt = opts[0]
+    if opt.rname.label:
+        return RCODE_FORMERR  # the OPT owner must be the root
+    return Edns(payload=opt.rclass, version=(opt.ttl >> 16) & 0xFF, dnssec_ok=bool(opt.ttl & 0x8000))
+
+
+def parse_query(packet: bytes, via: Via, server_udp_max: int) -> Query | Reject | None:
+    """Classify one incoming message.
+
+    None: drop (shorter than a header, or a response: RFC 1035 §4.1.1 QR, never answer
+    an answer). Reject: FORMERR for a broken body or QDCOUNT≠1 (RFC 9619), NOTIMP for
+    opcodes other than QUERY, BADVERS for EDNS version > 0 (RFC 6891 §6.1.3).
+    """
+    if len(packet) < HEADER_LENGTH or is_response(packet):
+        return None
+    header = read_header(packet)
+    try:
+        record = DNSRecord.parse(packet)
+    except (DNSError, DNSBufferError, DNSLabelError, struct.error, ValueError, UnicodeDecodeError, IndexError):
+        return Reject(header, RCODE_FORMERR, None, None)
+    question = record.questions[0] if len(record.questions) == 1 else None
+    edns = _read_edns(record)
+    if isinstance(edns, int):
+        return Reject(header, edns, question, None)
+    if header.opcode != OPCODE_QUERY:
+        return Reject(header, RCODE_NOTIMP, question, edns)
+    if question is None:
+        return Reject(header, RCODE_FORMERR, None, edns)
+    if edns is not None and edns.version > 0:
+        return Reject(header, RCODE_BADVERS, question, edns)
+    try:
+        qname = names.from_dnslabel(question.qname)
+    except names.BadName:
+        return Reject(header, RCODE_FORMERR, question, edns)
+    limit = TCP_MESSAGE_LIMIT if via is Via.TCP else udp_size_limit(edns, server_udp_max)
+    return Query(header, qname, question.qtype, question.qclass, question, edns, via, limit)

@@ -1,0 +1,82 @@
+"""``Responder.respond(packet, via) -> bytes | None``: the whole query path, bytes to bytes.
+
+Parse (``query``), resolve (``answer``), render (``render``); count what happened. An
+unexpected exception never reaches the transport: it is counted, logged at most once a
+second, and answered SERVFAIL. Owns no sockets and no threads. The precompiled fast
+path (issue 5) slots in before the parse, keyed on the question bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dnslib import CLASS, QTYPE
+
+from .answer import Answer, resolve, resolve_chaos
+from .config import ServerConfig
+from .query import RCODE_REFUSED, Query, Reject, Via, parse_query
+from .render import render, render_reject, render_servfail
+from .state import StateHolder
+
+log = logging.getLogger("authdns.responder")
+
+# Zone transfers are refused until transfer ACLs exist (issue 4); RFC 5936 §4.2.
+TRANSFER_TYPES = (QTYPE.AXFR, QTYPE.IXFR)
+
+
+@dataclass(slots=True)
+class Counters:
+    queries: Counter = field(default_factory=Counter)  # (transport, rcode) -> count
+    dropped: int = 0
+    truncated: int = 0
+    internal_errors: int = 0
+
+
+class Responder:
+    def __init__(self, holder: StateHolder, config: ServerConfig) -> None:
+        self.holder = holder
+        self.config = config
+        self.counters = Counters()
+        self._last_error_log = 0.0
+
+    def respond(self, packet: bytes, via: Via) -> bytes | None:
+        try:
+            reply = self._respond(packet, via)
+        except Exception:
+            self.counters.internal_errors += 1
+            now = time.monotonic()
+            if now - self._last_error_log >= 1.0:
+                self._last_error_log = now
+                log.exception("internal error answering a query; answered SERVFAIL")
+            return render_servfail(packet)
+        if reply is None:
+            self.counters.dropped += 1
+        else:
+            self.counters.queries[(via.name, reply[3] & 0xF)] += 1
+            if reply[2] & 0x02:
+                self.counters.truncated += 1
+        return reply
+
+    def _respond(self, packet: bytes, via: Via) -> bytes | None:
+        state = self.holder.current  # read once: one generation for the whole query
+        query = parse_query(packet, via, self.config.udp_payload)
+        if query is None:
+            return None
+        if isinstance(query, Reject):
+            return render_reject(query, self.config.udp_payload)
+        answer = self._answer(state.snapshot, query)
+        if isinstance(answer, Reject):
+            return render_reject(answer, self.config.udp_payload)
+        return render(query, answer, self.config.udp_payload)
+
+    def _answer(self, snapshot, query: Query) -> Answer | Reject:
+        if query.qclass == CLASS.CH:
+            return resolve_chaos(query.qname, query.qtype, self.config.version, self.config.identity)
+        if query.qclass != CLASS.IN:
+            return Reject(query.header, RCODE_REFUSED, query.question, query.edns)
+        if query.qtype in TRANSFER_TYPES:
+            return Reject(query.header, RCODE_REFUSED, query.question, query.edns)
+        return resolve(snapshot, query.qname, query.qtype)

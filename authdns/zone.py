@@ -1,0 +1,262 @@
+"""The immutable zone model and the whole-zone rules that decide whether a zone may serve.
+
+``build_zone()`` turns a ``ZoneSource`` into a ``Zone``: nodes keyed by wire name
+(empty non-terminals included, so "exists" is one dict lookup), zone cuts marked, the
+negative-answer SOA and the dnslib records precomputed. A ``Zone`` is never changed
+after it is built: a reload builds a new one and swaps a single reference, and an
+unchanged zone can be shared between snapshots for free.
+
+This module knows nothing of health, rotation or sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from dnslib import CLASS, QTYPE, RD, RR, DNSBuffer
+
+from . import names
+from .names import Name
+from .yamltree import Where
+from .zonefile import Problem, RRsetSpec, ZoneSource
+
+ADDRESS_TYPES = (QTYPE.A, QTYPE.AAAA)
+
+
+@dataclass(frozen=True, slots=True)
+class RRset:
+    """One owner's records of one type, in zone-file order, ready to pack."""
+
+    name: Name
+    rtype: int
+    ttl: int
+    rdatas: tuple[RD, ...]
+    rrs: tuple[RR, ...]
+    # Names whose addresses belong in the additional section (RFC 1035 §3.3.9, §3.3.11;
+    # RFC 2782 for SRV): MX exchanges, NS hosts, SRV targets; empty for other types.
+    targets: tuple[Name, ...]
+    where: Where | None = None  # where the zone file wrote it, for diagnostics
+
+    def __len__(self) -> int:
+        return len(self.rdatas)
+
+    def records_as(self, owner: Name) -> tuple[RR, ...]:
+        """The records with another owner name: wildcard synthesis (RFC 4592 §3.3.1)."""
+        if owner == self.name:
+            return self.rrs
+        label = names.to_dnslabel(owner)
+        return tuple(RR(label, rr.rtype, rr.rclass, rr.ttl, rr.rdata) for rr in self.rrs)
+
+
+def make_rrset(
+    name: Name, rtype: int, ttl: int, rdatas: tuple[RD, ...], where: Where | None = None, rclass: int = CLASS.IN
+) -> RRset:
+    label = names.to_dnslabel(name)
+    rrs = tuple(RR(label, rtype, rclass, ttl, rdata) for rdata in rdatas)
+    targets = tuple(t for t in (_target(rtype, rdata) for rdata in rdatas) if t is not None)
+    return RRset(name, rtype, ttl, rdatas, rrs, targets, where)
+
+
+def _target(rtype: int, rdata: RD) -> Name | None:
+    if rtype == QTYPE.MX:
+        target = names.from_dnslabel(rdata.label)
+        return None if target == names.ROOT else target  # null MX (RFC 7505) has no host
+    if rtype == QTYPE.NS:
+        return names.from_dnslabel(rdata.label)
+    if rtype == QTYPE.SRV:
+        target = names.from_dnslabel(rdata.target)
+        return None if target == names.ROOT else target  # "." means no service (RFC 2782)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A name in the zone. No RRsets means an empty non-terminal (RFC 8020 §2: it exists)."""
+
+    name: Name
+    rrsets: Mapping[int, RRset]
+    is_cut: bool  # NS below the apex: a delegation (RFC 1034 §4.2.2)
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    origin: Name
+    path: str
+    nodes: Mapping[Name, Node]
+    soa: RRset
+    # The SOA as negative answers carry it: TTL = min(SOA TTL, SOA MINIMUM), RFC 2308 §3.
+    negative_soa: RRset
+    serial: int
+    record_count: int
+    has_wildcards: bool
+
+    def rrsets(self) -> list[RRset]:
+        return [rrset for node in self.nodes.values() for rrset in node.rrsets.values()]
+
+
+def rdata_key(rdata: RD) -> bytes:
+    """Wire form of one rdata, to find duplicates (names are lowercase already)."""
+    buffer = DNSBuffer()
+    rdata.pack(buffer)
+    return bytes(buffer.data)
+
+
+class _Builder:
+    def __init__(self, source: ZoneSource) -> None:
+        self.source = source
+        self.origin = source.origin
+        self.problems: list[Problem] = []
+        self.specs: dict[Name, dict[int, RRsetSpec]] = {}
+        for spec in source.rrsets:
+            self.specs.setdefault(spec.owner, {})[spec.rtype] = spec
+        self.cuts = frozenset(
+            owner for owner, types in self.specs.items() if QTYPE.NS in types and owner != self.origin
+        )
+
+    def error(self, where: Where, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+    def warn(self, where: Where, message: str) -> None:
+        self.problems.append(Problem(where, message, warning=True))
+
+    def cut_above(self, name: Name) -> Name | None:
+        """The zone cut at or above ``name`` (below the apex), if any."""
+        for ancestor in names.ancestors_below(name, self.origin):
+            if ancestor in self.cuts:
+                return ancestor
+        return None
+
+    def has_address(self, name: Name) -> bool:
+        types = self.specs.get(name, {})
+        return any(rtype in types for rtype in ADDRESS_TYPES)
+
+    # -- rules ------------------------------------------------------------------
+
+    def check_apex(self) -> None:
+        apex = self.specs.get(self.origin, {})
+        if QTYPE.NS not in apex:
+            self.error(self.source.where, f"zone apex {names.to_text(self.origin)} has no NS records (RFC 1034 §4.2.1)")
+
+    def check_duplicates(self, spec: RRsetSpec) -> None:
+        seen: dict[bytes, Where] = {}
+        for record in spec.records:
+            key = rdata_key(record.rdata)
+            if key in seen:
+                self.error(record.where, f"duplicate record: same {QTYPE[spec.rtype]} data as line {seen[key].line}")
+            else:
+                seen[key] = record.where
+
+    def check_cname(self, owner: Name, types: dict[int, RRsetSpec]) -> None:
+        """CNAME stands alone at its name (RFC 1034 §3.6.2, RFC 2181 §10.1)."""
+        spec = types.get(QTYPE.CNAME)
+        if spec is None:
+            return
+        if len(spec.records) > 1:
+            self.error(spec.records[1].where, f"{names.to_text(owner)} has more than one CNAME (RFC 2181 §10.1)")
+        others = [QTYPE[rtype] for rtype in types if rtype != QTYPE.CNAME]
+        if others:
+            self.error(
+                spec.where,
+                f"CNAME at {names.to_text(owner)} beside other data ({', '.join(others)}): "
+                "a CNAME must be the only record at its name (RFC 1034 §3.6.2)",
+            )
+
+    def check_null_mx(self, spec: RRsetSpec) -> None:
+        """A null MX ("0 .") says the domain takes no mail; it must stand alone (RFC 7505 §3)."""
+        null = [r for r in spec.records if names.from_dnslabel(r.rdata.label) == names.ROOT]
+        if null and len(spec.records) > 1:
+            self.error(null[0].where, "null MX (0 .) must be the only MX record at its name (RFC 7505 §3)")
+        for record in null:
+            if record.rdata.preference != 0:
+                self.error(record.where, "null MX must have preference 0 (RFC 7505 §3)")
+
+    def check_targets(self, owner: Name, spec: RRsetSpec) -> None:
+        """MX and NS targets: not an alias (RFC 2181 §10.3), with addresses when in zone."""
+        kind = "MX exchange" if spec.rtype == QTYPE.MX else "NS target"
+        delegation = owner in self.cuts and spec.rtype == QTYPE.NS
+        for record in spec.records:
+            target = _target(spec.rtype, record.rdata)
+            if target is None or not names.is_subdomain(target, self.origin):
+                continue
+            text = names.to_text(target)
+            cut = self.cut_above(target)
+            if cut is not None:
+                # Below a delegation only glue exists; for the cut's own NS it must be there.
+                if delegation and names.is_subdomain(target, owner) and not self.has_address(target):
+                    self.warn(record.where, f"delegation {names.to_text(owner)}: no glue address (A/AAAA) for {text}")
+                continue
+            if QTYPE.CNAME in self.specs.get(target, {}):
+                self.error(record.where, f"{kind} {text} is a CNAME; it must name a host (RFC 2181 §10.3)")
+            elif not self.has_address(target):
+                self.error(record.where, f"{kind} {text} is in this zone but has no A or AAAA records")
+
+    def check_occluded(self, owner: Name, types: dict[int, RRsetSpec]) -> None:
+        """Data below a zone cut is not authoritative; only glue addresses are used (RFC 1034 §4.2.1)."""
+        cut = self.cut_above(owner)
+        if cut is None or cut == owner:
+            if cut == owner:
+                extra = [QTYPE[t] for t in types if t not in (QTYPE.NS, QTYPE.A, QTYPE.AAAA)]
+                if extra:
+                    self.warn(
+                        types[QTYPE.NS].where,
+                        f"{', '.join(extra)} at delegation {names.to_text(owner)} is hidden by the referral",
+                    )
+            return
+        hidden = [QTYPE[t] for t in types if t not in ADDRESS_TYPES]
+        if hidden:
+            first = next(iter(types.values()))
+            self.warn(first.where, f"{', '.join(hidden)} at {names.to_text(owner)} is below the delegation "
+                      f"{names.to_text(cut)} and will not be served")
+
+    def check(self) -> None:
+        self.check_apex()
+        for owner, types in self.specs.items():
+            self.check_cname(owner, types)
+            self.check_occluded(owner, types)
+            for spec in types.values():
+                self.check_duplicates(spec)
+                if spec.rtype == QTYPE.MX:
+                    self.check_null_mx(spec)
+                if spec.rtype in (QTYPE.MX, QTYPE.NS):
+                    self.check_targets(owner, spec)
+
+    # -- building -----------------------------------------------------------------
+
+    def build(self) -> Zone:
+        nodes: dict[Name, Node] = {}
+        for owner, types in self.specs.items():
+            rrsets = {
+                rtype: make_rrset(owner, rtype, spec.ttl, tuple(r.rdata for r in spec.records), spec.where)
+                for rtype, spec in types.items()
+            }
+            nodes[owner] = Node(owner, MappingProxyType(rrsets), owner in self.cuts)
+        for owner in list(nodes):
+            for ancestor in names.ancestors_below(names.parent(owner), self.origin):
+                nodes.setdefault(ancestor, Node(ancestor, MappingProxyType({}), False))
+        nodes.setdefault(self.origin, Node(self.origin, MappingProxyType({}), False))
+        soa = nodes[self.origin].rrsets[QTYPE.SOA]
+        minimum = soa.rdatas[0].times[4]
+        negative = make_rrset(self.origin, QTYPE.SOA, min(soa.ttl, minimum), soa.rdatas)
+        return Zone(
+            origin=self.origin,
+            path=self.source.path,
+            nodes=MappingProxyType(nodes),
+            soa=soa,
+            negative_soa=negative,
+            serial=soa.rdatas[0].times[0],
+            record_count=sum(len(spec.records) for spec in self.source.rrsets),
+            has_wildcards=any(names.is_wildcard(name) for name in nodes),
+        )
+
+
+def build_zone(source: ZoneSource) -> tuple[Zone | None, list[Problem]]:
+    """Apply the whole-zone rules; build the zone when none of them is an error."""
+    builder = _Builder(source)
+    builder.check()
+    if any(not problem.warning for problem in builder.problems):
+        return None, builder.problems
+    if QTYPE.SOA not in builder.specs.get(source.origin, {}):
+        return None, builder.problems + [Problem(source.where, "zone has no SOA")]
+    return builder.build(), builder.problems
