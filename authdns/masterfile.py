@@ -122,13 +122,45 @@ def _rrset_value(rtype: str, values: list, ttl: int, default_ttl: int):
     return body
 
 
+def _parse(text: str, origin: dns.name.Name, path: str) -> dns.zone.Zone:
+    return dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False, filename=path)
+
+
+def _locate_error(text: str, origin: dns.name.Name, path: str, error: Exception) -> str:
+    """``file:line: message`` naming the line really at fault.
+
+    dnspython counts a line late when it notices the error after the newline, and says
+    only "Text input is malformed". The first prefix of the file that fails for a reason
+    other than being cut short (open parentheses) ends at the faulty line.
+    """
+    lines = text.splitlines(keepends=True)
+    low, high = 1, len(lines)
+    message = str(error).split(": ", 1)[-1]
+    while low < high:  # bisect for the shortest failing prefix
+        middle = (low + high) // 2
+        try:
+            _parse("".join(lines[:middle]), origin, path)
+            low = middle + 1
+        except dns.exception.DNSException as prefix_error:
+            if "unbalanced parentheses" in str(prefix_error) or isinstance(prefix_error, dns.exception.UnexpectedEnd):
+                low = middle + 1
+            else:
+                high = middle
+    if not lines:
+        return f"{path}: {message}"
+    return f"{path}:{low}: {message.rstrip('.')}: {lines[low - 1].strip()}"
+
+
 def import_master(text: str, origin_text: str, path: str = "<stdin>") -> str:
     """Convert master-file text to the YAML zone format (returned as text)."""
     try:
         origin = dns.name.from_text(origin_text)
-        zone = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False, filename=path)
     except dns.exception.DNSException as error:
-        raise ImportError_(f"{error}" if path in str(error) else f"{path}: {error}") from None
+        raise ImportError_(f"--origin {origin_text!r}: {error}") from None
+    try:
+        zone = _parse(text, origin, path)
+    except dns.exception.DNSException as error:
+        raise ImportError_(_locate_error(text, origin, path, error)) from None
     ttls: Counter = Counter()
     records: dict[str, dict] = {}
     for owner, node in sorted(zone.nodes.items(), key=lambda item: (item[0] != origin, item[0])):
