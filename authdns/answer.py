@@ -9,17 +9,19 @@ RFC 2181 (CNAME, glue), RFC 2308 (negative answers), RFC 4592 (wildcards), RFC 6
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from dnslib import CLASS, QTYPE, TXT
 
 from . import names
 from .names import Name
-from .query import RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED
+from .query import EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED
 from .snapshot import Snapshot
 from .zone import ADDRESS_TYPES, Node, RRset, Zone, make_rrset
 
-# A CNAME chain longer than this is cut where it stands (NSD and BIND stop near here);
-# a loop ends earlier, when a name repeats.
+# A CNAME chain longer than this is cut where it stands, and the resolver restarts from
+# its last target (RFC 1034 §4.3.2 step 3a); a loop ends earlier, when a name repeats.
+# NSD 4.6 has no such bound (it followed 60 links in tests/reference).
 MAX_CNAME_CHAIN = 12
 
 
@@ -45,9 +47,11 @@ class Answer:
     authority: tuple[Placed, ...] = ()
     additional: tuple[Placed, ...] = ()
     qclass: int = CLASS.IN
+    ede: int | None = None  # Extended DNS Error info-code for the OPT record (RFC 8914)
 
 
-REFUSED = Answer(RCODE_REFUSED, authoritative=False)
+# Not ours: REFUSED with EDE "Not Authoritative" (RFC 8914 §4.21).
+REFUSED = Answer(RCODE_REFUSED, authoritative=False, ede=EDE_NOT_AUTHORITATIVE)
 
 
 @dataclass(slots=True)
@@ -70,7 +74,7 @@ class _Builder:
 
 def resolve(snapshot: Snapshot, qname: Name, qtype: int) -> Answer:
     """Answer an IN-class question from the served zones (RFC 1034 §4.3.2 steps 2-6)."""
-    zone = snapshot.find_zone(qname)
+    zone = _zone_for(snapshot, qname, qtype)
     if zone is None:
         return REFUSED  # not ours: REFUSED rather than NXDOMAIN (RFC 1034 §4.3.2 step 2)
     builder = _Builder(snapshot)
@@ -80,12 +84,24 @@ def resolve(snapshot: Snapshot, qname: Name, qtype: int) -> Answer:
         target = _resolve_in_zone(builder, zone, qname, qtype)
         if target is None or target in visited:
             break  # answered, or a CNAME loop: what was found so far is the answer
-        next_zone = snapshot.find_zone(target)
+        next_zone = _zone_for(snapshot, target, qtype)
         if next_zone is None:
             break  # a CNAME out of our zones: the resolver follows it (RFC 1034 §4.3.2 step 3a)
         zone, qname = next_zone, target
     _add_additional(builder)
     return builder.done()
+
+
+def _zone_for(snapshot: Snapshot, qname: Name, qtype: int) -> Zone | None:
+    """The closest enclosing zone (RFC 1034 §4.3.2 step 2), except that DS at a zone's
+    apex belongs to the parent side of the cut, so when we also serve the parent it
+    answers (RFC 4035 §3.1.4.1; as NSD does)."""
+    zone = snapshot.find_zone(qname)
+    if zone is not None and qtype == QTYPE.DS and qname == zone.origin and qname != names.ROOT:
+        parent = snapshot.find_zone(names.parent(qname))
+        if parent is not None:
+            return parent
+    return zone
 
 
 def _resolve_in_zone(builder: _Builder, zone: Zone, qname: Name, qtype: int) -> Name | None:
@@ -129,10 +145,14 @@ def _closest_encloser(zone: Zone, qname: Name) -> Name:
 
 
 def answer_from_node(builder: _Builder, zone: Zone, node: Node, owner: Name, qtype: int) -> Name | None:
-    """Data at an existing (or wildcard-matched) name: the RRset, a CNAME to follow, or NODATA."""
+    """Data at an existing (or wildcard-matched) name: the RRset, a CNAME to follow, or NODATA.
+
+    A CNAME is followed only when the qtype does not match it; ANY matches every type
+    (RFC 1034 §4.3.2 step 3a, RFC 1035 §3.2.3), so ANY at an alias gets the CNAME alone.
+    """
     rrsets = node.rrsets
     cname = rrsets.get(QTYPE.CNAME)
-    if cname is not None and qtype != QTYPE.CNAME:
+    if cname is not None and qtype not in (QTYPE.CNAME, QTYPE.ANY):
         builder.answer.append(Placed(owner, cname))
         return cname.targets[0] if cname.targets else names.from_dnslabel(cname.rdatas[0].label)
     if qtype == QTYPE.ANY:
@@ -157,46 +177,52 @@ def answer_any(builder: _Builder, zone: Zone, node: Node, owner: Name) -> None:
 
 def answer_referral(builder: _Builder, zone: Zone, cut: Node) -> None:
     """A referral: not authoritative, the child's NS in authority, glue in additional
-    (RFC 1034 §4.3.2 step 3b, RFC 2181 §6.1, RFC 9471)."""
+    (RFC 1034 §4.3.2 step 3b, RFC 2181 §6.1).
+
+    In-domain glue (at or below the cut) must fit or the response is truncated (RFC 9471
+    §3.1); sibling glue (below another cut of this zone, RFC 9471 §3.2) and the addresses
+    of other hosts in this zone are added when they fit. Every server's A comes before
+    any AAAA, so when space runs short each server keeps an address (NSD orders them so).
+    """
     ns = cut.rrsets[QTYPE.NS]
     if not builder.answer:
         builder.authoritative = False
     builder.authority.append(Placed(cut.name, ns))
-    for target in ns.targets:
-        in_domain = names.is_subdomain(target, cut.name)
-        node = zone.nodes.get(target)
-        if node is None:
-            continue
-        if not in_domain and _zone_cut(zone, target, QTYPE.A) is not None:
-            continue  # an address inside another delegation is not ours to give
-        for rtype in ADDRESS_TYPES:
-            rrset = node.rrsets.get(rtype)
+    for rtype in ADDRESS_TYPES:
+        for target in ns.targets:
+            node = zone.nodes.get(target)
+            rrset = node.rrsets.get(rtype) if node is not None else None
             if rrset is not None:
-                builder.additional.append(Placed(target, rrset, required=in_domain))
+                builder.additional.append(Placed(target, rrset, required=names.is_subdomain(target, cut.name)))
 
 
 def _add_additional(builder: _Builder) -> None:
     """Addresses of MX, NS and SRV targets that we serve authoritatively (RFC 1035 §3.3.9,
-    §4.3.2 step 6), skipping what the answer already holds."""
+    §4.3.2 step 6), skipping what the answer already holds. Every target's A comes before
+    any AAAA, as in referrals."""
     present = {(placed.owner, placed.rrset.rtype) for placed in builder.answer}
     present.update((placed.owner, placed.rrset.rtype) for placed in builder.additional)
-    for placed in builder.answer:
-        for target in placed.rrset.targets:
-            for rrset in _authoritative_addresses(builder.snapshot, target):
-                key = (target, rrset.rtype)
-                if key not in present:
-                    present.add(key)
-                    builder.additional.append(Placed(target, rrset))
+    targets = dict.fromkeys(target for placed in builder.answer for target in placed.rrset.targets)
+    found = [(target, _authoritative_addresses(builder.snapshot, target)) for target in targets]
+    for rtype in ADDRESS_TYPES:
+        for target, rrsets in found:
+            rrset = rrsets.get(rtype)
+            if rrset is not None and (target, rtype) not in present:
+                present.add((target, rtype))
+                builder.additional.append(Placed(target, rrset))
 
 
-def _authoritative_addresses(snapshot: Snapshot, target: Name) -> list[RRset]:
+def _authoritative_addresses(snapshot: Snapshot, target: Name) -> Mapping[int, RRset]:
+    """The RRsets a lookup of ``target`` finds in the zone we serve it from: the node's
+    own, or those of the wildcard that matches it (RFC 4592 §3.3.1; NSD synthesizes
+    these too). Nothing below a zone cut: glue is not authoritative data (RFC 1034 §4.2.1)."""
     zone = snapshot.find_zone(target)
     if zone is None or _zone_cut(zone, target, QTYPE.A) is not None:
-        return []
+        return {}
     node = zone.nodes.get(target)
     if node is None:
-        return []
-    return [node.rrsets[rtype] for rtype in ADDRESS_TYPES if rtype in node.rrsets]
+        node = zone.nodes.get(names.wildcard_of(_closest_encloser(zone, target)))
+    return {} if node is None else node.rrsets
 
 
 # ---------------------------------------------------------------- CHAOS class
@@ -206,15 +232,18 @@ IDENTITY_NAMES = (names.from_text("id.server."), names.from_text("hostname.bind.
 
 
 def resolve_chaos(qname: Name, qtype: int, version: str, identity: str | None) -> Answer:
-    """CH TXT version.bind / version.server and id.server / hostname.bind, as NSD and
-    BIND answer them (RFC 4892 §2.2 for id.server); everything else in CH is REFUSED."""
+    """CH TXT (or ANY) version.bind / version.server and id.server / hostname.bind, as
+    NSD answers them (RFC 4892 §2.2 for id.server). AA is clear: we serve no CH zone, so
+    we are no authority for these names (RFC 1035 §4.1.1). Anything else in CH, other
+    qtypes at these names included, is REFUSED with EDE "Not Supported" (RFC 8914 §4.22):
+    a NODATA would need an SOA we do not have (RFC 2308 §2.2)."""
     if qname in VERSION_NAMES:
         text = version
     elif qname in IDENTITY_NAMES and identity is not None:
         text = identity
     else:
-        return Answer(RCODE_REFUSED, authoritative=False, qclass=CLASS.CH)
-    if qtype not in (QTYPE.TXT, QTYPE.ANY):
-        return Answer(RCODE_NOERROR, authoritative=True, qclass=CLASS.CH)
+        text = None
+    if text is None or qtype not in (QTYPE.TXT, QTYPE.ANY):
+        return Answer(RCODE_REFUSED, authoritative=False, qclass=CLASS.CH, ede=EDE_NOT_SUPPORTED)
     rrset = make_rrset(qname, QTYPE.TXT, 0, (TXT(text.encode()[:255]),), rclass=CLASS.CH)
-    return Answer(RCODE_NOERROR, True, (Placed(qname, rrset),), qclass=CLASS.CH)
+    return Answer(RCODE_NOERROR, False, (Placed(qname, rrset),), qclass=CLASS.CH)

@@ -32,6 +32,11 @@ RCODE_BADVERS = 16  # RFC 6891 §9: extended rcode 1 in the OPT, 0 in the header
 
 OPCODE_QUERY = 0
 
+# Extended DNS Errors (RFC 8914 §4), sent in the OPT record of a query that had one.
+EDE_PROHIBITED = 18  # §4.19: the server is unable to respond due to policy
+EDE_NOT_AUTHORITATIVE = 20  # §4.21: REFUSED for a name outside our zones
+EDE_NOT_SUPPORTED = 21  # §4.22: the requested operation or query is not supported
+
 
 class Via(enum.IntEnum):
     UDP = 0
@@ -54,7 +59,7 @@ class Header:
     id: int
     opcode: int
     recursion_desired: bool
-    checking_disabled: bool  # copied back as NSD and Knot do (RFC 4035 §3.1.6)
+    checking_disabled: bool  # copied back (RFC 4035 §3.1.6); NSD 4.6 clears it, Knot copies it
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +76,14 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """A query answered with an error rcode and no data."""
+    """A query answered with an error rcode and no data; ``ede`` is an Extended DNS Error
+    info-code (RFC 8914) for the OPT record, when the query had one."""
 
     header: Header
     rcode: int
     question: DNSQuestion | None
     edns: Edns | None
+    ede: int | None = None
 
 
 def read_header(packet: bytes) -> Header:
@@ -108,6 +115,16 @@ def _read_edns(record: DNSRecord) -> Edns | None | int:
     return Edns(payload=opt.rclass, version=(opt.ttl >> 16) & 0xFF, dnssec_ok=bool(opt.ttl & 0x8000))
 
 
+def _valid_qname(question: DNSQuestion | None) -> Name | None:
+    """The question's name in lowercase wire form, or None when absent or not a valid name."""
+    if question is None:
+        return None
+    try:
+        return names.from_dnslabel(question.qname)
+    except names.BadName:
+        return None
+
+
 def parse_query(packet: bytes, via: Via, server_udp_max: int) -> Query | Reject | None:
     """Classify one incoming message.
 
@@ -121,20 +138,23 @@ def parse_query(packet: bytes, via: Via, server_udp_max: int) -> Query | Reject 
     try:
         record = DNSRecord.parse(packet)
     except (DNSError, DNSBufferError, DNSLabelError, struct.error, ValueError, UnicodeDecodeError, IndexError):
-        return Reject(header, RCODE_FORMERR, None, None)
+        # Another opcode's body (an UPDATE's prerequisites, say) need not parse as a
+        # query's: the opcode alone decides NOTIMP, as NSD answers it.
+        rcode = RCODE_NOTIMP if header.opcode != OPCODE_QUERY else RCODE_FORMERR
+        return Reject(header, rcode, None, None)
     question = record.questions[0] if len(record.questions) == 1 else None
     edns = _read_edns(record)
+    qname = _valid_qname(question)
+    # A name dnslib reads but RFC 1035 §2.3.4 forbids (a label over 63 octets, a name over
+    # 255) cannot be written back: such a question is left out of the reply.
+    echoed = question if qname is not None else None
     if isinstance(edns, int):
-        return Reject(header, edns, question, None)
+        return Reject(header, edns, echoed, None)
     if header.opcode != OPCODE_QUERY:
-        return Reject(header, RCODE_NOTIMP, question, edns)
-    if question is None:
+        return Reject(header, RCODE_NOTIMP, echoed, edns)
+    if qname is None or question is None:  # no question, several, or a forbidden name
         return Reject(header, RCODE_FORMERR, None, edns)
     if edns is not None and edns.version > 0:
         return Reject(header, RCODE_BADVERS, question, edns)
-    try:
-        qname = names.from_dnslabel(question.qname)
-    except names.BadName:
-        return Reject(header, RCODE_FORMERR, question, edns)
     limit = TCP_MESSAGE_LIMIT if via is Via.TCP else udp_size_limit(edns, server_udp_max)
     return Query(header, qname, question.qtype, question.qclass, question, edns, via, limit)

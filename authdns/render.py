@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import struct
 
-from dnslib import CLASS, QTYPE, RR, DNSBuffer, DNSLabel
+from dnslib import CLASS, QTYPE, RR, DNSBuffer, DNSLabel, EDNSOption
 from dnslib.label import DNSLabelError
 
 from .answer import Answer, Placed
 from .query import RCODE_BADVERS, Edns, Header, Query, Reject
 
 OPT_RECORD_LENGTH = 11  # root owner, type, class, TTL, RDLENGTH 0 (RFC 6891 §6.1.2)
+OPTION_EDE = 15  # the Extended DNS Error option code (RFC 8914 §2)
+EDE_OPTION_LENGTH = 6  # code, length, INFO-CODE; we send no EXTRA-TEXT
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -74,10 +76,16 @@ def _flags(header: Header, rcode: int, authoritative: bool, truncated: bool) -> 
     return flags
 
 
-def _opt_record(edns: Edns, server_udp_max: int, rcode: int) -> RR:
-    """Our OPT: our payload size, version 0, the extended rcode bits, DO echoed (RFC 3225 §3)."""
+def _opt_record(edns: Edns, server_udp_max: int, rcode: int, ede: int | None = None) -> RR:
+    """Our OPT: our payload size, version 0, the extended rcode bits, DO echoed (RFC 3225 §3),
+    and an Extended DNS Error option when there is one to give (RFC 8914 §2)."""
     ttl = ((rcode >> 4) << 24) | (0x8000 if edns.dnssec_ok else 0)
-    return RR(DNSLabel([]), QTYPE.OPT, server_udp_max, ttl, [])
+    options = [] if ede is None else [EDNSOption(OPTION_EDE, struct.pack("!H", ede))]
+    return RR(DNSLabel([]), QTYPE.OPT, server_udp_max, ttl, options)
+
+
+def _opt_length(ede: int | None) -> int:
+    return OPT_RECORD_LENGTH + (0 if ede is None else EDE_OPTION_LENGTH)
 
 
 def _pack_rrset(buffer: CaseInsensitiveBuffer, placed: Placed, limit: int) -> bool:
@@ -95,7 +103,7 @@ def render(query: Query, answer: Answer, server_udp_max: int) -> bytes:
     buffer = CaseInsensitiveBuffer()
     buffer.append(b"\x00" * 12)
     query.question.pack(buffer)
-    limit = query.size_limit - (OPT_RECORD_LENGTH if query.edns is not None else 0)
+    limit = query.size_limit - (_opt_length(answer.ede) if query.edns is not None else 0)
     counts = [0, 0, 0]
     truncated = False
     for index, section in enumerate((answer.answer, answer.authority, answer.additional)):
@@ -108,7 +116,7 @@ def render(query: Query, answer: Answer, server_udp_max: int) -> bytes:
         if truncated:
             break
     if query.edns is not None:
-        _opt_record(query.edns, server_udp_max, answer.rcode).pack(buffer)
+        _opt_record(query.edns, server_udp_max, answer.rcode, answer.ede).pack(buffer)
         counts[2] += 1
     flags = _flags(query.header, answer.rcode, answer.authoritative, truncated)
     struct.pack_into("!HHHHHH", buffer.data, 0, query.header.id, flags, 1, counts[0], counts[1], counts[2])
@@ -126,7 +134,7 @@ def render_reject(reject: Reject, server_udp_max: int) -> bytes:
         qdcount = 1
     arcount = 0
     if reject.edns is not None:
-        _opt_record(reject.edns, server_udp_max, reject.rcode).pack(buffer)
+        _opt_record(reject.edns, server_udp_max, reject.rcode, reject.ede).pack(buffer)
         arcount = 1
     flags = _flags(reject.header, reject.rcode, False, False)
     struct.pack_into("!HHHHHH", buffer.data, 0, reject.header.id, flags, qdcount, 0, 0, arcount)

@@ -17,7 +17,7 @@ from dnslib import CLASS, QTYPE
 
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
-from .query import RCODE_REFUSED, Query, Reject, Via, parse_query
+from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_REFUSED, Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
 from .state import StateHolder
 
@@ -76,7 +76,9 @@ class Responder:
         if query.qclass == CLASS.CH:
             return resolve_chaos(query.qname, query.qtype, self.config.version, self.config.identity)
         if query.qclass != CLASS.IN:
-            return Reject(query.header, RCODE_REFUSED, query.question, query.edns)
+            # Only IN and CH are served; EDE "Not Supported" says why (RFC 8914 §4.22).
+            return Reject(query.header, RCODE_REFUSED, query.question, query.edns, EDE_NOT_SUPPORTED)
         if query.qtype in TRANSFER_TYPES:
-            return Reject(query.header, RCODE_REFUSED, query.question, query.edns)
+            # Refused by policy until transfer ACLs exist: EDE "Prohibited" (RFC 8914 §4.19).
+            return Reject(query.header, RCODE_REFUSED, query.question, query.edns, EDE_PROHIBITED)
         return resolve(snapshot, query.qname, query.qtype)
