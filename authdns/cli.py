@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, names
-from .config import DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen
+from .config import DEFAULT_LISTEN, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen
 from .masterfile import ImportError_, export_zone, import_master
 from .responder import Responder
 from .server import BindError, DnsServer
@@ -23,6 +23,10 @@ from .snapshot import EMPTY, cross_zone_problems, load_snapshot, load_zone_file,
 from .state import StateHolder
 
 log = logging.getLogger("authdns")
+
+# ServerConfig is a slots dataclass: its class attributes are slot descriptors, not the
+# defaults (``ServerConfig.listen`` is not a tuple), so defaults are read from an instance.
+DEFAULTS = ServerConfig()
 
 
 def _listen_arg(text: str) -> tuple[str, int]:
@@ -35,6 +39,24 @@ def _listen_arg(text: str) -> tuple[str, int]:
 def _positive(text: str) -> int:
     if not text.isdigit() or not 512 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size from 512 to 65535")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (at most a day)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 86400:  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 and at most 86400")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number from 1 to 65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 65535")
     return int(text)
 
 
@@ -54,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--udp-payload", type=_positive, default=DEFAULT_UDP_PAYLOAD, metavar="OCTETS",
         help=f"largest EDNS UDP response (default: {DEFAULT_UDP_PAYLOAD})",
+    )
+    serve.add_argument(
+        "--tcp-idle-timeout", type=_seconds, default=DEFAULTS.tcp_idle_timeout, metavar="SECONDS",
+        help="close a TCP connection idle this long between queries "
+        f"(RFC 7766 §6.2.3; default: {DEFAULTS.tcp_idle_timeout:g})",
+    )
+    serve.add_argument(
+        "--tcp-max-connections", type=_count, default=DEFAULTS.tcp_max_connections, metavar="N",
+        help="most concurrent TCP connections; one more is closed at once "
+        f"(RFC 7766 §6.2.2; default: {DEFAULTS.tcp_max_connections})",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -165,11 +197,12 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.zones.is_dir():
         log.error("zone directory %s does not exist", args.zones)
         return 1
-    listen = tuple(args.listen) if args.listen else ServerConfig.listen
-    if not args.listen and not socket.has_ipv6:
-        listen = listen[:1]
+    listen = tuple(args.listen) if args.listen else DEFAULT_LISTEN
+    # Only the default IPv6 loopback may be missing; an address the user named may not.
+    optional = frozenset() if args.listen else frozenset(a for a in DEFAULT_LISTEN if ":" in a[0])
     config = ServerConfig(
-        zone_dir=args.zones, listen=listen, udp_payload=args.udp_payload,
+        zone_dir=args.zones, listen=listen, optional_listen=optional, udp_payload=args.udp_payload,
+        tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:

@@ -18,6 +18,9 @@ DEFAULT_UDP_PAYLOAD = 1232
 class ServerConfig:
     zone_dir: Path = Path("zones")
     listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
+    # Addresses skipped with a warning when the host lacks them (the default [::1] on a
+    # host without IPv6); any other address that cannot be bound stops the server.
+    optional_listen: frozenset[tuple[str, int]] = frozenset()
     udp_payload: int = DEFAULT_UDP_PAYLOAD
     tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
     tcp_max_connections: int = 256

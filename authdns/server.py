@@ -28,6 +28,15 @@ UDP_RECEIVE_BUFFER = 1 << 20
 class BindError(Exception):
     """A listen address could not be bound; the message says which and why."""
 
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+# The address family or address does not exist on this host (IPv6 disabled, say), as
+# opposed to a port taken by someone else.
+UNAVAILABLE = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT})
+
 
 def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -47,7 +56,10 @@ def _udp_socket(host: str, port: int) -> socket.socket:
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: accepted sockets inherit the protocol number, and asyncio
+    # turns Nagle off (TCP_NODELAY) only on sockets whose proto is IPPROTO_TCP. With
+    # proto 0, a second pipelined answer waited for the client's delayed ACK (~40 ms).
+    sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -68,14 +80,14 @@ def bind_pair(host: str, port: int, attempts: int = 20) -> tuple[socket.socket, 
         try:
             udp = _udp_socket(host, port)
         except OSError as error:
-            raise BindError(f"cannot listen on UDP {host} port {port}: {error.strerror}") from None
+            raise BindError(f"cannot listen on UDP {host} port {port}: {error.strerror}", error.errno) from None
         chosen = udp.getsockname()[1]
         try:
             return udp, _tcp_socket(host, chosen)
         except OSError as error:
             udp.close()
             if port != 0 or error.errno != errno.EADDRINUSE:
-                raise BindError(f"cannot listen on TCP {host} port {chosen}: {error.strerror}") from None
+                raise BindError(f"cannot listen on TCP {host} port {chosen}: {error.strerror}", error.errno) from None
     raise BindError(f"no port free for both UDP and TCP on {host}")
 
 
@@ -110,6 +122,16 @@ class UdpListener:
         self.sock.close()
 
 
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """Answers are whole messages written at once: send them without Nagle's wait."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # the peer is already gone; the read below will notice
+
+
 class TcpListener:
     def __init__(self, sock: socket.socket, responder: Responder, config: ServerConfig) -> None:
         self.sock = sock
@@ -129,6 +151,7 @@ class TcpListener:
             writer.close()
             return
         self.active += 1
+        _no_delay(writer)
         task = asyncio.current_task()
         if task is not None:
             self.connections.add(task)
@@ -136,6 +159,10 @@ class TcpListener:
             await self.serve_connection(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             pass  # the client went away or idled out: nothing to answer
+        except asyncio.CancelledError:
+            # Shutdown (close() below). End the task normally: asyncio's stream callback
+            # calls task.exception(), which on a cancelled task raises and logs a traceback.
+            pass
         finally:
             self.active -= 1
             if task is not None:
@@ -157,10 +184,14 @@ class TcpListener:
             await asyncio.wait_for(writer.drain(), whole)
 
     async def close(self) -> None:
+        """Stop accepting, end every open connection, and wait until they have closed."""
         if self.server is not None:
             self.server.close()
-        for task in list(self.connections):
+        tasks = list(self.connections)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()
 
@@ -180,7 +211,15 @@ class DnsServer:
         pairs = []
         try:
             for host, port in self.config.listen:
-                pairs.append(bind_pair(host, port))
+                try:
+                    pairs.append(bind_pair(host, port))
+                except BindError as error:
+                    if (host, port) not in self.config.optional_listen or error.errno not in UNAVAILABLE:
+                        raise
+                    # A default address this host lacks (no IPv6 loopback): serve the rest.
+                    log.warning("%s; serving without it", error)
+            if not pairs:
+                raise BindError("no listen address could be bound")
         except BindError:
             for udp, tcp in pairs:
                 udp.close()
