@@ -1,0 +1,201 @@
+"""Helpers shared by the integration modules: raw UDP/TCP exchanges with deadlines, the
+listen addresses a server logged, and zone files written as YAML text. No fixtures here
+start or stop processes; that stays in ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+
+from conftest import ServerProcess, wait_until
+
+# ---------------------------------------------------------------- addresses
+
+
+def listening_addresses(server: ServerProcess, count: int = 1, timeout: float = 5.0) -> list[tuple[str, int]]:
+    """The ``listening udp+tcp ADDR:PORT`` lines of a server's log, as (host, port)."""
+
+    def addresses() -> list[tuple[str, int]] | None:
+        found = []
+        for line in list(server.log):
+            match = re.search(r"listening udp\+tcp (?:\[([0-9a-fA-F:]+)\]|([0-9.]+)):(\d+)", line)
+            if match:
+                found.append((match.group(1) or match.group(2), int(match.group(3))))
+        return found if len(found) >= count else None
+
+    addresses.__name__ = f"{count} 'listening' log line(s)"
+    return wait_until(addresses, timeout)
+
+
+def has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+# ---------------------------------------------------------------- raw UDP
+
+
+def udp_exchange(host: str, port: int, packet: bytes, timeout: float = 2.0) -> bytes:
+    """Send one datagram and return the first reply (raises socket.timeout if none)."""
+    with socket.socket(family(host), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (host, port))
+        data, _ = sock.recvfrom(65535)
+        return data
+
+
+def udp_replies_until(
+    sock: socket.socket, sentinel_id: int, timeout: float = 2.0, limit: int = 16
+) -> tuple[list[bytes], bytes]:
+    """Read datagrams until one carries ``sentinel_id``; return (the others, the sentinel's).
+
+    Bounded by ``timeout`` overall and by ``limit`` datagrams."""
+    others: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    for _ in range(limit):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        data, _ = sock.recvfrom(65535)
+        if len(data) >= 2 and struct.unpack_from("!H", data)[0] == sentinel_id:
+            return others, data
+        others.append(data)
+    raise AssertionError(f"no reply with ID {sentinel_id} within {timeout}s; got {len(others)} other(s)")
+
+
+# ---------------------------------------------------------------- raw TCP
+
+
+def tcp_connect(host: str, port: int, timeout: float = 2.0) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def frame(packet: bytes) -> bytes:
+    """RFC 1035 §4.2.2 / RFC 7766 §8: a two-octet length, then the message."""
+    return struct.pack("!H", len(packet)) + packet
+
+
+def recv_exactly(sock: socket.socket, count: int) -> bytes:
+    """Exactly ``count`` bytes, or b"" if the peer closed first (the socket's timeout bounds each read)."""
+    chunks = bytearray()
+    while len(chunks) < count:
+        chunk = sock.recv(count - len(chunks))
+        if not chunk:
+            return b""
+        chunks += chunk
+    return bytes(chunks)
+
+
+def tcp_read_message(sock: socket.socket) -> bytes:
+    """One framed message; b"" when the server closed the connection."""
+    prefix = recv_exactly(sock, 2)
+    if not prefix:
+        return b""
+    (length,) = struct.unpack("!H", prefix)
+    body = recv_exactly(sock, length)
+    assert len(body) == length, "connection closed in the middle of a framed message"
+    return body
+
+
+def tcp_exchange(sock: socket.socket, packet: bytes) -> bytes:
+    sock.sendall(frame(packet))
+    reply = tcp_read_message(sock)
+    assert reply, "server closed the TCP connection instead of answering"
+    return reply
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True when the next read sees EOF or a reset (the socket timeout bounds the wait)."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+# ---------------------------------------------------------------- packets
+
+
+def query_wire(qname: str, qtype: str = "A", ident: int | None = None, rd: bool = False, **kwargs) -> bytes:
+    message = dns.message.make_query(qname, qtype, **kwargs)
+    if ident is not None:
+        message.id = ident
+    if not rd:
+        message.flags &= ~dns.flags.RD
+    return message.to_wire()
+
+
+def header(packet: bytes) -> tuple[int, int, int, int, int, int]:
+    """(id, flags, qdcount, ancount, nscount, arcount)."""
+    return struct.unpack_from("!HHHHHH", packet)
+
+
+def question_bytes(packet: bytes) -> bytes:
+    """The first question's raw bytes (qname as sent, type, class); the name must be uncompressed."""
+    offset = 12
+    while packet[offset]:
+        offset += packet[offset] + 1
+    return packet[12 : offset + 5]
+
+
+# ---------------------------------------------------------------- zone files
+
+
+def write_zone(zone_dir: Path, origin: str, text: str) -> Path:
+    """Write ``<origin>.yaml`` into ``zone_dir`` (created if needed)."""
+    zone_dir.mkdir(parents=True, exist_ok=True)
+    path = zone_dir / f"{origin}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BIG_TXT_COUNT = 40
+BIG_A_COUNT = 60
+REFERRAL_NS_COUNT = 12
+MANY_MX_COUNT = 16
+
+
+def big_zone_text() -> str:
+    """``big.test``: RRsets that do not fit 512 octets (and one that does not fit 1232),
+    a referral whose in-domain glue does not fit 512, and an MX RRset whose additional
+    addresses do not fit."""
+    lines = [
+        "ttl: 300",
+        "records:",
+        '  "@":',
+        "    SOA: {rname: hostmaster}",
+        "    NS: [ns1]",
+        "  ns1: {A: 192.0.2.1}",
+        "  txt:",
+        "    TXT:",
+    ]
+    lines += [f'      - "record-{i:02d}-{"x" * 40}"' for i in range(BIG_TXT_COUNT)]
+    lines.append("  many:")
+    lines.append("    A: [" + ", ".join(f"198.51.100.{i}" for i in range(1, BIG_A_COUNT + 1)) + "]")
+    lines.append("  deleg:")
+    lines.append("    NS: [" + ", ".join(f"ns{i}.deleg" for i in range(REFERRAL_NS_COUNT)) + "]")
+    for i in range(REFERRAL_NS_COUNT):
+        lines.append(f'  ns{i}.deleg: {{A: 192.0.2.{100 + i}, AAAA: "2001:db8::{100 + i:x}"}}')
+    lines.append("  mxhost:")
+    lines.append("    MX: [" + ", ".join(f'"10 exchanger{i}"' for i in range(MANY_MX_COUNT)) + "]")
+    for i in range(MANY_MX_COUNT):
+        lines.append(f'  exchanger{i}: {{A: 203.0.113.{i + 1}, AAAA: "2001:db8:1::{i + 1:x}"}}')
+    return "\n".join(lines) + "\n"
