@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import struct
 
-from dnslib import CLASS, QTYPE, RR, DNSBuffer, DNSLabel, EDNSOption
+from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, EDNSOption
 from dnslib.label import DNSLabelError
 
 from .answer import Answer, Placed
-from .query import RCODE_BADVERS, Edns, Header, Query, Reject
+from .query import Edns, Header, Query, Reject
 
 OPT_RECORD_LENGTH = 11  # root owner, type, class, TTL, RDLENGTH 0 (RFC 6891 §6.1.2)
 OPTION_EDE = 15  # the Extended DNS Error option code (RFC 8914 §2)

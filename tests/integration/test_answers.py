@@ -46,7 +46,7 @@ import pytest
 
 from authdns import __version__
 from conftest import ServerProcess, rrset_texts
-from integration_support import write_zone
+from support import write_zone
 
 ZONE_FILES = {
     "test": "example.test.yaml",

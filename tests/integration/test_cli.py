@@ -36,7 +36,7 @@ import pytest
 
 from authdns import __version__
 from conftest import ROOT, ServerProcess, rrset_texts, start_server, stop_server, wait_until
-from integration_support import tcp_connect, tcp_exchange, query_wire, write_zone
+from support import tcp_connect, tcp_exchange, query_wire, write_zone
 
 SHIPPED_ORIGINS = {"example.test.", "example.net.", "2.0.192.in-addr.arpa."}
 

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ServerProcess, rrset_texts, stop_server
-from integration_support import (
+from support import (
     frame,
     header,
     query_wire,

@@ -45,7 +45,7 @@ import dns.rdatatype
 import pytest
 
 from conftest import ServerProcess, rrset_texts, start_server, stop_server, wait_until
-from integration_support import (
+from support import (
     BIG_A_COUNT,
     BIG_TXT_COUNT,
     MANY_MX_COUNT,

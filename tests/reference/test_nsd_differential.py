@@ -49,6 +49,7 @@ import dns.update
 import pytest
 
 from conftest import ROOT, SHIPPED_ZONES, ServerProcess, start_server, stop_server, wait_until
+from support import frame, question_bytes, tcp_read_message
 
 
 def _find_nsd() -> str | None:
@@ -227,11 +228,10 @@ def exchange(port: int, wire: bytes, *, tcp: bool, timeout: float = TIMEOUT) -> 
             sock.settimeout(timeout)
             try:
                 sock.connect((HOST, port))
-                sock.sendall(struct.pack("!H", len(wire)) + wire)
-                prefix = _read_exactly(sock, 2)
-                return _read_exactly(sock, struct.unpack("!H", prefix)[0])
-            except (OSError, EOFError):
-                return None
+                sock.sendall(frame(wire))
+                return tcp_read_message(sock) or None
+            except OSError:
+                return None  # refused, reset or timed out: no reply (half a message fails the test)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect((HOST, port))
         sock.send(wire)
@@ -244,30 +244,6 @@ def exchange(port: int, wire: bytes, *, tcp: bool, timeout: float = TIMEOUT) -> 
             if data[:2] == wire[:2]:
                 return data
         return None
-
-
-def _read_exactly(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def question_bytes(wire: bytes) -> bytes:
-    """The question section exactly as sent back (case included)."""
-    qdcount = struct.unpack_from("!H", wire, 4)[0]
-    offset = 12
-    for _ in range(qdcount):
-        while wire[offset]:
-            if wire[offset] & 0xC0:
-                offset += 1
-                break
-            offset += wire[offset] + 1
-        offset += 1 + 4
-    return wire[12:offset]
 
 
 FLAG_BITS = {"QR": 0x8000, "AA": 0x0400, "TC": 0x0200, "RD": 0x0100, "RA": 0x0080, "Z": 0x0040,

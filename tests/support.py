@@ -1,5 +1,5 @@
-"""Helpers shared by the integration modules: raw UDP/TCP exchanges with deadlines, the
-listen addresses a server logged, and zone files written as YAML text. No fixtures here
+"""Helpers shared by the integration and reference tests: raw UDP/TCP exchanges with
+deadlines, the listen addresses a server logged, and zone files written as YAML text. No fixtures here
 start or stop processes; that stays in ``tests/conftest.py``."""
 
 from __future__ import annotations
@@ -149,11 +149,18 @@ def header(packet: bytes) -> tuple[int, int, int, int, int, int]:
 
 
 def question_bytes(packet: bytes) -> bytes:
-    """The first question's raw bytes (qname as sent, type, class); the name must be uncompressed."""
+    """The question section's raw bytes exactly as sent (case included): every question
+    QDCOUNT announces, b"" when there is none. A compression pointer ends a name."""
+    (qdcount,) = struct.unpack_from("!H", packet, 4)
     offset = 12
-    while packet[offset]:
-        offset += packet[offset] + 1
-    return packet[12 : offset + 5]
+    for _ in range(qdcount):
+        while packet[offset]:
+            if packet[offset] & 0xC0:
+                offset += 1
+                break
+            offset += packet[offset] + 1
+        offset += 1 + 4  # the terminating octet (or pointer's second), then type and class
+    return packet[12:offset]
 
 
 # ---------------------------------------------------------------- zone files
