@@ -19,6 +19,7 @@ from dnslib import CLASS, QTYPE, RD, RR, DNSBuffer
 
 from . import names
 from .names import Name
+from .balancespec import BALANCED_TTL_WARNING, BalanceSpec, Policy
 from .yamltree import Where
 from .zonefile import Problem, RRsetSpec, ZoneSource
 
@@ -38,6 +39,7 @@ class RRset:
     # RFC 2782 for SRV): MX exchanges, NS hosts, SRV targets; empty for other types.
     targets: tuple[Name, ...]
     where: Where | None = None  # where the zone file wrote it, for diagnostics
+    balance: BalanceSpec | None = None  # how ordering.py orders it; None: zone order, always
 
     def __len__(self) -> int:
         return len(self.rdatas)
@@ -51,12 +53,32 @@ class RRset:
 
 
 def make_rrset(
-    name: Name, rtype: int, ttl: int, rdatas: tuple[RD, ...], where: Where | None = None, rclass: int = CLASS.IN
+    name: Name, rtype: int, ttl: int, rdatas: tuple[RD, ...], where: Where | None = None, rclass: int = CLASS.IN,
+    balance: BalanceSpec | None = None,
 ) -> RRset:
     label = names.to_dnslabel(name)
     rrs = tuple(RR(label, rtype, rclass, ttl, rdata) for rdata in rdatas)
     targets = tuple(t for t in (_target(rtype, rdata) for rdata in rdatas) if t is not None)
-    return RRset(name, rtype, ttl, rdatas, rrs, targets, where)
+    return RRset(name, rtype, ttl, rdatas, rrs, targets, where, balance)
+
+
+def _largest_group(spec: RRsetSpec) -> int:
+    """How many records can trade places: an MX preference group (RFC 5321 §5.1), or
+    the whole address RRset."""
+    if spec.rtype != QTYPE.MX:
+        return len(spec.records)
+    sizes: dict[int, int] = {}
+    for record in spec.records:
+        sizes[record.rdata.preference] = sizes.get(record.rdata.preference, 0) + 1
+    return max(sizes.values())
+
+
+def member_text(rtype: int, rdata: RD) -> str:
+    """How a member of a balanced RRset is named (in status, drains, explain): the
+    exchange of an MX, the address of an A/AAAA."""
+    if rtype == QTYPE.MX:
+        return names.to_text(names.from_dnslabel(rdata.label))
+    return str(rdata)
 
 
 def _target(rtype: int, rdata: RD) -> Name | None:
@@ -221,6 +243,35 @@ class _Builder:
                     self.check_null_mx(spec)
                 if spec.rtype in (QTYPE.MX, QTYPE.NS):
                     self.check_targets(owner, spec)
+                if spec.balance is not None:
+                    self.check_balance(spec, spec.balance)
+
+    def check_balance(self, spec: RRsetSpec, balance: BalanceSpec) -> None:
+        """Balancing that cannot work as written (README, "Load balancing")."""
+        rotates = balance.policy is not Policy.FIXED or balance.answer is not None or balance.check is not None
+        if rotates and _largest_group(spec) > 1 and spec.ttl > BALANCED_TTL_WARNING:
+            self.warn(spec.where, f"balanced {QTYPE[spec.rtype]} RRset has TTL {spec.ttl}: resolvers cache one "
+                      f"order that long, so keep it at {BALANCED_TTL_WARNING} s or less")
+        for member in balance.members:
+            if member.weight is None and balance.check is None:
+                self.error(member.where, "weight: auto needs a check: it is derived from probe round-trip times")
+            elif balance.policy is not Policy.WEIGHTED and member.weight not in (0, 1):
+                self.warn(member.where, f"weight only shapes shares under policy weighted (this RRset is "
+                          f"{balance.policy.value}); here only weight 0 (standby) counts")
+            if member.probe is not None and balance.check is None:
+                self.warn(member.where, "probe address is unused: this RRset has no check")
+        if balance.promote and spec.rtype == QTYPE.MX:  # on A/AAAA the file reader reported it
+            self.check_promote(spec)
+
+    def check_promote(self, spec: RRsetSpec) -> None:
+        """promote gives the chosen exchanger preference - 1; that value must be free so
+        the promoted record stays between its group and the better one (RFC 5321 §5.1)."""
+        preferences = {record.rdata.preference for record in spec.records}
+        for preference in sorted(preferences):
+            if preference == 0 or preference - 1 in preferences:
+                self.error(spec.where, f"promote needs preference {preference} - 1 free for the promoted "
+                           "exchanger; leave a gap below each preference")
+                return
 
     # -- building -----------------------------------------------------------------
 
@@ -228,7 +279,8 @@ class _Builder:
         nodes: dict[Name, Node] = {}
         for owner, types in self.specs.items():
             rrsets = {
-                rtype: make_rrset(owner, rtype, spec.ttl, tuple(r.rdata for r in spec.records), spec.where)
+                rtype: make_rrset(owner, rtype, spec.ttl, tuple(r.rdata for r in spec.records), spec.where,
+                                  balance=spec.balance)
                 for rtype, spec in types.items()
             }
             nodes[owner] = Node(owner, MappingProxyType(rrsets), owner in self.cuts)

@@ -29,6 +29,9 @@ from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, QTYPE, RD, SOA, SRV, TXT, A
 
 from . import names
 from .names import Name
+from .balancefile import BALANCE_OPTION_KEYS, parse_bool, parse_check_reference, parse_checks, parse_policy, split_member
+from .balancespec import BALANCED_TYPE_NAMES, BalanceSpec, CheckSpec, MemberSpec, Policy
+from .yamlfields import FieldError, integer as _integer, scalar as _scalar
 from .yamltree import Mapping, Scalar, Sequence, TreeError, Value, Where, parse_tree
 
 SUPPORTED_TYPES = ("SOA", "NS", "A", "AAAA", "MX", "CNAME", "TXT", "SRV", "PTR", "CAA")
@@ -40,8 +43,8 @@ MAX_TTL = 2**31 - 1  # RFC 2181 §8
 # shortened for refresh/retry since NOTIFY (RFC 1996) makes polling a fallback only.
 SOA_DEFAULTS = {"refresh": 14400, "retry": 3600, "expire": 1209600, "minimum": 3600}
 ZONE_FILE_SUFFIXES = (".yaml", ".yml")
-TOP_LEVEL_KEYS = ("origin", "ttl", "records")
-RRSET_OPTION_KEYS = ("ttl", "records")
+TOP_LEVEL_KEYS = ("origin", "ttl", "policy", "checks", "records")
+RRSET_OPTION_KEYS = ("ttl", "records") + BALANCE_OPTION_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class RRsetSpec:
     ttl: int
     records: tuple[RecordSpec, ...]
     where: Where
+    balance: BalanceSpec | None = None  # MX, A and AAAA with more than one record, or a check
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +84,6 @@ class ZoneSource:
     default_ttl: int
     rrsets: tuple[RRsetSpec, ...]
     where: Where
-
-
-class FieldError(Exception):
-    def __init__(self, where: Where, message: str) -> None:
-        super().__init__(message)
-        self.where = where
-        self.message = message
 
 
 def origin_from_path(path: Path) -> Name:
@@ -102,23 +99,6 @@ def origin_from_path(path: Path) -> Name:
 
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TTL_PATTERN = re.compile(r"^(?:\d+[smhdw])+$")
-
-
-def _scalar(value: Value, what: str) -> Scalar:
-    if not isinstance(value, Scalar) or value.is_null:
-        raise FieldError(value.where, f"{what} must be a single value")
-    return value
-
-
-def _integer(value: Value, what: str, low: int, high: int) -> int:
-    scalar = _scalar(value, what)
-    text = scalar.text.strip()
-    if not text.isdigit():
-        raise FieldError(scalar.where, f"{what} must be a whole number, not {text!r}")
-    number = int(text)
-    if not low <= number <= high:
-        raise FieldError(scalar.where, f"{what} {number} is out of range {low}..{high}")
-    return number
 
 
 def parse_ttl(value: Value, what: str = "TTL") -> int:
@@ -349,6 +329,8 @@ class _Reader:
     problems: list[Problem] = field(default_factory=list)
     rrsets: dict[tuple[Name, int], RRsetSpec] = field(default_factory=dict)
     soa: tuple[_SoaDraft, int, Where] | None = None
+    default_policy: Policy | None = None  # the zone's `policy:`; None: by record count
+    checks: dict[str, CheckSpec] = field(default_factory=dict)
 
     def error(self, where: Where, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -375,6 +357,7 @@ class _Reader:
                 self.default_ttl = parse_ttl(ttl_value, "zone TTL")
             except FieldError as error:
                 self.error(error.where, error.message)
+        self.read_balance_defaults(top)
         records = top.get("records")
         if records is None:
             self.error(top.where, "no 'records:' mapping: a zone needs at least SOA defaults and NS records")
@@ -383,6 +366,21 @@ class _Reader:
         else:
             for owner_key, types in records.items:
                 self.read_owner(owner_key, types)
+
+    def read_balance_defaults(self, top: Mapping) -> None:
+        """The zone's default ``policy:`` and its named ``checks:`` (read before the
+        records, which refer to them)."""
+        policy_value = top.get("policy")
+        if policy_value is not None:
+            try:
+                self.default_policy = parse_policy(policy_value)
+            except FieldError as error:
+                self.error(error.where, error.message)
+        checks_value = top.get("checks")
+        if checks_value is not None:
+            self.checks, errors = parse_checks(checks_value)
+            for error in errors:
+                self.error(error.where, error.message)
 
     def read_owner(self, owner_key: Scalar, types: Value) -> None:
         try:
@@ -428,9 +426,36 @@ class _Reader:
         if rtype == QTYPE.SOA:
             self.read_soa(owner, items, ttl, type_key.where)
             return
-        records = self.read_records(type_name, items)
+        records, members = self.read_records(type_name, items)
         if records:
-            self.rrsets[(owner, rtype)] = RRsetSpec(owner, rtype, ttl, tuple(records), type_key.where)
+            options = body if isinstance(body, Mapping) and body.get("records") is not None else None
+            balance = self.read_balance(type_name, options, members)
+            self.rrsets[(owner, rtype)] = RRsetSpec(owner, rtype, ttl, tuple(records), type_key.where, balance)
+
+    def read_balance(self, type_name: str, options: Mapping | None, members: list[MemberSpec]) -> BalanceSpec | None:
+        """The RRset's balancing: its options, else the zone's policy, else round-robin
+        when it has several records (README, "Load balancing")."""
+        given = {key: options.get(key) for key in BALANCE_OPTION_KEYS} if options is not None else {}
+        given = {key: value for key, value in given.items() if value is not None}
+        if type_name not in BALANCED_TYPE_NAMES:
+            for key, value in given.items():
+                self.error(value.where, f"{type_name}: {key!r} applies to MX, A and AAAA records only")
+            return None
+        try:
+            policy = parse_policy(given["policy"]) if "policy" in given else None
+            answer = _integer(given["answer"], "answer", 1, 1000) if "answer" in given else None
+            promote = parse_bool(given["promote"], "promote") if "promote" in given else False
+            check = parse_check_reference(given["check"], self.checks) if "check" in given else None
+        except FieldError as error:
+            self.error(error.where, error.message)
+            return None
+        if promote and type_name != "MX":
+            self.error(given["promote"].where, "promote applies to MX records only (it rewrites preferences)")
+        if policy is None:
+            policy = self.default_policy or (Policy.ROUND_ROBIN if len(members) > 1 else Policy.FIXED)
+        if len(members) < 2 and check is None and answer is None:
+            return None  # one record and nothing to watch: nothing to balance
+        return BalanceSpec(policy, tuple(members), answer, promote, check)
 
     def check_rrset_options(self, body: Mapping, type_name: str) -> None:
         for key, _ in body.items:
@@ -449,19 +474,24 @@ class _Reader:
         except FieldError as error:
             self.error(error.where, error.message)
 
-    def read_records(self, type_name: str, items: Value) -> list[RecordSpec]:
+    def read_records(self, type_name: str, items: Value) -> tuple[list[RecordSpec], list[MemberSpec]]:
+        """The records, and for balanced types each one's member fields (weight, probe)."""
         parser = PARSERS[type_name]
         values = items.items if isinstance(items, Sequence) else (items,)
         if isinstance(items, Sequence) and not values:
             self.error(items.where, f"{type_name}: empty list; leave the type out instead")
         records: list[RecordSpec] = []
+        members: list[MemberSpec] = []
         ctx = _Context(self.origin)
         for item in values:
             try:
-                records.append(RecordSpec(parser(item, ctx), item.where))
+                record_value, member = split_member(item) if type_name in BALANCED_TYPE_NAMES else (item, None)
+                records.append(RecordSpec(parser(record_value, ctx), item.where))
+                if member is not None:
+                    members.append(member)
             except FieldError as error:
                 self.error(error.where, error.message)
-        return records
+        return records, members
 
     def finish_soa(self, default_serial: int, where: Where) -> None:
         """Build the SOA RRset, filling the defaults (mname: the first apex NS)."""

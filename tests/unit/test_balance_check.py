@@ -1,0 +1,122 @@
+"""Balancing options in zone files: what ``authdns check`` rejects or warns about, at
+which ``file:line:column``, and what a valid file loads to.
+
+Checks: unknown policy, options on types that cannot be balanced, promote on A or with
+no free preference below a group, ``answer`` out of range, ``weight: auto`` without a
+check, a weight out of range, unknown or malformed checks (kind, port, timing, ehlo on
+tcp), malformed probe addresses; warnings for a balanced TTL above 300 s, weights under
+a non-weighted policy and a probe without a check; defaults (round-robin for several
+records, the zone's ``policy:``, none for a single record).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dnslib import QTYPE
+
+from authdns import names
+from authdns.balancespec import CheckKind, Policy, ProbeAddress
+from authdns.snapshot import load_zone_file
+
+HEAD = """\
+ttl: 60
+checks:
+  mail: {kind: smtp, interval: 2, timeout: 1, rise: 1, fall: 2, ehlo: probe.example.test}
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  mx1: {A: 192.0.2.11}
+  mx2: {A: 192.0.2.12}
+"""
+
+
+def load(tmp_path: Path, body: str):
+    path = tmp_path / "example.test.yaml"
+    path.write_text(body)
+    zone, problems = load_zone_file(path)
+    return path, zone, [str(problem) for problem in problems]
+
+
+ERRORS = [
+    ("unknown-policy", "  p: {MX: {policy: fastest, records: ['10 mx1', '10 mx2']}}\n", "9:20", "unknown policy 'fastest'"),
+    ("policy-on-txt", "  p: {TXT: {policy: random, records: [a, b]}}\n", "9:21", "'policy' applies to MX, A and AAAA records only"),
+    ("promote-on-a", "  p: {A: {promote: yes, records: [192.0.2.5, 192.0.2.6]}}\n", "9:20", "promote applies to MX records only"),
+    ("promote-no-gap", "  p: {MX: {promote: yes, records: ['10 mx1', '11 mx2']}}\n", "9:7", "promote needs preference 11 - 1 free"),
+    ("promote-preference-0", "  p: {MX: {promote: yes, records: ['0 mx1', '0 mx2']}}\n", "9:7", "promote needs preference 0 - 1 free"),
+    ("answer-zero", "  p: {MX: {answer: 0, records: ['10 mx1', '10 mx2']}}\n", "9:20", "answer 0 is out of range 1..1000"),
+    ("auto-without-check", "  p: {MX: {records: [{preference: 10, exchange: mx1, weight: auto}, '10 mx2']}}\n",
+     "9:22", "weight: auto needs a check"),
+    ("weight-out-of-range", "  p: {MX: {records: [{preference: 10, exchange: mx1, weight: 1001}, '10 mx2']}}\n",
+     "9:62", "weight 1001 is out of range 0..1000"),
+    ("unknown-check", "  p: {MX: {check: web, records: ['10 mx1', '10 mx2']}}\n", "9:19", "unknown check 'web' (checks: mail)"),
+    ("check-bad-kind", "  p: {MX: {check: {kind: icmp}, records: ['10 mx1', '10 mx2']}}\n", "9:26", "check kind must be smtp or tcp"),
+    ("tcp-check-needs-port", "  p: {A: {check: {kind: tcp}, records: [192.0.2.5, 192.0.2.6]}}\n", "9:18", "a tcp check needs a port"),
+    ("check-timeout", "  p: {A: {check: {kind: tcp, port: 80, timeout: 0}, records: [192.0.2.5]}}\n", "9:49", "check timeout must be seconds"),
+    ("ehlo-on-tcp", "  p: {A: {check: {kind: tcp, port: 80, ehlo: x}, records: [192.0.2.5]}}\n", "9:46", "ehlo applies to smtp checks only"),
+    ("check-unknown-field", "  p: {A: {check: {kind: tcp, port: 80, every: 3}, records: [192.0.2.5]}}\n", "9:18", "unknown field 'every'"),
+    ("probe-not-address", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: mail.example.test}]}}\n",
+     "9:62", "probe must be an IP address"),
+    ("probe-bad-port", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: '127.0.0.1:0'}]}}\n",
+     "9:62", "probe port must be from 1 to 65535"),
+]
+
+
+@pytest.mark.parametrize("line,position,fragment", [case[1:] for case in ERRORS], ids=[case[0] for case in ERRORS])
+def test_error_at_its_place(tmp_path: Path, line: str, position: str, fragment: str) -> None:
+    path, zone, problems = load(tmp_path, HEAD + line)
+    assert zone is None, problems
+    assert any(problem.startswith(f"{path}:{position}: ") and fragment in problem for problem in problems), problems
+
+
+WARNINGS = [
+    ("long-ttl", "  p: {A: {ttl: 301, records: [192.0.2.5, 192.0.2.6]}}\n", "9:7", "balanced A RRset has TTL 301"),
+    ("weight-not-weighted", "  p: {MX: {records: [{preference: 10, exchange: mx1, weight: 3}, '10 mx2']}}\n",
+     "9:22", "weight only shapes shares under policy weighted"),
+    ("probe-without-check", "  p: {A: {records: [{address: 192.0.2.5, probe: 127.0.0.1}, 192.0.2.6]}}\n",
+     "9:21", "probe address is unused"),
+]
+
+
+@pytest.mark.parametrize("line,position,fragment", [case[1:] for case in WARNINGS], ids=[case[0] for case in WARNINGS])
+def test_warning_at_its_place(tmp_path: Path, line: str, position: str, fragment: str) -> None:
+    path, zone, problems = load(tmp_path, HEAD + line)
+    assert zone is not None, problems
+    assert problems == [f"{path}:{position}: warning: {problems[0].split('warning: ', 1)[1]}"]
+    assert fragment in problems[0]
+
+
+def rrset(zone, owner: str, rtype: int):
+    return zone.nodes[names.from_text(owner)].rrsets[rtype]
+
+
+def test_what_a_valid_file_loads_to(tmp_path: Path) -> None:
+    _, zone, problems = load(tmp_path, "policy: random\n" + HEAD + """\
+  several: {MX: ['10 mx1', '10 mx2']}
+  single: {A: 192.0.2.9}
+  full:
+    MX:
+      policy: weighted
+      answer: 1
+      promote: true
+      check: mail
+      records:
+        - {preference: 10, exchange: mx1, weight: 3, probe: '[::1]:2525'}
+        - {preference: 10, exchange: mx2, weight: auto}
+""")
+    assert zone is not None and problems == [], problems
+    assert rrset(zone, "several.example.test.", QTYPE.MX).balance.policy is Policy.RANDOM  # the zone's default
+    assert rrset(zone, "single.example.test.", QTYPE.A).balance is None
+    full = rrset(zone, "full.example.test.", QTYPE.MX).balance
+    assert (full.policy, full.answer, full.promote) == (Policy.WEIGHTED, 1, True)
+    assert (full.check.kind, full.check.port, full.check.interval, full.check.timeout) == (CheckKind.SMTP, 25, 2, 1)
+    assert (full.check.rise, full.check.fall, full.check.ehlo, full.check.name) == (1, 2, "probe.example.test", "mail")
+    assert [member.weight for member in full.members] == [3, None]
+    assert full.members[0].probe == ProbeAddress("::1", 2525)
+
+
+def test_round_robin_by_default(tmp_path: Path) -> None:
+    _, zone, problems = load(tmp_path, HEAD + "  p: {A: [192.0.2.5, 192.0.2.6]}\n")
+    assert zone is not None and problems == []
+    assert rrset(zone, "p.example.test.", QTYPE.A).balance.policy is Policy.ROUND_ROBIN
