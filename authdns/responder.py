@@ -17,6 +17,7 @@ from dnslib import CLASS, QTYPE
 
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
+from .ordering import Balancer
 from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_REFUSED, Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
 from .state import StateHolder
@@ -36,9 +37,10 @@ class Counters:
 
 
 class Responder:
-    def __init__(self, holder: StateHolder, config: ServerConfig) -> None:
+    def __init__(self, holder: StateHolder, config: ServerConfig, balancer: Balancer | None = None) -> None:
         self.holder = holder
         self.config = config
+        self.balancer = balancer or Balancer()
         self.counters = Counters()
         self._last_error_log = 0.0
 
@@ -70,6 +72,9 @@ class Responder:
         answer = self._answer(state.snapshot, query)
         if isinstance(answer, Reject):
             return render_reject(answer, self.config.udp_payload)
+        # Resolve → order → render (ARCHITECTURE.md rule 2): the engine decided what,
+        # the balancer decides the order from this same state's health and overrides.
+        answer = self.balancer.apply(answer, state.health, state.overrides)
         return render(query, answer, self.config.udp_payload)
 
     def _answer(self, snapshot, query: Query) -> Answer | Reject:

@@ -1,0 +1,404 @@
+"""Load-aware ordering: which members of a balanced MX/A/AAAA RRset an answer carries,
+in what order, and why.
+
+``Balancer.apply(answer, health, overrides)`` takes the engine's ``Answer`` (zone order)
+and returns it ordered: per RRset, the members that are eligible (health, drains,
+standby), ordered by the RRset's policy, cut to ``answer: N``, MX preferences promoted.
+``Balancer.plan(..., commit=False)`` computes the same without moving any rotor: that is
+``authdns explain``. The Balancer is mutable and lives on the event-loop thread only;
+it does no I/O and writes no bytes.
+
+Rules (README, "Load balancing"):
+- MX members trade places only inside a preference group; groups stay in ascending
+  preference (RFC 5321 §5.1). A/AAAA: the whole RRset is one group.
+- A member that is down leaves the answer, its addresses too. A member with weight 0
+  (configured, or drained by an operator) is a standby: used only when every member of
+  its group with a weight above 0 is down (Route 53's semantics). An MX group with no
+  usable member leaves the answer; when no group is left, every member is answered
+  (fail open: senders queue and retry, nothing is lost).
+- Effective weight = base weight × 4 when up, × 1 when degraded (a 4xx greeting: it
+  stays, at a quarter of its share). Base weight = the operator's temporary weight, else
+  the configured one, else for ``weight: auto`` round(10 × fastest / own) of the
+  members' smoothed probe round-trip times (each at least 10 ms), between 1 and 10.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+from dnslib import MX, QTYPE, RR
+
+from .answer import Answer, Placed
+from .balancespec import BalanceSpec, MemberKey, Policy
+from .health import HealthView, Status
+from . import names
+from .names import Name
+from .overrides import Overrides
+from .zone import ADDRESS_TYPES, RRset, member_text
+
+UP_FACTOR = 4  # effective weight per unit of base weight when up ...
+DEGRADED_FACTOR = 1  # ... and when degraded: a quarter of its share
+AUTO_SCALE = 10  # the fastest auto member's base weight; the slowest gets at least 1
+AUTO_RTT_FLOOR = 0.010  # seconds: below this, round-trip times count as equal (loopback noise)
+
+
+class SmoothWeighted:
+    """Smooth weighted round robin (nginx): over each cycle of sum(weights) picks,
+    member i comes first exactly weights[i] times, spread as evenly as possible. A
+    change of weights starts a new cycle."""
+
+    __slots__ = ("weights", "credit")
+
+    def __init__(self) -> None:
+        self.weights: tuple[int, ...] = ()
+        self.credit: list[int] = []
+
+    def pick(self, weights: tuple[int, ...], commit: bool = True) -> int:
+        credit = self.credit if weights == self.weights else [0] * len(weights)
+        if not commit:
+            credit = list(credit)
+        total = 0
+        best = -1
+        for index, weight in enumerate(weights):
+            if weight > 0:
+                credit[index] += weight
+                total += weight
+                if best < 0 or credit[index] > credit[best]:
+                    best = index
+        credit[best] -= total
+        if commit:
+            self.weights, self.credit = weights, credit
+        return best
+
+
+@dataclass(slots=True)
+class _Rotor:
+    """The state one preference group keeps between answers."""
+
+    turn: int = 0  # round-robin: answers given so far
+    smooth: SmoothWeighted = field(default_factory=SmoothWeighted)
+
+
+@dataclass(slots=True)
+class MemberCounters:
+    """Since start (kept across reloads while the member is still there)."""
+
+    first: int = 0  # answers in which it came first in its preference group
+    given: int = 0  # answers that carried it
+    last_given: float = 0.0  # wall time of the last answer that carried it
+    ttl: int = 0  # the TTL it was last handed out with
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPlan:
+    """One member in the next answer, or left out of it, and why."""
+
+    index: int  # position in the zone file's RRset
+    text: str  # the exchange or the address
+    preference: int | None  # MX only
+    configured: int | None  # configured weight (None: auto)
+    base: int  # after drains, temporary weights and auto
+    effective: int  # what the policy used (0: not eligible)
+    status: Status
+    included: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The next answer for one RRset: members in answer order, then those left out."""
+
+    owner: Name
+    rtype: int
+    policy: Policy
+    members: tuple[MemberPlan, ...]
+    order: tuple[int, ...]  # record indices in answer order
+    promoted: frozenset[int]  # record indices whose MX preference is lowered by one
+    fail_open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    index: int
+    text: str
+    configured: int | None
+    base: int
+    status: Status
+    drained: bool
+    temporary: int | None
+
+
+class Balancer:
+    def __init__(self, rng: random.Random | None = None, clock=time.time) -> None:
+        self.rotors: dict[tuple, _Rotor] = {}
+        self.counters: dict[MemberKey, MemberCounters] = {}
+        self.fail_open_answers = 0
+        self.rng = rng or random.Random()
+        self.clock = clock
+
+    # -- the query path -----------------------------------------------------------
+
+    def apply(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
+        """The answer with every balanced RRset ordered (README, "Load balancing")."""
+        if not any(placed.rrset.balance is not None for placed in answer.answer):
+            return self._apply_additional_only(answer, health, overrides)
+        ordered: list[Placed] = []
+        gone: set[Name] = set()
+        order_of_targets: list[Name] = []
+        for placed in answer.answer:
+            rrset = placed.rrset
+            if rrset.balance is None:
+                ordered.append(placed)
+                order_of_targets.extend(rrset.targets)
+                continue
+            plan = self.plan(rrset, health, overrides, commit=True)
+            new = _reordered(rrset, plan)
+            gone.update(set(rrset.targets) - set(new.targets))
+            order_of_targets.extend(new.targets)
+            ordered.append(Placed(placed.owner, new, placed.required))
+        additional = self._order_additional(answer.additional, gone, order_of_targets, health, overrides)
+        return replace(answer, answer=tuple(ordered), additional=additional)
+
+    def _apply_additional_only(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
+        if not any(p.rrset.balance is not None and not p.required for p in answer.additional):
+            return answer
+        return replace(answer, additional=self._order_additional(answer.additional, set(), [], health, overrides))
+
+    def _order_additional(
+        self, additional: tuple[Placed, ...], gone: set[Name], targets: list[Name], health: HealthView,
+        overrides: Overrides,
+    ) -> tuple[Placed, ...]:
+        """Addresses of targets that left the answer go too; the others follow the
+        answer's new target order (every A before any AAAA, as the engine puts them),
+        and a balanced address RRset is ordered as if asked directly."""
+        rank = {target: position for position, target in enumerate(dict.fromkeys(targets))}
+        kept = []
+        for position, placed in enumerate(additional):
+            if placed.owner in gone and not placed.required:
+                continue
+            if placed.rrset.balance is not None and not placed.required:
+                placed = Placed(placed.owner, _reordered(placed.rrset, self.plan(placed.rrset, health, overrides)))
+            type_rank = ADDRESS_TYPES.index(placed.rrset.rtype) if placed.rrset.rtype in ADDRESS_TYPES else 2
+            kept.append(((type_rank, rank.get(placed.owner, len(rank) + position)), placed))
+        kept.sort(key=lambda item: item[0])
+        return tuple(placed for _, placed in kept)
+
+    # -- planning -------------------------------------------------------------------
+
+    def plan(self, rrset: RRset, health: HealthView, overrides: Overrides, commit: bool = True) -> Plan:
+        """Order one RRset for the next answer; ``commit=False`` leaves every rotor and
+        counter as it was (``explain``)."""
+        balance = rrset.balance
+        assert balance is not None
+        members = self._members(rrset, balance, health, overrides)
+        groups = _groups(rrset, members)
+        plans: dict[int, MemberPlan] = {}
+        usable = {preference: _eligible(group) for preference, group in groups.items()}
+        fail_open = not any(weights for weights, _ in usable.values())
+        order: list[int] = []
+        promoted: set[int] = set()
+        for preference, group in groups.items():
+            weights, why = usable[preference]
+            if fail_open:
+                weights = tuple(max(member.configured or 1, 1) for member in group)
+                why = "fail open: no member of the RRset is usable, so all are answered"
+            elif not weights:
+                for member in group:
+                    plans[member.index] = _member_plan(member, preference, 0, False, _left_out(member))
+                continue
+            chosen = self._order_group(rrset, balance, preference, group, weights, commit)
+            if balance.answer is not None:
+                chosen = chosen[: balance.answer]
+            if balance.promote and rrset.rtype == QTYPE.MX and chosen:
+                promoted.add(group[chosen[0]].index)
+            for rank, position in enumerate(chosen):
+                member = group[position]
+                reason = _included(balance.policy, rank, member, weights[position], why)
+                plans[member.index] = _member_plan(member, preference, weights[position], True, reason)
+                order.append(member.index)
+            for position, member in enumerate(group):
+                if member.index not in plans:
+                    reason = (f"cut by answer: {balance.answer}" if weights[position] > 0
+                              else _left_out(member))
+                    plans[member.index] = _member_plan(member, preference, weights[position], False, reason)
+        if commit:
+            self._count(rrset, groups, order, fail_open)
+        in_order = [plans[index] for index in order]
+        left_out = [plans[member.index] for member in members if member.index not in set(order)]
+        return Plan(rrset.name, rrset.rtype, balance.policy, tuple(in_order + left_out), tuple(order),
+                    frozenset(promoted), fail_open)
+
+    def _members(self, rrset: RRset, balance: BalanceSpec, health: HealthView, overrides: Overrides) -> list[_Member]:
+        statuses = []
+        for rdata in rrset.rdatas:
+            key = (rrset.name, rrset.rtype, member_text(rrset.rtype, rdata))
+            statuses.append((key, health.status(key), health.get(key)))
+        rtts = [max(found.rtt, AUTO_RTT_FLOOR) for (_, _, found), spec in zip(statuses, balance.members)
+                if spec.weight is None and found is not None and found.rtt is not None]
+        fastest = min(rtts) if rtts else None
+        members = []
+        for index, ((key, status, found), spec) in enumerate(zip(statuses, balance.members)):
+            override = overrides.get(key)
+            temporary = override.weight if override is not None else None
+            drained = override is not None and override.drained
+            if drained:
+                base = 0
+            elif temporary is not None:
+                base = temporary
+            elif spec.weight is not None:
+                base = spec.weight
+            else:
+                base = _auto_weight(fastest, found.rtt if found is not None else None)
+            members.append(_Member(index, key[2], spec.weight, base, status, drained, temporary))
+        return members
+
+    def _order_group(
+        self, rrset: RRset, balance: BalanceSpec, preference: int | None, group: list["_Member"],
+        weights: tuple[int, ...], commit: bool,
+    ) -> list[int]:
+        """Positions (in ``group``) of the eligible members, in this answer's order."""
+        eligible = [position for position, weight in enumerate(weights) if weight > 0]
+        policy = balance.policy
+        if policy is Policy.FIXED:
+            return eligible
+        if policy is Policy.RANDOM:
+            shuffled = list(eligible)
+            self.rng.shuffle(shuffled)
+            return shuffled
+        rotor = self._rotor(rrset, preference, group, commit)
+        if policy is Policy.ROUND_ROBIN:
+            start = rotor.turn % len(eligible)
+            if commit:
+                rotor.turn += 1
+            return eligible[start:] + eligible[:start]
+        first = rotor.smooth.pick(weights, commit)
+        # After the first, a deterministic order: heavier first, then zone order.
+        rest = sorted((p for p in eligible if p != first), key=lambda p: (-weights[p], p))
+        return [first] + rest
+
+    def _rotor(self, rrset: RRset, preference: int | None, group: list["_Member"], commit: bool) -> _Rotor:
+        key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group),
+               rrset.balance.policy if rrset.balance else None)
+        rotor = self.rotors.get(key)
+        if rotor is None:
+            rotor = _Rotor()
+            if commit:
+                self.rotors[key] = rotor
+        return rotor
+
+    def _count(self, rrset: RRset, groups: dict, order: list[int], fail_open: bool) -> None:
+        now = self.clock()
+        if fail_open:
+            self.fail_open_answers += 1
+        firsts = set()
+        for group in groups.values():
+            for index in order:
+                if any(member.index == index for member in group):
+                    firsts.add(index)
+                    break
+        for index in order:
+            key = (rrset.name, rrset.rtype, member_text(rrset.rtype, rrset.rdatas[index]))
+            counters = self.counters.get(key)
+            if counters is None:
+                counters = self.counters[key] = MemberCounters()
+            counters.given += 1
+            counters.last_given = now
+            counters.ttl = rrset.ttl
+            if index in firsts:
+                counters.first += 1
+
+    # -- reloads --------------------------------------------------------------------
+
+    def retain(self, rrsets: Iterable[RRset]) -> None:
+        """Keep the rotors and counters of members still served, drop the rest: an
+        unchanged RRset keeps its rotation across a reload, so shares stay exact."""
+        keys = set()
+        rotor_prefixes = set()
+        for rrset in rrsets:
+            if rrset.balance is None:
+                continue
+            rotor_prefixes.add((rrset.name, rrset.rtype))
+            for rdata in rrset.rdatas:
+                keys.add((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)))
+        self.counters = {key: value for key, value in self.counters.items() if key in keys}
+        self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}
+
+
+def _auto_weight(fastest: float | None, rtt: float | None) -> int:
+    """``weight: auto``: inversely proportional to the smoothed round-trip time,
+    relative to the fastest member, bounded to 1..10 so one slow member is never starved."""
+    if fastest is None or rtt is None:
+        return AUTO_SCALE
+    return max(1, min(AUTO_SCALE, round(AUTO_SCALE * fastest / max(rtt, AUTO_RTT_FLOOR))))
+
+
+def _groups(rrset: RRset, members: list[_Member]) -> dict[int | None, list[_Member]]:
+    """MX: preference groups in ascending order (RFC 5321 §5.1); otherwise one group."""
+    if rrset.rtype != QTYPE.MX:
+        return {None: members}
+    groups: dict[int | None, list[_Member]] = {}
+    for member in sorted(members, key=lambda m: (rrset.rdatas[m.index].preference, m.index)):
+        groups.setdefault(rrset.rdatas[member.index].preference, []).append(member)
+    return groups
+
+
+def _eligible(group: list[_Member]) -> tuple[tuple[int, ...], str]:
+    """Effective weights (0: not eligible) and why: members up with a weight above 0;
+    else the standbys (weight 0) that are up; else none."""
+    def scaled(member: _Member, base: int) -> int:
+        if member.status is Status.DOWN:
+            return 0
+        return base * (UP_FACTOR if member.status is Status.UP else DEGRADED_FACTOR)
+
+    primary = tuple(scaled(member, member.base) for member in group)
+    if any(primary):
+        return primary, ""
+    standby = tuple(scaled(member, 1) if member.base == 0 else 0 for member in group)
+    if any(standby):
+        return standby, "standby: every member with a weight above 0 is down or drained"
+    return (), ""
+
+
+def _left_out(member: _Member) -> str:
+    if member.status is Status.DOWN:
+        return "down"
+    if member.drained:
+        return "drained (weight 0 by the operator)"
+    if member.base == 0:
+        return "standby (weight 0): used only when every weighted member is down"
+    return "its group has no usable member"
+
+
+def _included(policy: Policy, rank: int, member: _Member, weight: int, why: str) -> str:
+    parts = [f"{policy.value} position {rank + 1}"]
+    if member.status is Status.DEGRADED:
+        parts.append("degraded (4xx greeting): a quarter of its weight")
+    if member.temporary is not None:
+        parts.append(f"temporary weight {member.temporary} set by the operator")
+    if why:
+        parts.append(why)
+    return "; ".join(parts)
+
+
+def _member_plan(member: _Member, preference: int | None, effective: int, included: bool, reason: str) -> MemberPlan:
+    return MemberPlan(member.index, member.text, preference, member.configured, member.base, effective,
+                      member.status, included, reason)
+
+
+def _reordered(rrset: RRset, plan: Plan) -> RRset:
+    """The RRset with its records in the plan's order (and promoted MX preferences)."""
+    rdatas = []
+    rrs = []
+    for index in plan.order:
+        rdata, rr = rrset.rdatas[index], rrset.rrs[index]
+        if index in plan.promoted:
+            rdata = MX(rdata.label, rdata.preference - 1)
+            rr = RR(rr.rname, rr.rtype, rr.rclass, rr.ttl, rdata)
+        rdatas.append(rdata)
+        rrs.append(rr)
+    # A balanced MX has no null MX (RFC 7505 §3: it stands alone), so every record has a target.
+    targets = tuple(names.from_dnslabel(rdata.label) for rdata in rdatas) if rrset.rtype == QTYPE.MX else rrset.targets
+    return replace(rrset, rdatas=tuple(rdatas), rrs=tuple(rrs), targets=targets)

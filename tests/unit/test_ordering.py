@@ -1,0 +1,184 @@
+"""The Balancer's rules, on RRsets loaded from YAML and health views built as values
+(the socket-level share tests are in tests/integration/test_balancing.py).
+
+Checks: smooth weighted round robin gives exact shares over every cycle for any weights
+(hypothesis) and spreads them; round robin rotates over the eligible members; down
+members leave and a weighted RRset redistributes their share in proportion; standby
+only when every weighted member is down; an MX group with no usable member leaves the
+answer; everything down fails open (and is counted); degraded keeps a quarter share;
+``weight: auto`` follows round-trip times within 1..10; ``plan(commit=False)`` predicts
+the next answer and moves nothing; ``retain()`` keeps rotors of unchanged RRsets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from types import MappingProxyType
+
+from dnslib import QTYPE
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authdns import names
+from authdns.health import EMPTY_HEALTH, HealthView, MemberHealth, Status
+from authdns.ordering import Balancer, SmoothWeighted
+from authdns.overrides import EMPTY_OVERRIDES, Override
+from authdns.snapshot import load_zone_file
+
+ZONE = """
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  rr: {MX: ['10 a', '10 b', '10 c', '20 d']}
+  w:
+    MX:
+      policy: weighted
+      records:
+        - {preference: 10, exchange: a, weight: 3}
+        - {preference: 10, exchange: b, weight: 2}
+        - {preference: 10, exchange: c, weight: 1}
+        - {preference: 10, exchange: s, weight: 0}
+        - '20 d'
+  auto:
+    MX:
+      policy: weighted
+      check: {kind: smtp}
+      records:
+        - {preference: 10, exchange: a, weight: auto}
+        - {preference: 10, exchange: b, weight: auto}
+  a: {A: 192.0.2.11}
+  b: {A: 192.0.2.12}
+  c: {A: 192.0.2.13}
+  d: {A: 192.0.2.14}
+  s: {A: 192.0.2.19}
+"""
+
+
+def load(tmp_path: Path):
+    path = tmp_path / "o.test.yaml"
+    path.write_text(ZONE)
+    zone, problems = load_zone_file(path)
+    assert zone is not None, [str(p) for p in problems]
+    return zone
+
+
+def rrset(zone, owner: str):
+    return zone.nodes[names.from_text(f"{owner}.o.test.")].rrsets[QTYPE.MX]
+
+
+def key(owner: str, member: str):
+    return (names.from_text(f"{owner}.o.test."), QTYPE.MX, f"{member}.o.test.")
+
+
+def health(owner: str, **statuses: Status | tuple[Status, float]) -> HealthView:
+    members = {}
+    for member, value in statuses.items():
+        status, rtt = value if isinstance(value, tuple) else (value, 0.001)
+        members[key(owner, member)] = MemberHealth(status, 0.0, rtt, None, ())
+    return HealthView(MappingProxyType(members))
+
+
+def order(balancer: Balancer, rrset_, view=EMPTY_HEALTH, overrides=EMPTY_OVERRIDES) -> list[str]:
+    plan = balancer.plan(rrset_, view, overrides)
+    return [names.to_text(names.from_dnslabel(rrset_.rdatas[i].label)).split(".")[0] for i in plan.order]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=20), min_size=1, max_size=8).filter(any))
+def test_smooth_weighted_is_exact_every_cycle(weights: list[int]) -> None:
+    rotor = SmoothWeighted()
+    total = sum(weights)
+    for _ in range(3):
+        picks = Counter(rotor.pick(tuple(weights)) for _ in range(total))
+        assert picks == Counter({index: weight for index, weight in enumerate(weights) if weight})
+
+
+def test_smooth_weighted_spreads_picks() -> None:
+    rotor = SmoothWeighted()
+    picks = [rotor.pick((5, 1, 1)) for _ in range(7)]
+    assert picks == [0, 0, 1, 0, 2, 0, 0]  # nginx's sequence: a a b a c a a
+
+
+def test_round_robin_rotates_over_eligible(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    assert [order(balancer, rrset(zone, "rr")) for _ in range(3)] == [
+        ["a", "b", "c", "d"], ["b", "c", "a", "d"], ["c", "a", "b", "d"]]
+    down = health("rr", b=Status.DOWN)
+    firsts = Counter(order(balancer, rrset(zone, "rr"), down)[0] for _ in range(100))
+    assert firsts == {"a": 50, "c": 50}
+
+
+def test_weighted_redistributes_a_down_members_share(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    firsts = Counter(order(balancer, rrset(zone, "w"))[0] for _ in range(600))
+    assert firsts == {"a": 300, "b": 200, "c": 100}
+    firsts = Counter(order(balancer, rrset(zone, "w"), health("w", a=Status.DOWN))[0] for _ in range(300))
+    assert firsts == {"b": 200, "c": 100}, "2:1, in proportion to the remaining weights"
+
+
+def test_rest_follow_heaviest_first(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    for _ in range(12):
+        answer = order(balancer, rrset(zone, "w"))
+        rest = [member for member in ["a", "b", "c"] if member != answer[0]]
+        assert answer == [answer[0], *rest, "d"]
+
+
+def test_standby_and_group_and_fail_open(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    assert "s" not in order(balancer, rrset(zone, "w"))
+    weighted_down = health("w", a=Status.DOWN, b=Status.DOWN, c=Status.DOWN)
+    assert order(balancer, rrset(zone, "w"), weighted_down) == ["s", "d"]
+    group_down = health("w", a=Status.DOWN, b=Status.DOWN, c=Status.DOWN, s=Status.DOWN)
+    assert order(balancer, rrset(zone, "w"), group_down) == ["d"], "the next preference comes first"
+    all_down = health("w", a=Status.DOWN, b=Status.DOWN, c=Status.DOWN, s=Status.DOWN, d=Status.DOWN)
+    plan = balancer.plan(rrset(zone, "w"), all_down, EMPTY_OVERRIDES)
+    assert plan.fail_open and len(plan.order) == 5 and balancer.fail_open_answers == 1
+
+
+def test_drain_is_weight_zero(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    drained = EMPTY_OVERRIDES.with_member(key("w", "a"), Override(drained=True))
+    firsts = Counter(order(balancer, rrset(zone, "w"), overrides=drained)[0] for _ in range(300))
+    assert firsts == {"b": 200, "c": 100}
+    plan = balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, drained, commit=False)
+    (a,) = [member for member in plan.members if member.text == "a.o.test."]
+    assert not a.included and a.reason.startswith("drained")
+
+
+def test_degraded_keeps_a_quarter(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    view = health("w", a=Status.DEGRADED)  # 3 → 0.75 against 2 and 1: 3 : 8 : 4 per 15
+    firsts = Counter(order(balancer, rrset(zone, "w"), view)[0] for _ in range(150))
+    assert firsts == {"a": 30, "b": 80, "c": 40}
+
+
+def test_auto_weight_follows_rtt(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    view = health("auto", a=(Status.UP, 0.002), b=(Status.UP, 0.050))  # 10 ms floor: 10 vs 2
+    plan = balancer.plan(rrset(zone, "auto"), view, EMPTY_OVERRIDES, commit=False)
+    assert [member.base for member in sorted(plan.members, key=lambda m: m.index)] == [10, 2]
+    view = health("auto", a=(Status.UP, 0.002), b=(Status.UP, 5.0))
+    plan = balancer.plan(rrset(zone, "auto"), view, EMPTY_OVERRIDES, commit=False)
+    assert [member.base for member in sorted(plan.members, key=lambda m: m.index)] == [10, 1], "never starved"
+
+
+def test_plan_without_commit_predicts_and_moves_nothing(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    for _ in range(7):
+        predicted = balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES, commit=False).order
+        assert balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES, commit=False).order == predicted
+        assert balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES).order == predicted
+    assert sum(counter.given for counter in balancer.counters.values()) == 7 * 4
+
+
+def test_retain_keeps_unchanged_rotors(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    order(balancer, rrset(zone, "rr"))
+    reloaded = load(tmp_path)  # a new Zone object with the same RRsets
+    balancer.retain(reloaded.rrsets())
+    assert order(balancer, rrset(reloaded, "rr"))[0] == "b", "rotation continues across the reload"
+    balancer.retain([])
+    assert balancer.rotors == {} and balancer.counters == {}
