@@ -14,13 +14,12 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, names
-from .config import DEFAULT_LISTEN, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen
+from . import __version__
+from . import ctlcli
+from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen
 from .masterfile import ImportError_, export_zone, import_master
-from .responder import Responder
-from .server import BindError, DnsServer
-from .snapshot import EMPTY, cross_zone_problems, load_snapshot, load_zone_file, zone_files
-from .state import StateHolder
+from .service import Service, StartError
+from .snapshot import cross_zone_problems, load_zone_file, zone_files
 
 log = logging.getLogger("authdns")
 
@@ -87,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="most concurrent TCP connections; one more is closed at once "
         f"(RFC 7766 §6.2.2; default: {DEFAULTS.tcp_max_connections})",
     )
+    serve.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+                       help=f"where drains are kept and the control socket lives (default: {DEFAULT_STATE_DIR})")
+    serve.add_argument("--control", type=Path, metavar="SOCKET",
+                       help="the control socket for status/explain/ctl (default: DIR/control.sock)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     check = commands.add_parser("check", help="validate zone files; exit 1 if any is invalid")
@@ -98,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exporter = commands.add_parser("export", help="write a YAML zone as an RFC 1035 master file (stdout)")
     exporter.add_argument("file", type=Path, metavar="FILE.yaml")
+    ctlcli.add_parsers(commands)
     return parser
 
 
@@ -131,60 +135,34 @@ def run_check(paths: list[Path]) -> int:
 # ---------------------------------------------------------------- serve
 
 
-def _log_load(result, previous) -> None:
-    for problem in result.problems:
-        if problem.warning:
-            log.warning("zone warning: %s", problem)
-        else:
-            log.error("zone error: %s", problem)
-    for path in result.failed:
-        kept = any(zone.path == path for zone in result.snapshot.zones.values())
-        log.error("zone not loaded file=%s%s", path, "; previous version keeps serving" if kept else "")
-    for zone in result.loaded:
-        log.info(
-            "zone loaded origin=%s records=%d serial=%d file=%s",
-            names.to_text(zone.origin), zone.record_count, zone.serial, zone.path,
-        )
-
-
 async def _serve(config: ServerConfig) -> int:
-    holder = StateHolder()
-    result = await asyncio.to_thread(load_snapshot, config.zone_dir, EMPTY)
-    _log_load(result, EMPTY)
-    holder.publish(snapshot=result.snapshot)
-    if not result.snapshot.zones:
-        log.warning("no zones loaded from %s: every query will be REFUSED", config.zone_dir)
-    server = DnsServer(config, Responder(holder, config))
+    service = Service(config)
     try:
-        addresses = await server.start()
-    except BindError as error:
+        await service.start()
+    except StartError as error:
         log.error("%s", error)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloading: set[asyncio.Task] = set()
 
-    async def reload() -> None:
-        log.info("reload requested by SIGHUP")
-        again = await asyncio.to_thread(load_snapshot, config.zone_dir, holder.current.snapshot)
-        _log_load(again, holder.current.snapshot)
-        holder.publish(snapshot=again.snapshot)
-
     def on_hangup() -> None:
-        task = loop.create_task(reload())
+        log.info("reload requested by SIGHUP")
+        task = loop.create_task(service.reload())
         reloading.add(task)
         task.add_done_callback(reloading.discard)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    for host, port in addresses:
+    for host, port in service.addresses:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("listening udp+tcp %s", shown)
-    log.info("ready port=%d zones=%d", addresses[0][1], len(result.snapshot.zones))
+    log.info("control socket %s", service.control.path)
+    log.info("ready port=%d zones=%d", service.addresses[0][1], len(service.holder.current.snapshot.zones))
     await stop.wait()
     log.info("stopping")
-    await server.close()
+    await service.close()
     return 0
 
 
@@ -203,6 +181,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         zone_dir=args.zones, listen=listen, optional_listen=optional, udp_payload=args.udp_payload,
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
+        state_dir=args.state_dir, control=args.control,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:
@@ -240,7 +219,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths), "import": run_import, "export": run_export}
+    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths), "import": run_import, "export": run_export,
+               "status": ctlcli.run, "explain": ctlcli.run, "ctl": ctlcli.run}
     try:
         return runners[args.command](args)
     except BrokenPipeError:

@@ -12,6 +12,17 @@ DEFAULT_PORT = 5353
 DEFAULT_LISTEN = (("127.0.0.1", DEFAULT_PORT), ("::1", DEFAULT_PORT))
 # RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
 DEFAULT_UDP_PAYLOAD = 1232
+# Operator overrides (drains) and the control socket live here; systemd sets
+# /var/lib/authdns (StateDirectory=). Relative to the working directory by default.
+DEFAULT_STATE_DIR = Path(".authdns")
+
+
+def control_path(state_dir: Path) -> Path:
+    return state_dir / "control.sock"
+
+
+def overrides_path(state_dir: Path) -> Path:
+    return state_dir / "overrides.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,8 @@ class ServerConfig:
     tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
     tcp_max_connections: int = 256
     tcp_query_timeout: float = 30.0  # a whole query must arrive within this once started
+    state_dir: Path = DEFAULT_STATE_DIR
+    control: Path | None = None  # the control socket; None: state_dir/control.sock
     version: str = field(default="authdns")
     identity: str | None = None  # CH TXT id.server; None refuses it
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class ServerProcess:
     port: int
     zone_dir: Path
     log: list[str] = field(default_factory=list)
+    state_dir: Path | None = None  # its --state-dir: overrides file and control socket
 
     def query(self, qname: str, qtype: str = "A", *, tcp: bool = False, timeout: float = 2.0,
               rd: bool = False, **make_query_args) -> dns.message.Message:
@@ -85,8 +87,19 @@ def _reader(stream, sink: list[str], ready: threading.Event, port_box: list[int]
     ready.set()  # the process ended: unblock the waiter, which then reports the log
 
 
+def fresh_state_dir(zone_dir: Path) -> Path:
+    """A state directory of its own beside the zones (drains, control socket), so servers
+    running at once never share a control socket. Unix socket paths are short (108)."""
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=zone_dir.parent))
+    assert len(str(state / "control.sock")) < 100, f"state dir path too long for a unix socket: {state}"
+    return state
+
+
 def start_server(zone_dir: Path, *extra: str, host: str = "127.0.0.1", timeout: float = 15.0) -> ServerProcess:
-    """Start the server on ``host`` port 0 and wait for its ``ready port=N`` line."""
+    """Start the server on ``host`` port 0 and wait for its ``ready port=N`` line. Unless
+    ``extra`` names one, the server gets a fresh ``--state-dir`` (``server.state_dir``)."""
+    if "--state-dir" not in extra:
+        extra = ("--state-dir", str(fresh_state_dir(zone_dir)), *extra)
     command = [sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen", f"{host}:0", *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
@@ -97,7 +110,7 @@ def start_server(zone_dir: Path, *extra: str, host: str = "127.0.0.1", timeout: 
     if not ready.wait(timeout) or not port_box:
         stop_server(process)
         raise AssertionError("server did not become ready:\n" + "\n".join(log))
-    server = ServerProcess(process, host, port_box[0], zone_dir, log)
+    server = ServerProcess(process, host, port_box[0], zone_dir, log, Path(extra[extra.index("--state-dir") + 1]))
     wait_until(lambda: _answers(server), timeout=5.0)
     return server
 

@@ -1,0 +1,192 @@
+"""The control channel end to end: ``authdns status``, ``explain`` and ``ctl`` run as
+commands against a real server's unix socket, and the answers seen with dnspython.
+
+Checks:
+* status lists every balanced RRset with each member's health, last probe, weights and
+  its share of first places since start (exact 75 %/25 % after 1000 answers at 3:1);
+* ``explain`` predicts the next answer: its order equals the answer that follows it,
+  every time, and it moves no rotor (asking twice gives the same prediction);
+* drain: the member leaves the answers at once, status says so with the time until it
+  is fully effective (the last answer carrying it plus TTL); the drain survives a
+  restart; undrain brings it back;
+* a temporary weight changes the shares exactly (3:1 → 1:1), and ``reset`` restores them;
+* mistakes: an unknown member or RRset, a bad weight, no server: exit 1 or 2 with the
+  reason, no traceback; garbage on the socket does not hurt the server;
+* the socket is mode 0600 (this user only) and lives in --state-dir.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, ServerProcess, start_server, stop_server
+from smtp_listeners import FakeSmtp
+from support import write_zone
+
+ORIGIN = "ctl.test"
+
+
+def zone_text(port: int) -> str:
+    return f"""
+ttl: 60
+records:
+  "@": {{NS: ns1}}
+  ns1: {{A: 192.0.2.1}}
+  pool:
+    MX:
+      policy: weighted
+      records:
+        - {{preference: 10, exchange: mx1, weight: 3}}
+        - {{preference: 10, exchange: mx2, weight: 1}}
+        - "20 backup"
+  checked:
+    MX:
+      check: {{kind: smtp, interval: 0.2, timeout: 0.5, rise: 1, fall: 1}}
+      records:
+        - {{preference: 10, exchange: mx1, probe: '127.0.0.1:{port}'}}
+        - {{preference: 10, exchange: mx2, probe: '127.0.0.1:{port}'}}
+  mx1: {{A: 192.0.2.11}}
+  mx2: {{A: 192.0.2.12}}
+  backup: {{A: 192.0.2.20}}
+"""
+
+
+@pytest.fixture
+def listener():
+    with FakeSmtp("ok") as fake:
+        yield fake
+
+
+@pytest.fixture
+def server(listener: FakeSmtp, tmp_path: Path):
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, zone_text(listener.port))
+    process = start_server(zone_dir, "--state-dir", str(tmp_path / "state"))
+    yield process
+    stop_server(process.process)
+
+
+def authdns(server_or_state: ServerProcess | Path, *args: str) -> subprocess.CompletedProcess:
+    state = server_or_state.state_dir if isinstance(server_or_state, ServerProcess) else server_or_state
+    return subprocess.run([sys.executable, "-m", "authdns", *args, "--state-dir", str(state)] if args[0] != "ctl"
+                          else [sys.executable, "-m", "authdns", "ctl", "--state-dir", str(state), *args[1:]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def status(server: ServerProcess) -> dict:
+    result = authdns(server, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return {(entry["owner"], entry["type"]): entry for entry in json.loads(result.stdout)["rrsets"]}
+
+
+def hosts(server: ServerProcess, name: str = "pool") -> list[str]:
+    reply = server.query(f"{name}.{ORIGIN}", "MX")
+    return [rdata.exchange.labels[0].decode() for rrset in reply.answer for rdata in rrset]
+
+
+def test_status_shows_health_weights_and_shares(server: ServerProcess) -> None:
+    for _ in range(1000):
+        hosts(server)
+    pool = status(server)[(f"pool.{ORIGIN}.", "MX")]
+    members = {member["member"]: member for member in pool["members"]}
+    assert pool["policy"] == "weighted" and pool["check"] is None
+    assert members[f"mx1.{ORIGIN}."]["first"] == 750 and members[f"mx1.{ORIGIN}."]["share"] == 0.75
+    assert members[f"mx2.{ORIGIN}."]["first"] == 250 and members[f"mx2.{ORIGIN}."]["share"] == 0.25
+    assert members[f"backup.{ORIGIN}."]["first"] == 1000 and members[f"backup.{ORIGIN}."]["share"] == 1.0
+    assert (members[f"mx1.{ORIGIN}."]["configured_weight"], members[f"mx1.{ORIGIN}."]["effective_weight"]) == (3, 3)
+    checked = status(server)[(f"checked.{ORIGIN}.", "MX")]
+    assert checked["check"]["kind"] == "smtp"
+    for member in checked["members"]:
+        assert member["status"] == "up" and member["probed"] and member["last_probe"].startswith("220")
+        assert member["rtt_ms"] is not None
+    text = authdns(server, "status")
+    assert text.returncode == 0 and f"pool.{ORIGIN}. MX ttl 60 policy weighted" in text.stdout
+    assert "75.0%" in text.stdout and "25.0%" in text.stdout
+
+
+def explained(server: ServerProcess) -> list[str]:
+    result = authdns(server, "explain", f"pool.{ORIGIN}", "MX", "--json")
+    assert result.returncode == 0, result.stderr
+    (rrset,) = [entry for entry in json.loads(result.stdout)["rrsets"] if entry["section"] == "answer"]
+    return [member["member"].split(".")[0] for member in rrset["members"] if member["included"]]
+
+
+def test_explain_predicts_the_next_answer(server: ServerProcess) -> None:
+    for _ in range(8):
+        prediction = explained(server)
+        assert explained(server) == prediction, "explain moves no rotor"
+        assert hosts(server) == prediction
+    text = authdns(server, "explain", f"pool.{ORIGIN}", "MX")
+    assert "weighted position 1" in text.stdout and "additional:" in text.stdout
+
+
+def test_drain_survives_restart_and_undrain(server: ServerProcess, tmp_path: Path, listener: FakeSmtp) -> None:
+    hosts(server)  # mx1 handed out just now: a drain is fully effective only a TTL later
+    result = authdns(server, "ctl", "drain", f"pool.{ORIGIN}", "MX", "mx1." + ORIGIN)
+    assert result.returncode == 0, result.stderr
+    assert "drained" in result.stdout and "fully effective in" in result.stdout
+    assert all("mx1" not in hosts(server) for _ in range(20))
+    member = {m["member"]: m for m in status(server)[(f"pool.{ORIGIN}.", "MX")]["members"]}[f"mx1.{ORIGIN}."]
+    assert member["drained"] and 50 <= member["drain_effective_in"] <= 60
+    # Restart on the same state directory: still drained.
+    stop_server(server.process)
+    again = start_server(server.zone_dir, "--state-dir", str(server.state_dir))
+    try:
+        assert all("mx1" not in hosts(again) for _ in range(20))
+        assert any("overrides loaded members=1" in line for line in again.log)
+        result = authdns(again, "ctl", "undrain", f"pool.{ORIGIN}", "MX", "mx1." + ORIGIN)
+        assert result.returncode == 0 and "in service" in result.stdout
+        assert Counter(hosts(again)[0] for _ in range(400)) == {"mx1": 300, "mx2": 100}
+    finally:
+        stop_server(again.process)
+
+
+def test_temporary_weight_and_reset(server: ServerProcess) -> None:
+    assert authdns(server, "ctl", "weight", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}", "3").returncode == 0
+    assert Counter(hosts(server)[0] for _ in range(600)) == {"mx1": 300, "mx2": 300}
+    assert authdns(server, "ctl", "weight", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}", "reset").returncode == 0
+    assert Counter(hosts(server)[0] for _ in range(400)) == {"mx1": 300, "mx2": 100}
+
+
+@pytest.mark.parametrize("args,code,fragment", [
+    (("ctl", "drain", f"pool.{ORIGIN}", "MX", f"mx9.{ORIGIN}"), 1, "is not a member of pool.ctl.test. MX (members: "),
+    (("ctl", "drain", f"nothing.{ORIGIN}", "MX", f"mx1.{ORIGIN}"), 1, "no balanced MX RRset at nothing.ctl.test."),
+    (("ctl", "drain", f"pool.{ORIGIN}", "A", "192.0.2.300"), 1, "is not an IP address"),
+    (("ctl", "weight", f"pool.{ORIGIN}", "MX", f"mx1.{ORIGIN}", "heavy"), 2, "N must be a whole number"),
+    (("ctl", "weight", f"pool.{ORIGIN}", "MX", f"mx1.{ORIGIN}", "5000"), 1, "weight must be a whole number from 0 to 1000"),
+    (("explain", f"pool.{ORIGIN}", "BOGUS"), 1, "unknown record type 'BOGUS'"),
+    (("ctl", "fly"), 2, "invalid choice"),
+])
+def test_mistakes_are_explained(server: ServerProcess, args: tuple, code: int, fragment: str) -> None:
+    result = authdns(server, *args)
+    assert result.returncode == code and fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert hosts(server), "the server still answers"
+
+
+def test_no_server_is_a_clear_error(tmp_path: Path) -> None:
+    result = authdns(tmp_path, "status")
+    assert result.returncode == 1 and "cannot reach the server" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_socket_is_private_and_survives_garbage(server: ServerProcess) -> None:
+    path = server.state_dir / "control.sock"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for garbage in (b"not json\n", b"[1, 2]\n", b'{"command": "rm -rf"}\n', b"\xff" * 5000 + b"\n", b""):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            sock.sendall(garbage)
+            sock.shutdown(socket.SHUT_WR)
+            reply = sock.recv(65536)
+        if reply:
+            assert json.loads(reply)["ok"] is False
+    assert status(server)
