@@ -20,3 +20,24 @@ def test_readme_zone_example_loads(tmp_path: Path) -> None:
     assert zone is not None, [str(p) for p in problems]
     assert not problems, [str(p) for p in problems]
     assert zone.serial == 2026112301
+
+
+def test_readme_balancing_example_loads(tmp_path: Path) -> None:
+    """The "Load balancing" syntax example, completed with the hosts it names, loads
+    without a problem and means what the README says."""
+    from dnslib import QTYPE
+
+    from authdns import names
+    from authdns.balancespec import Policy
+
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "checks:" in b)
+    hosts = "".join(f"  {host}: {{A: 192.0.2.{index + 1}}}\n"
+                    for index, host in enumerate(["ns1", "mx1", "mx2", "mx3", "mx4", "backup"]))
+    path = tmp_path / "example.test.yaml"
+    path.write_text(block + '  "@": {NS: ns1}\n' + hosts)
+    zone, problems = load_zone_file(path)
+    assert zone is not None and not problems, [str(p) for p in problems]
+    balance = zone.nodes[names.from_text("pool.example.test.")].rrsets[QTYPE.MX].balance
+    assert (balance.policy, balance.answer, balance.check.name) == (Policy.WEIGHTED, 2, "mail")
+    assert [member.weight for member in balance.members] == [3, 1, 0, None, 1]
