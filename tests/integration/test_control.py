@@ -190,3 +190,24 @@ def test_socket_is_private_and_survives_garbage(server: ServerProcess) -> None:
         if reply:
             assert json.loads(reply)["ok"] is False
     assert status(server)
+
+
+def test_counters_and_health_survive_reload(server: ServerProcess) -> None:
+    import os
+    import signal
+
+    from conftest import wait_until
+
+    for _ in range(100):
+        hosts(server)
+    before = status(server)
+    zone_file = server.zone_dir / f"{ORIGIN}.yaml"
+    zone_file.write_text(zone_file.read_text().replace("ttl: 60", "ttl: 61", 1))
+    os.kill(server.process.pid, signal.SIGHUP)
+    wait_until(lambda: True if server.query(f"ns1.{ORIGIN}", "A").answer[0].ttl == 61 else None, timeout=5)
+    after = status(server)
+    for rrset_key in ((f"pool.{ORIGIN}.", "MX"), (f"checked.{ORIGIN}.", "MX")):
+        for old, new in zip(before[rrset_key]["members"], after[rrset_key]["members"]):
+            assert (new["member"], new["first"], new["given"], new["since"]) == \
+                (old["member"], old["first"], old["given"], old["since"])
+    assert after[(f"pool.{ORIGIN}.", "MX")]["ttl"] == 61
