@@ -271,14 +271,19 @@ class HealthMonitor:
         """Probe, observe, sleep, forever (until cancelled). An error is logged, rate-limited,
         and the loop goes on: one bad target must not stop the others' health."""
         host, port, check = target.key
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 outcome = await probe(check, host, port)
                 self._observe(target, outcome)
             except Exception as error:  # noqa: BLE001 - the loop must survive anything
                 self._log_error(f"probe {host} {port} {check.kind.value}", error)
             target.probed.set()
-            await asyncio.sleep(max(check.interval, MIN_INTERVAL))
+            # A fixed cadence: probes start every `interval`, however long one took, so a
+            # member that stops answering is down within interval x fall + timeout.
+            elapsed = loop.time() - started
+            await asyncio.sleep(max(check.interval - elapsed, MIN_INTERVAL))
 
     def _observe(self, target: _Target, outcome: ProbeOutcome) -> None:
         check = target.key[2]

@@ -47,19 +47,24 @@ AUTO_RTT_FLOOR = 0.010  # seconds: below this, round-trip times count as equal (
 
 class SmoothWeighted:
     """Smooth weighted round robin (nginx): over each cycle of sum(weights) picks,
-    member i comes first exactly weights[i] times, spread as evenly as possible. A
-    change of weights starts a new cycle."""
+    member i comes first exactly weights[i] times, spread as evenly as possible.
 
-    __slots__ = ("weights", "credit")
+    A new ``epoch`` (the eligible members or the weights an operator or the zone set)
+    starts a new cycle from zero credit, so shares are exact from there. Weights that
+    move within an epoch (a member degraded, an auto weight's step) keep the credit, as
+    nginx keeps current_weight: a reset would hand the first pick to the heaviest member
+    every time, and a flapping member would never come first.
+    """
+
+    __slots__ = ("epoch", "credit")
 
     def __init__(self) -> None:
-        self.weights: tuple[int, ...] = ()
+        self.epoch: object = None
         self.credit: list[int] = []
 
-    def pick(self, weights: tuple[int, ...], commit: bool = True) -> int:
-        credit = self.credit if weights == self.weights else [0] * len(weights)
-        if not commit:
-            credit = list(credit)
+    def pick(self, weights: tuple[int, ...], commit: bool = True, epoch: object = None) -> int:
+        fresh = epoch != self.epoch or len(self.credit) != len(weights)
+        credit = [0] * len(weights) if fresh else list(self.credit)
         total = 0
         best = -1
         for index, weight in enumerate(weights):
@@ -68,9 +73,11 @@ class SmoothWeighted:
                 total += weight
                 if best < 0 or credit[index] > credit[best]:
                     best = index
+            else:
+                credit[index] = 0  # not eligible now: no debt or savings to carry
         credit[best] -= total
         if commit:
-            self.weights, self.credit = weights, credit
+            self.epoch, self.credit = epoch, credit
         return best
 
 
@@ -118,6 +125,7 @@ class Plan:
     order: tuple[int, ...]  # record indices in answer order
     promoted: frozenset[int]  # record indices whose MX preference is lowered by one
     fail_open: bool
+    predictable: bool = True  # False for `random`: explain shows one possible order
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +149,13 @@ class Balancer:
 
     # -- the query path -----------------------------------------------------------
 
-    def apply(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
-        """The answer with every balanced RRset ordered (README, "Load balancing")."""
-        if not any(placed.rrset.balance is not None for placed in answer.answer):
-            return self._apply_additional_only(answer, health, overrides)
+    def apply(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool = True,
+              plans: dict[tuple[str, Name, int], Plan] | None = None) -> Answer:
+        """The answer with every balanced RRset ordered (README, "Load balancing").
+        ``commit=False`` moves no rotor (``explain``); ``plans`` collects each balanced
+        RRset's plan by (section, owner, type)."""
+        if not any(placed.rrset.balance is not None for placed in answer.answer + answer.additional):
+            return answer
         ordered: list[Placed] = []
         gone: set[Name] = set()
         order_of_targets: list[Name] = []
@@ -154,33 +165,39 @@ class Balancer:
                 ordered.append(placed)
                 order_of_targets.extend(rrset.targets)
                 continue
-            plan = self.plan(rrset, health, overrides, commit=True)
+            plan = self.plan(rrset, health, overrides, commit)
+            if plans is not None:
+                plans[("answer", placed.owner, rrset.rtype)] = plan
             new = _reordered(rrset, plan)
             gone.update(set(rrset.targets) - set(new.targets))
             order_of_targets.extend(new.targets)
             ordered.append(Placed(placed.owner, new, placed.required))
-        additional = self._order_additional(answer.additional, gone, order_of_targets, health, overrides)
+        gone -= set(order_of_targets)  # still named by another RRset of the answer
+        additional = self._order_additional(answer.additional, gone, order_of_targets, health, overrides, commit,
+                                            plans)
         return replace(answer, answer=tuple(ordered), additional=additional)
-
-    def _apply_additional_only(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
-        if not any(p.rrset.balance is not None and not p.required for p in answer.additional):
-            return answer
-        return replace(answer, additional=self._order_additional(answer.additional, set(), [], health, overrides))
 
     def _order_additional(
         self, additional: tuple[Placed, ...], gone: set[Name], targets: list[Name], health: HealthView,
-        overrides: Overrides,
+        overrides: Overrides, commit: bool, plans: dict | None,
     ) -> tuple[Placed, ...]:
         """Addresses of targets that left the answer go too; the others follow the
         answer's new target order (every A before any AAAA, as the engine puts them),
-        and a balanced address RRset is ordered as if asked directly."""
+        and a balanced address RRset is ordered as if asked directly. Required glue
+        (RFC 9471) is never touched."""
         rank = {target: position for position, target in enumerate(dict.fromkeys(targets))}
         kept = []
         for position, placed in enumerate(additional):
-            if placed.owner in gone and not placed.required:
+            if placed.required:
+                kept.append(((-1, position), placed))
                 continue
-            if placed.rrset.balance is not None and not placed.required:
-                placed = Placed(placed.owner, _reordered(placed.rrset, self.plan(placed.rrset, health, overrides)))
+            if placed.owner in gone:
+                continue
+            if placed.rrset.balance is not None:
+                plan = self.plan(placed.rrset, health, overrides, commit)
+                if plans is not None:
+                    plans[("additional", placed.owner, placed.rrset.rtype)] = plan
+                placed = Placed(placed.owner, _reordered(placed.rrset, plan))
             type_rank = ADDRESS_TYPES.index(placed.rrset.rtype) if placed.rrset.rtype in ADDRESS_TYPES else 2
             kept.append(((type_rank, rank.get(placed.owner, len(rank) + position)), placed))
         kept.sort(key=lambda item: item[0])
@@ -203,14 +220,14 @@ class Balancer:
         for preference, group in groups.items():
             weights, why = usable[preference]
             if fail_open:
-                weights = tuple(max(member.configured or 1, 1) for member in group)
+                weights = tuple(max(member.configured or 1, 1) * UP_FACTOR for member in group)
                 why = "fail open: no member of the RRset is usable, so all are answered"
             elif not weights:
                 for member in group:
                     plans[member.index] = _member_plan(member, preference, 0, False, _left_out(member))
                 continue
             chosen = self._order_group(rrset, balance, preference, group, weights, commit)
-            if balance.answer is not None:
+            if balance.answer is not None and not fail_open:  # fail open answers everyone
                 chosen = chosen[: balance.answer]
             if balance.promote and rrset.rtype == QTYPE.MX and chosen:
                 promoted.add(group[chosen[0]].index)
@@ -229,7 +246,7 @@ class Balancer:
         in_order = [plans[index] for index in order]
         left_out = [plans[member.index] for member in members if member.index not in set(order)]
         return Plan(rrset.name, rrset.rtype, balance.policy, tuple(in_order + left_out), tuple(order),
-                    frozenset(promoted), fail_open)
+                    frozenset(promoted), fail_open, predictable=balance.policy is not Policy.RANDOM)
 
     def _members(self, rrset: RRset, balance: BalanceSpec, health: HealthView, overrides: Overrides) -> list[_Member]:
         statuses = []
@@ -248,6 +265,10 @@ class Balancer:
                 base = 0
             elif temporary is not None:
                 base = temporary
+            elif spec.weight == 0:
+                base = 0  # standby, under every policy
+            elif balance.policy is not Policy.WEIGHTED:
+                base = 1  # only `weighted` reads zone weights (check warns otherwise)
             elif spec.weight is not None:
                 base = spec.weight
             else:
@@ -259,25 +280,47 @@ class Balancer:
         self, rrset: RRset, balance: BalanceSpec, preference: int | None, group: list["_Member"],
         weights: tuple[int, ...], commit: bool,
     ) -> list[int]:
-        """Positions (in ``group``) of the eligible members, in this answer's order."""
+        """Positions (in ``group``) of the eligible members, in this answer's order. Every
+        policy honours the effective weights where they differ (a degraded member, an
+        operator's temporary weight); equal weights give the plain policy."""
         eligible = [position for position, weight in enumerate(weights) if weight > 0]
+        uniform = len({weights[position] for position in eligible}) == 1
         policy = balance.policy
         if policy is Policy.FIXED:
-            return eligible
+            return sorted(eligible, key=lambda p: (-weights[p], p)) if not uniform else eligible
         if policy is Policy.RANDOM:
-            shuffled = list(eligible)
-            self.rng.shuffle(shuffled)
-            return shuffled
+            return self._weighted_shuffle(eligible, weights)
         rotor = self._rotor(rrset, preference, group, commit)
-        if policy is Policy.ROUND_ROBIN:
+        if policy is Policy.ROUND_ROBIN and uniform:
             start = rotor.turn % len(eligible)
             if commit:
                 rotor.turn += 1
             return eligible[start:] + eligible[:start]
-        first = rotor.smooth.pick(weights, commit)
+        # The epoch: which members are eligible and the weights the zone or an operator
+        # gave them; health-derived changes (degraded, auto) keep the cycle's credit.
+        epoch = tuple((weights[p] > 0, member.configured, member.temporary, member.drained)
+                      for p, member in enumerate(group))
+        first = rotor.smooth.pick(weights, commit, epoch)
+        if policy is Policy.ROUND_ROBIN:  # the rest in cyclic zone order after the first
+            start = eligible.index(first)
+            return eligible[start:] + eligible[:start]
         # After the first, a deterministic order: heavier first, then zone order.
         rest = sorted((p for p in eligible if p != first), key=lambda p: (-weights[p], p))
         return [first] + rest
+
+    def _weighted_shuffle(self, eligible: list[int], weights: tuple[int, ...]) -> list[int]:
+        """A fresh random order; with unequal weights, each place is drawn in proportion
+        to the weights of the members left."""
+        left = list(eligible)
+        if len({weights[p] for p in left}) == 1:
+            self.rng.shuffle(left)
+            return left
+        order = []
+        while left:
+            chosen = self.rng.choices(left, weights=[weights[p] for p in left])[0]
+            order.append(chosen)
+            left.remove(chosen)
+        return order
 
     def _rotor(self, rrset: RRset, preference: int | None, group: list["_Member"], commit: bool) -> _Rotor:
         key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group),
@@ -375,7 +418,7 @@ def _left_out(member: _Member) -> str:
 def _included(policy: Policy, rank: int, member: _Member, weight: int, why: str) -> str:
     parts = [f"{policy.value} position {rank + 1}"]
     if member.status is Status.DEGRADED:
-        parts.append("degraded (4xx greeting): a quarter of its weight")
+        parts.append("degraded (4xx greeting): a quarter of its weight, so it comes first less often")
     if member.temporary is not None:
         parts.append(f"temporary weight {member.temporary} set by the operator")
     if why:

@@ -24,6 +24,7 @@ from . import names
 from .balancespec import MemberKey
 
 FILE_VERSION = 1
+MAX_WEIGHT = 1000  # as in zone files (balancefile.MAX_WEIGHT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,14 @@ class OverridesFileError(Exception):
     """The overrides file cannot be read; the message names the file and the problem."""
 
 
+def set_aside(path: Path, now: float) -> Path:
+    """Move an unreadable overrides file out of the way (kept for the operator to read),
+    so the server can start and new drains can be saved."""
+    target = path.with_name(f"{path.name}.unreadable-{int(now)}")
+    os.replace(path, target)
+    return target
+
+
 def load_overrides(path: Path) -> Overrides:
     """The saved overrides; none when the file does not exist yet."""
     try:
@@ -72,8 +81,9 @@ def load_overrides(path: Path) -> Overrides:
         for entry in data["members"]:
             key = (names.from_text(entry["owner"]), getattr(QTYPE, entry["type"]), entry["member"])
             weight = entry.get("weight")
-            members[key] = Override(bool(entry.get("drained")), None if weight is None else int(weight),
-                                    float(entry.get("since", 0.0)))
+            if weight is not None and (not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT):
+                raise ValueError(f"weight {weight!r} of {entry['member']} is not a whole number from 0 to {MAX_WEIGHT}")
+            members[key] = Override(bool(entry.get("drained")), weight, float(entry.get("since", 0.0)))
     except (AttributeError, KeyError, TypeError, ValueError, names.BadName) as error:
         raise OverridesFileError(f"{path}: malformed overrides file: {error}") from None
     return Overrides(MappingProxyType(members))

@@ -50,14 +50,16 @@ def _rrset_watches(snapshot: Snapshot, rrset: RRset) -> dict[MemberKey, MemberWa
 
 
 def served_addresses(snapshot: Snapshot, host: names.Name) -> tuple[str, ...] | None:
-    """The A and AAAA addresses we serve for ``host``; None when it is not in our zones
-    (the system resolver must find them). Glue below a zone cut is not ours to trust."""
+    """The A and AAAA addresses we serve for ``host``; None when we are not authoritative
+    for it: outside our zones, or below a delegation (glue is not ours to trust, RFC 1034
+    §4.2.1), so the system resolver must find them."""
     zone = snapshot.find_zone(host)
     if zone is None:
         return None
+    if any(zone.nodes.get(a) is not None and zone.nodes[a].is_cut for a in names.ancestors_below(host, zone.origin)):
+        return None
     node = zone.nodes.get(host)
-    if node is None or any(zone.nodes.get(a) is not None and zone.nodes[a].is_cut
-                           for a in names.ancestors_below(host, zone.origin)):
+    if node is None:
         return ()
     return tuple(str(rdata) for rtype in ADDRESS_TYPES if rtype in node.rrsets
                  for rdata in node.rrsets[rtype].rdatas)

@@ -211,3 +211,86 @@ def test_counters_and_health_survive_reload(server: ServerProcess) -> None:
             assert (new["member"], new["first"], new["given"], new["since"]) == \
                 (old["member"], old["first"], old["given"], old["since"])
     assert after[(f"pool.{ORIGIN}.", "MX")]["ttl"] == 61
+
+
+def test_control_path_that_is_not_a_socket_is_left_alone(tmp_path: Path, listener: FakeSmtp) -> None:
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, zone_text(listener.port))
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    result = subprocess.run([sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen",
+                             "127.0.0.1:0", "--state-dir", str(tmp_path / "state"), "--control", str(precious)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "is not a socket" in result.stderr and "Traceback" not in result.stderr
+    assert precious.read_text() == "keep me"
+
+
+def test_unreadable_overrides_file_is_set_aside(tmp_path: Path, listener: FakeSmtp) -> None:
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, zone_text(listener.port))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "overrides.json").write_text('{"version": 1, "members": [{"owner": "pool.ctl.test.", ')
+    server = start_server(zone_dir, "--state-dir", str(state))
+    try:
+        assert any("cannot read overrides" in line and "starting WITHOUT drains" in line for line in server.log)
+        assert [p.name.startswith("overrides.json.unreadable-") for p in state.iterdir()].count(True) == 1
+        assert sorted(hosts(server)) == ["backup", "mx1", "mx2"], "serving, without overrides"
+        assert authdns(server, "ctl", "drain", f"pool.{ORIGIN}", "MX", f"mx1.{ORIGIN}").returncode == 0
+        assert json.loads((state / "overrides.json").read_text())["members"][0]["drained"] is True
+    finally:
+        stop_server(server.process)
+
+
+def test_override_of_a_member_no_longer_served_can_be_cleared(server: ServerProcess) -> None:
+    import os
+    import signal
+
+    from conftest import wait_until
+
+    assert authdns(server, "ctl", "drain", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}").returncode == 0
+    zone_file = server.zone_dir / f"{ORIGIN}.yaml"
+    zone_file.write_text(zone_file.read_text().replace("        - {preference: 10, exchange: mx2, weight: 1}\n", ""))
+    os.kill(server.process.pid, signal.SIGHUP)
+    wait_until(lambda: True if sorted(hosts(server)) == ["backup", "mx1"] else None, timeout=5)
+    orphans = json.loads(authdns(server, "status", "--json").stdout)["overrides_not_served"]
+    assert [orphan["member"] for orphan in orphans] == [f"mx2.{ORIGIN}."]
+    assert authdns(server, "ctl", "drain", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}").returncode == 1
+    result = authdns(server, "ctl", "undrain", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(authdns(server, "status", "--json").stdout)["overrides_not_served"] == []
+
+
+def test_over_long_request_gets_an_answer(server: ServerProcess) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(server.state_dir / "control.sock"))
+        sock.sendall(b'{"command": "status", "pad": "' + b"x" * 10000 + b'"}\n')
+        reply = json.loads(sock.recv(65536))
+    assert reply == {"ok": False, "error": "a request is one line of at most 4096 octets"}
+
+
+def test_explain_shows_only_what_the_answer_carries(tmp_path: Path, server_factory) -> None:
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, """
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  one: {MX: {answer: 1, records: ['10 mx1', '10 mx2']}}
+  shuffled: {MX: {policy: random, records: ['10 mx1', '10 mx2']}}
+  mx1: {A: 192.0.2.11}
+  mx2: {A: 192.0.2.12}
+""")
+    server = server_factory(zone_dir)
+    for _ in range(4):
+        result = authdns(server, "explain", f"one.{ORIGIN}", "MX", "--json")
+        rrsets = json.loads(result.stdout)["rrsets"]
+        (answer,) = [r for r in rrsets if r["section"] == "answer"]
+        included = [m["member"] for m in answer["members"] if m["included"]]
+        additional = [r["owner"] for r in rrsets if r["section"] == "additional"]
+        assert additional == included, "the cut member's address is not in the additional section"
+        reply = server.query(f"one.{ORIGIN}", "MX")
+        assert [str(rdata.exchange) for rrset in reply.answer for rdata in rrset] == included
+    text = authdns(server, "explain", f"shuffled.{ORIGIN}", "MX").stdout
+    assert "random: every answer is a fresh shuffle; this is one possible order" in text

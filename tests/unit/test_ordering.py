@@ -182,3 +182,40 @@ def test_retain_keeps_unchanged_rotors(tmp_path: Path) -> None:
     assert order(balancer, rrset(reloaded, "rr"))[0] == "b", "rotation continues across the reload"
     balancer.retain([])
     assert balancer.rotors == {} and balancer.counters == {}
+
+
+def test_flapping_weights_do_not_starve() -> None:
+    """Weights that move within an epoch (a member flapping up/degraded) keep the credit:
+    the lighter member still comes first in its share (a reset would starve it)."""
+    rotor = SmoothWeighted()
+    epoch = ("same eligible members and zone weights",)
+    firsts = Counter(rotor.pick((4, 4) if turn % 2 else (4, 1), epoch=epoch) for turn in range(6000))
+    # Flapping on every single answer is the extreme; what matters is that neither member
+    # is starved (a credit reset on each change gave member 1 nothing at all).
+    assert firsts[0] >= 1500 and firsts[1] >= 1500, firsts
+
+
+def test_fail_open_ignores_answer_n(tmp_path: Path) -> None:
+    path = tmp_path / "f.test.yaml"
+    path.write_text('records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n'
+                    "  p: {MX: {ttl: 60, answer: 1, records: ['10 a', '10 b', '20 c']}}\n"
+                    "  a: {A: 192.0.2.11}\n  b: {A: 192.0.2.12}\n  c: {A: 192.0.2.13}\n")
+    zone, problems = load_zone_file(path)
+    assert zone is not None, problems
+    rrset_ = zone.nodes[names.from_text("p.f.test.")].rrsets[QTYPE.MX]
+    down = HealthView(MappingProxyType({(names.from_text("p.f.test."), QTYPE.MX, f"{m}.f.test."):
+                                        MemberHealth(Status.DOWN, 0.0, None, None, ()) for m in "abc"}))
+    plan = Balancer().plan(rrset_, down, EMPTY_OVERRIDES)
+    assert plan.fail_open and len(plan.order) == 3, "every member, despite answer: 1"
+    assert len(Balancer().plan(rrset_, EMPTY_HEALTH, EMPTY_OVERRIDES).order) == 2, "one per group otherwise"
+
+
+def test_degraded_counts_under_round_robin_too(tmp_path: Path) -> None:
+    zone, balancer = load(tmp_path), Balancer()
+    view = health("rr", b=Status.DEGRADED)  # effective 4, 1, 4 per 9 answers
+    firsts = Counter(order(balancer, rrset(zone, "rr"), view)[0] for _ in range(900))
+    assert firsts == {"a": 400, "b": 100, "c": 400}
+    for _ in range(9):
+        answer = order(balancer, rrset(zone, "rr"), view)
+        start = ["a", "b", "c"].index(answer[0])
+        assert answer[:3] == (["a", "b", "c"] * 2)[start:start + 3], "the rest follow in cyclic order"
