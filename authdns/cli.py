@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import ctlcli
-from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen
+from . import ctlcli, names
+from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen, serials_path
+from .serials import SerialStore
+from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_retry, parse_tsig_key, tsig_keyring
 from .masterfile import ImportError_, export_zone, import_master
 from .service import Service, StartError
 from .snapshot import cross_zone_problems, load_zone_file, zone_files
@@ -39,6 +41,17 @@ def _positive(text: str) -> int:
     if not text.isdigit() or not 512 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size from 512 to 65535")
     return int(text)
+
+
+def _argument(parse):
+    """An argparse type from a parse function that raises ValueError with its reason."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    convert.__name__ = parse.__name__.removeprefix("parse_").replace("_", " ")
+    return convert
 
 
 def _seconds(text: str) -> float:
@@ -90,10 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"where drains are kept and the control socket lives (default: {DEFAULT_STATE_DIR})")
     serve.add_argument("--control", type=Path, metavar="SOCKET",
                        help="the control socket for status/explain/ctl (default: DIR/control.sock)")
+    serve.add_argument("--allow-transfer", type=_argument(parse_allow_rule), action="append", default=[],
+                       metavar="PREFIX[,key=NAME]",
+                       help="let this address or prefix transfer every zone (AXFR/IXFR; repeatable; "
+                       "a zone's own `transfer: allow:` adds to it)")
+    serve.add_argument("--tsig-key", type=_argument(parse_tsig_key), action="append", default=[],
+                       metavar="[hmac-sha256:]NAME:BASE64", help="a TSIG key (RFC 8945) for transfers; repeatable")
+    serve.add_argument("--notify-retry", type=_argument(parse_notify_retry), default=DEFAULTS.notify_retry,
+                       metavar="SECONDS", help=f"first NOTIFY retry after this long, doubling "
+                       f"(default: {DEFAULTS.notify_retry:g})")
+    serve.add_argument("--notify-attempts", type=_argument(parse_notify_attempts), default=DEFAULTS.notify_attempts,
+                       metavar="N", help=f"NOTIFY messages per secondary and change (default: {DEFAULTS.notify_attempts})")
+    serve.add_argument("--no-watch", dest="watch", action="store_false",
+                       help="do not reload zone files when they change (SIGHUP and `ctl reload` still do)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     check = commands.add_parser("check", help="validate zone files; exit 1 if any is invalid")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="zone files or directories")
+    check.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+                       help="the server's state dir: warn when an explicit serial did not grow "
+                       f"since the version served (default: {DEFAULT_STATE_DIR})")
 
     importer = commands.add_parser("import", help="convert an RFC 1035 master file to YAML (stdout)")
     importer.add_argument("file", type=Path, metavar="FILE")
@@ -101,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     exporter = commands.add_parser("export", help="write a YAML zone as an RFC 1035 master file (stdout)")
     exporter.add_argument("file", type=Path, metavar="FILE.yaml")
+    exporter.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+                          help="use (and remember) the SOA serial the server with this state dir serves "
+                          f"(default: {DEFAULT_STATE_DIR})")
     ctlcli.add_parsers(commands)
     return parser
 
@@ -108,15 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- check
 
 
-def run_check(paths: list[Path]) -> int:
+def run_check(paths: list[Path], state_dir: Path) -> int:
     missing = [path for path in paths if not path.exists()]
     for path in missing:
         print(f"{path}: no such file or directory")
     files = zone_files([path for path in paths if path.exists()])
     zones = {}
     errors = warnings = 0
+    serials = SerialStore.load(serials_path(state_dir))  # read only: check changes nothing
     for path in files:
-        zone, problems = load_zone_file(path)
+        zone, problems = load_zone_file(path, serials)
         for problem in problems:
             print(problem)
         errors += sum(not p.warning for p in problems)
@@ -148,7 +181,7 @@ async def _serve(config: ServerConfig) -> int:
 
     def on_hangup() -> None:
         log.info("reload requested by SIGHUP")
-        task = loop.create_task(service.reload())
+        task = loop.create_task(service.reload("SIGHUP"))
         reloading.add(task)
         task.add_done_callback(reloading.discard)
 
@@ -178,10 +211,16 @@ def run_serve(args: argparse.Namespace) -> int:
     listen = tuple(args.listen) if args.listen else DEFAULT_LISTEN
     # Only the default IPv6 loopback may be missing; an address the user named may not.
     optional = frozenset() if args.listen else frozenset(a for a in DEFAULT_LISTEN if ":" in a[0])
+    try:
+        keys = tsig_keyring(args.tsig_key)
+    except ValueError as error:
+        build_parser().error(str(error))
     config = ServerConfig(
         zone_dir=args.zones, listen=listen, optional_listen=optional, udp_payload=args.udp_payload,
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
-        state_dir=args.state_dir, control=args.control,
+        state_dir=args.state_dir, control=args.control, watch=args.watch,
+        allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
+        notify_attempts=args.notify_attempts,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:
@@ -208,18 +247,25 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    zone, problems = load_zone_file(args.file)
+    serials = SerialStore.load(serials_path(args.state_dir))
+    zone, problems = load_zone_file(args.file, serials)
     for problem in problems:
         print(problem, file=sys.stderr)
     if zone is None:
         return 1
     sys.stdout.write(export_zone(zone))
+    # The serial given out is the one `serve` will use for this content (serials.py).
+    serials.remember(names.to_text(zone.origin), zone.content_hash, zone.serial)
+    try:
+        serials.save()
+    except OSError:
+        pass  # a read-only state dir: the export is still right, only not remembered
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths), "import": run_import, "export": run_export,
+    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths, a.state_dir), "import": run_import, "export": run_export,
                "status": ctlcli.run, "explain": ctlcli.run, "ctl": ctlcli.run}
     try:
         return runners[args.command](args)

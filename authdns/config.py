@@ -6,6 +6,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from .transferspec import AllowRule
 
 DEFAULT_PORT = 5353
 # Unprivileged by default, so `authdns serve` runs out of the box without root.
@@ -25,6 +30,10 @@ def overrides_path(state_dir: Path) -> Path:
     return state_dir / "overrides.json"
 
 
+def serials_path(state_dir: Path) -> Path:
+    return state_dir / "serials.json"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     zone_dir: Path = Path("zones")
@@ -38,8 +47,16 @@ class ServerConfig:
     tcp_query_timeout: float = 30.0  # a whole query must arrive within this once started
     state_dir: Path = DEFAULT_STATE_DIR
     control: Path | None = None  # the control socket; None: state_dir/control.sock
+    watch: bool = True  # reload zone files when they change (watchdog); SIGHUP always does
     version: str = field(default="authdns")
     identity: str | None = None  # CH TXT id.server; None refuses it
+    # Zone transfers (transfer.py). Who may AXFR/IXFR every zone, beside each zone's own
+    # `transfer: allow:`; nobody by default (RFC 5936 §5: transfers are a policy matter).
+    allow_transfer: tuple[AllowRule, ...] = ()
+    # TSIG keys (hmac-sha256, RFC 8945): absolute lowercase key name -> secret.
+    tsig_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    notify_retry: float = 5.0  # seconds before the first NOTIFY retry, doubling (RFC 1996 §3.6)
+    notify_attempts: int = 5  # NOTIFY messages per secondary and change before giving up
 
 
 def parse_listen(text: str) -> tuple[str, int]:

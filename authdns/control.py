@@ -17,9 +17,10 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from dnslib import QTYPE, RCODE
 
@@ -51,10 +52,17 @@ class ControlServer:
         self.overrides_path = overrides_path
         self.clock = clock
         self.server: asyncio.AbstractServer | None = None
+        # Set by the service: reload the zones (returns a LoadResult), and the problems
+        # of each zone file at the last load.
+        self.reloader: Callable[[str], Awaitable[Any]] | None = None
+        self.zone_problems: Callable[[], dict[str, list[str]]] = dict
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
+        if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(self.path.lstat().st_mode):
+                raise ControlError(f"{self.path} exists and is not a socket; it is left alone: "
+                                   "give another --control path")
             if _answering(self.path):
                 raise ControlError(f"another server answers on the control socket {self.path}; "
                                    "give this one another --state-dir or --control")
@@ -69,20 +77,25 @@ class ControlServer:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-            self.path.unlink(missing_ok=True)
+            if self.path.is_socket():
+                self.path.unlink(missing_ok=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
-            reply = self.handle(line)
+            try:
+                line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
+            except ValueError:  # the stream's limit: a request line over REQUEST_LIMIT
+                reply = {"ok": False, "error": f"a request is one line of at most {REQUEST_LIMIT} octets"}
+            else:
+                reply = await self.handle(line)
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
-            pass  # a client that sends nothing usable gets nothing
+        except (asyncio.TimeoutError, ConnectionError):
+            pass  # a client that sends nothing, or leaves, gets nothing
         finally:
             writer.close()
 
-    def handle(self, line: bytes) -> dict[str, Any]:
+    async def handle(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
@@ -91,7 +104,10 @@ class ControlServer:
             handler = COMMANDS.get(command) if isinstance(command, str) else None
             if handler is None:
                 raise ControlError(f"unknown command {command!r} (commands: {', '.join(COMMANDS)})")
-            return {"ok": True, **handler(self, request)}
+            reply = handler(self, request)
+            if asyncio.iscoroutine(reply):
+                reply = await reply
+            return {"ok": True, **reply}
         except ControlError as error:
             return {"ok": False, "error": str(error)}
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -110,8 +126,23 @@ class ControlServer:
         served = {key for rrset in _balanced(state.snapshot) for key in _member_keys(rrset)}
         orphans = [_override_entry(key, override) for key, override in state.overrides.members.items()
                    if key not in served]
-        return {"rrsets": rrsets, "fail_open_answers": self.balancer.fail_open_answers,
+        zones = [{"origin": names.to_text(zone.origin), "serial": zone.serial, "file": zone.path,
+                  "records": zone.record_count} for zone in state.snapshot.zones.values()]
+        zones.sort(key=lambda entry: entry["origin"])
+        return {"zones": zones, "problems": self.zone_problems(), "generation": state.generation,
+                "rrsets": rrsets, "fail_open_answers": self.balancer.fail_open_answers,
                 "overrides_not_served": orphans}
+
+    async def reload(self, request: dict) -> dict[str, Any]:
+        """Reload the zone directory now; say per zone what changed."""
+        if self.reloader is None:
+            raise ControlError("this server cannot reload")
+        result = await self.reloader("ctl")
+        changes = [{"origin": names.to_text(change.origin), "file": change.path, "old_serial": change.old_serial,
+                    "new_serial": change.new_serial, "diff": str(change.diff) if change.diff else None}
+                   for change in result.changes]
+        return {"changes": changes, "unchanged": result.unchanged, "failed": result.failed,
+                "problems": [str(problem) for problem in result.problems]}
 
     def _rrset_status(self, rrset: RRset, health: HealthView, overrides: Overrides) -> dict[str, Any]:
         balance = rrset.balance
@@ -159,53 +190,58 @@ class ControlServer:
         }
 
     def explain(self, request: dict) -> dict[str, Any]:
-        """The next answer to NAME TYPE, without giving it: the engine's answer, then
-        each balanced RRset's plan (``Balancer.plan(commit=False)``)."""
+        """The next answer to NAME TYPE, without giving it: the engine's answer ordered
+        exactly as the next query's would be (``Balancer.apply(commit=False)``), with each
+        balanced RRset's plan: who is in, in what order, and why."""
         qname, qtype = _name(request.get("name")), _qtype(request.get("type"))
         state = self.holder.current
-        answer = resolve(state.snapshot, qname, qtype)
+        plans: dict = {}
+        answer = self.balancer.apply(resolve(state.snapshot, qname, qtype), state.health, state.overrides,
+                                     commit=False, plans=plans)
         sections = []
         for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
             for placed in placed_list:
                 rrset = placed.rrset
-                if rrset.balance is None:
-                    sections.append({"section": section, "owner": names.to_text(placed.owner),
-                                     "type": QTYPE[rrset.rtype], "balanced": False,
-                                     "records": [str(rdata) for rdata in rrset.rdatas]})
-                    continue
-                plan = self.balancer.plan(rrset, state.health, state.overrides, commit=False)
-                sections.append({"section": section, "owner": names.to_text(placed.owner),
-                                 "type": QTYPE[rrset.rtype], "balanced": True, **_plan_entry(plan)})
+                entry = {"section": section, "owner": names.to_text(placed.owner), "type": QTYPE[rrset.rtype]}
+                plan = plans.get((section, placed.owner, rrset.rtype))
+                if plan is None:
+                    sections.append({**entry, "balanced": False, "records": [str(rdata) for rdata in rrset.rdatas]})
+                else:
+                    sections.append({**entry, "balanced": True, **_plan_entry(plan)})
         return {"name": names.to_text(qname), "type": QTYPE[qtype], "rcode": RCODE[answer.rcode], "rrsets": sections}
 
-    def drain(self, request: dict) -> dict[str, Any]:
-        return self._override(request, lambda old: Override(True, old.weight if old else None, self.clock()))
+    async def drain(self, request: dict) -> dict[str, Any]:
+        return await self._override(request, lambda old: Override(True, old.weight if old else None, self.clock()))
 
-    def undrain(self, request: dict) -> dict[str, Any]:
+    async def undrain(self, request: dict) -> dict[str, Any]:
         def undrained(old: Override | None) -> Override | None:
             if old is None or old.weight is None:
                 return None
             return Override(False, old.weight, old.since)
-        return self._override(request, undrained)
+        return await self._override(request, undrained, clearing=True)
 
-    def weight(self, request: dict) -> dict[str, Any]:
+    async def weight(self, request: dict) -> dict[str, Any]:
         value = request.get("weight")
         if value is None or value == "reset":
             def reset(old: Override | None) -> Override | None:
                 return Override(True, None, old.since) if old and old.drained else None
-            return self._override(request, reset)
+            return await self._override(request, reset, clearing=True)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
             raise ControlError(f"weight must be a whole number from 0 to 1000 or 'reset', not {value!r}")
-        return self._override(request, lambda old: Override(bool(old and old.drained), value, self.clock()))
+        return await self._override(request, lambda old: Override(bool(old and old.drained), value, self.clock()))
 
-    def _override(self, request: dict, change: Callable[[Override | None], Override | None]) -> dict[str, Any]:
-        state = self.holder.current
-        key, rrset = self._find_member(request, state.snapshot)
-        overrides = state.overrides.with_member(key, change(state.overrides.get(key)))
+    async def _override(self, request: dict, change: Callable[[Override | None], Override | None],
+                        clearing: bool = False) -> dict[str, Any]:
+        """Change one member's override, save the file (in a thread: it syncs to disk),
+        then publish. Clearing also works for a member no zone serves any more."""
+        key, rrset = self._find_member(request, self.holder.current, clearing)
+        overrides = self.holder.current.overrides.with_member(key, change(self.holder.current.overrides.get(key)))
         try:
-            save_overrides(self.overrides_path, overrides)
+            await asyncio.to_thread(save_overrides, self.overrides_path, overrides)
         except OSError as error:
             raise ControlError(f"cannot save overrides to {self.overrides_path}: {error.strerror}") from None
+        # Published from the latest state: others may have changed it while the file was written.
+        overrides = self.holder.current.overrides.with_member(key, overrides.get(key))
         self.holder.publish(overrides=overrides)
         override = overrides.get(key)
         log.info("override owner=%s type=%s member=%s drained=%s weight=%s", names.to_text(key[0]),
@@ -214,29 +250,35 @@ class ControlServer:
         return {"owner": names.to_text(key[0]), "type": QTYPE[key[1]], "member": key[2],
                 "drained": bool(override and override.drained),
                 "temporary_weight": override.weight if override else None,
-                "effective_in": _effective_in(found, self.clock()), "ttl": rrset.ttl}
+                "effective_in": _effective_in(found, self.clock()), "ttl": rrset.ttl if rrset else None}
 
-    def _find_member(self, request: dict, snapshot) -> tuple[MemberKey, RRset]:
+    def _find_member(self, request: dict, state, clearing: bool = False) -> tuple[MemberKey, RRset | None]:
         owner, rtype = _name(request.get("owner")), _qtype(request.get("type"))
         member = _member(rtype, request.get("member"))
-        zone = snapshot.find_zone(owner)
+        zone = state.snapshot.find_zone(owner)
         node = zone.nodes.get(owner) if zone is not None else None
         rrset = node.rrsets.get(rtype) if node is not None else None
+        if clearing and state.overrides.get((owner, rtype, member)) is not None and (
+                rrset is None or rrset.balance is None):
+            return (owner, rtype, member), None  # an override left from a member no longer served
         if rrset is None or rrset.balance is None:
             raise ControlError(f"no balanced {QTYPE[rtype]} RRset at {names.to_text(owner)}")
         texts = [member_text(rtype, rdata) for rdata in rrset.rdatas]
         if member not in texts:
+            if clearing and state.overrides.get((owner, rtype, member)) is not None:
+                return (owner, rtype, member), rrset
             raise ControlError(f"{member} is not a member of {names.to_text(owner)} {QTYPE[rtype]} "
                                f"(members: {', '.join(texts)})")
         return (owner, rtype, member), rrset
 
 
-COMMANDS: dict[str, Callable[[ControlServer, dict], dict[str, Any]]] = {
+COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
     "status": ControlServer.status,
     "explain": ControlServer.explain,
     "drain": ControlServer.drain,
     "undrain": ControlServer.undrain,
     "weight": ControlServer.weight,
+    "reload": ControlServer.reload,
 }
 
 
@@ -269,7 +311,7 @@ def _shown_weight(effective: int) -> float:
 
 def _plan_entry(plan: Plan) -> dict[str, Any]:
     return {
-        "policy": plan.policy.value, "fail_open": plan.fail_open,
+        "policy": plan.policy.value, "fail_open": plan.fail_open, "predictable": plan.predictable,
         "members": [{"member": member.text, "preference": member.preference,
                      "answered_preference": (member.preference - 1 if member.index in plan.promoted
                                              else member.preference),

@@ -30,11 +30,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     explain = with_control(commands.add_parser("explain", help="the next answer to NAME TYPE, and why"))
     explain.add_argument("name", metavar="NAME")
     explain.add_argument("type", metavar="TYPE")
-    ctl = with_control(commands.add_parser("ctl", help="drain, undrain or reweight a member"))
+    ctl = with_control(commands.add_parser("ctl", help="reload zones; drain, undrain or reweight a member"))
     actions = ctl.add_subparsers(dest="action", metavar="ACTION", required=True)
     for action, text in (("drain", "weight 0 until undrained (survives restarts)"), ("undrain", "end a drain")):
         parser = actions.add_parser(action, help=text)
         _member_arguments(parser)
+    actions.add_parser("reload", help="reload the zone directory now and say what changed")
     weight = actions.add_parser("weight", help="a temporary weight (0-1000), or 'reset'")
     _member_arguments(weight)
     weight.add_argument("weight", metavar="N|reset")
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"command": args.command}
     if args.command == "explain":
         payload.update(name=args.name, type=args.type)
+    elif args.command == "ctl" and args.action == "reload":
+        payload["command"] = "reload"
     elif args.command == "ctl":
         payload.update(command=args.action, owner=args.owner, type=args.type, member=args.member)
         if args.action == "weight":
@@ -74,7 +77,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_reload(reply: dict[str, Any]) -> None:
+    for problem in reply["problems"]:
+        print(problem)
+    for change in reply["changes"]:
+        if change["new_serial"] is None:
+            print(f"{change['origin']} removed (was serial {change['old_serial']}): REFUSED from now on")
+        elif change["old_serial"] is None:
+            print(f"{change['origin']} added, serial {change['new_serial']} ({change['file']})")
+        else:
+            print(f"{change['origin']} serial {change['old_serial']} -> {change['new_serial']}: {change['diff']}")
+    for path in reply["failed"]:
+        print(f"{path}: not loaded; the previous version (if any) keeps serving")
+    print(f"{len(reply['changes'])} zone(s) changed, {reply['unchanged']} unchanged, {len(reply['failed'])} failed")
+
+
 def _format_status(reply: dict[str, Any]) -> None:
+    for zone in reply["zones"]:
+        print(f"zone {zone['origin']} serial {zone['serial']} records {zone['records']} file {zone['file']}")
+    for path, problems in sorted(reply["problems"].items()):
+        for problem in problems:
+            print(problem)
     if not reply["rrsets"]:
         print("no balanced RRsets")
     now = time.time()
@@ -119,6 +142,8 @@ def _format_explain(reply: dict[str, Any]) -> None:
             print(f"{head} (not balanced): {', '.join(rrset['records'])}")
             continue
         print(f"{head} policy {rrset['policy']}{' FAIL-OPEN' if rrset['fail_open'] else ''}")
+        if not rrset["predictable"]:
+            print("  (random: every answer is a fresh shuffle; this is one possible order)")
         for position, member in enumerate(rrset["members"], 1):
             mark = f"{position:>2}." if member["included"] else " --"
             pref = "" if member["preference"] is None else f"pref {member['answered_preference']} "
@@ -134,5 +159,5 @@ def _format_override(reply: dict[str, Any]) -> None:
         print(f"fully effective in {reply['effective_in']:g}s (the last answer carrying it, plus TTL {reply['ttl']})")
 
 
-FORMATTERS = {"status": _format_status, "explain": _format_explain, "drain": _format_override,
+FORMATTERS = {"status": _format_status, "reload": _format_reload, "explain": _format_explain, "drain": _format_override,
               "undrain": _format_override, "weight": _format_override}

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dnslib import CLASS, QTYPE
 
@@ -22,9 +23,13 @@ from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_REFUSED, Query, Reje
 from .render import render, render_reject, render_servfail
 from .state import StateHolder
 
+if TYPE_CHECKING:
+    from .transfer import TransferResponder
+
 log = logging.getLogger("authdns.responder")
 
-# Zone transfers are refused until transfer ACLs exist (issue 4); RFC 5936 §4.2.
+# Zone transfers: refused here unless a TransferResponder is given (transfer.py), which
+# answers them over UDP; over TCP the listener hands them to it first.
 TRANSFER_TYPES = (QTYPE.AXFR, QTYPE.IXFR)
 
 
@@ -37,16 +42,18 @@ class Counters:
 
 
 class Responder:
-    def __init__(self, holder: StateHolder, config: ServerConfig, balancer: Balancer | None = None) -> None:
+    def __init__(self, holder: StateHolder, config: ServerConfig, balancer: Balancer | None = None,
+                 transfer: TransferResponder | None = None) -> None:
         self.holder = holder
         self.config = config
         self.balancer = balancer or Balancer()
+        self.transfer = transfer  # answers AXFR/IXFR over UDP (peer-dependent); None: REFUSED
         self.counters = Counters()
         self._last_error_log = 0.0
 
-    def respond(self, packet: bytes, via: Via) -> bytes | None:
+    def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | None:
         try:
-            reply = self._respond(packet, via)
+            reply = self._respond(packet, via, peer)
         except Exception:
             self.counters.internal_errors += 1
             now = time.monotonic()
@@ -62,13 +69,20 @@ class Responder:
                 self.counters.truncated += 1
         return reply
 
-    def _respond(self, packet: bytes, via: Via) -> bytes | None:
+    def _respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | None:
         state = self.holder.current  # read once: one generation for the whole query
         query = parse_query(packet, via, self.config.udp_payload)
         if query is None:
             return None
         if isinstance(query, Reject):
             return render_reject(query, self.config.udp_payload)
+        if self.transfer is not None and query.qtype in TRANSFER_TYPES and via is Via.UDP and query.qclass == CLASS.IN:
+            # Who asks decides (access list, TSIG), so transfer.py answers: SOA-only for an
+            # allowed IXFR (RFC 1995 §2), REFUSED otherwise. Over TCP the listener hands
+            # transfers to it before they get here.
+            reply = self.transfer.respond_udp(packet, peer)
+            if reply is not None:
+                return reply
         answer = self._answer(state.snapshot, query)
         if isinstance(answer, Reject):
             return render_reject(answer, self.config.udp_payload)
@@ -84,6 +98,7 @@ class Responder:
             # Only IN and CH are served; EDE "Not Supported" says why (RFC 8914 §4.22).
             return Reject(query.header, RCODE_REFUSED, query.question, query.edns, EDE_NOT_SUPPORTED)
         if query.qtype in TRANSFER_TYPES:
-            # Refused by policy until transfer ACLs exist: EDE "Prohibited" (RFC 8914 §4.19).
+            # Not answered by transfer.py (none given, or unreadable to it): refused by
+            # policy, EDE "Prohibited" (RFC 8914 §4.19).
             return Reject(query.header, RCODE_REFUSED, query.question, query.edns, EDE_PROHIBITED)
         return resolve(snapshot, query.qname, query.qtype)

@@ -18,6 +18,7 @@ import struct
 from .config import ServerConfig
 from .query import Via
 from .responder import Responder
+from .transfer import TransferResponder, is_transfer_query
 
 log = logging.getLogger("authdns.server")
 
@@ -109,7 +110,7 @@ class UdpListener:
                 return
             except OSError:
                 continue  # e.g. an ICMP error queued for an earlier reply: not fatal
-            reply = respond(data, Via.UDP)
+            reply = respond(data, Via.UDP, address)  # the address: IXFR access rules (transfer.py)
             if reply is None:
                 continue
             try:
@@ -133,10 +134,12 @@ def _no_delay(writer: asyncio.StreamWriter) -> None:
 
 
 class TcpListener:
-    def __init__(self, sock: socket.socket, responder: Responder, config: ServerConfig) -> None:
+    def __init__(self, sock: socket.socket, responder: Responder, config: ServerConfig,
+                 transfer: TransferResponder | None = None) -> None:
         self.sock = sock
         self.responder = responder
         self.config = config
+        self.transfer = transfer  # AXFR/IXFR (RFC 5936); None: the responder refuses them
         self.active = 0
         self.refused = 0
         self.server: asyncio.base_events.Server | None = None
@@ -171,12 +174,22 @@ class TcpListener:
 
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         idle, whole = self.config.tcp_idle_timeout, self.config.tcp_query_timeout
+        peer = writer.get_extra_info("peername")
         while True:
             prefix = await asyncio.wait_for(reader.readexactly(2), idle)
             (length,) = struct.unpack("!H", prefix)
             if length == 0:
                 return
             packet = await asyncio.wait_for(reader.readexactly(length), whole)
+            if self.transfer is not None and is_transfer_query(packet):
+                # Rendering a large zone takes a while: in a thread, so queries keep flowing.
+                loop = asyncio.get_running_loop()
+                messages = await loop.run_in_executor(self.transfer.executor, self.transfer.respond, packet, peer)
+                if messages is not None:
+                    for message in messages:  # one transfer: several messages (RFC 5936 §2.2)
+                        writer.write(struct.pack("!H", len(message)) + message)
+                        await asyncio.wait_for(writer.drain(), whole)
+                    continue
             reply = self.responder.respond(packet, Via.TCP)
             if reply is None:
                 continue
@@ -199,9 +212,10 @@ class TcpListener:
 class DnsServer:
     """Every listen address, UDP and TCP, bound before any of them serves."""
 
-    def __init__(self, config: ServerConfig, responder: Responder) -> None:
+    def __init__(self, config: ServerConfig, responder: Responder, transfer: TransferResponder | None = None) -> None:
         self.config = config
         self.responder = responder
+        self.transfer = transfer  # zone transfers over TCP; None refuses them (the responder does)
         self.udp: list[UdpListener] = []
         self.tcp: list[TcpListener] = []
         self.addresses: list[tuple[str, int]] = []
@@ -229,7 +243,7 @@ class DnsServer:
             udp = UdpListener(udp_sock, self.responder)
             udp.start(loop)
             self.udp.append(udp)
-            tcp = TcpListener(tcp_sock, self.responder, self.config)
+            tcp = TcpListener(tcp_sock, self.responder, self.config, self.transfer)
             await tcp.start()
             self.tcp.append(tcp)
             host, port = udp_sock.getsockname()[:2]

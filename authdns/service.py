@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from . import names
-from .config import ServerConfig, control_path, overrides_path
+from .config import ServerConfig, control_path, overrides_path, serials_path
 from .control import ControlError, ControlServer
 from .health import HealthMonitor
 from .ordering import Balancer
-from .overrides import OverridesFileError, load_overrides
+from .overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
 from .responder import Responder
 from .server import BindError, DnsServer
+from .reload import ZoneWatcher
+from .serials import SerialStore
 from .snapshot import EMPTY, LoadResult, Snapshot, load_snapshot
 from .state import StateHolder
+from .transfer import Notifier, TransferResponder, unknown_keys
 from .watchlist import watch_list
 
 log = logging.getLogger("authdns")
@@ -38,26 +42,37 @@ class Service:
         self.holder = StateHolder()
         self.balancer = Balancer()
         self.monitor = HealthMonitor(self._publish_health)
-        self.responder = Responder(self.holder, config, self.balancer)
-        self.dns = DnsServer(config, self.responder)
+        self.transfer = TransferResponder(self.holder, config)
+        self.responder = Responder(self.holder, config, self.balancer, transfer=self.transfer)
+        self.dns = DnsServer(config, self.responder, transfer=self.transfer)
+        self.notifier = Notifier(config)
         self.control = ControlServer(config.control or control_path(config.state_dir), self.holder, self.balancer,
                                      overrides_path(config.state_dir))
         self.addresses: list[tuple[str, int]] = []
         self._reloading: asyncio.Lock = asyncio.Lock()
+        self.serials = SerialStore.load(serials_path(config.state_dir))
+        self.watcher = ZoneWatcher(config.zone_dir, self.reload) if config.watch else None
+        self.control.reloader = self.reload
+        self.control.zone_problems = self.zone_problems
+        self.problems: dict[str, list[str]] = {}  # file -> its problems at the last load
+        self.reloads = 0
+        self._reload_pending = False
 
     def _publish_health(self, view) -> None:
-        self.holder.publish(health=view)
+        # During a reload the monitor already watches the new snapshot's members while
+        # the old snapshot still serves: its view would drop members the old one answers
+        # (and unknown members count as up). The reload publishes both together instead.
+        if not self._reload_pending:
+            self.holder.publish(health=view)
 
     async def start(self) -> None:
-        result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, EMPTY)
-        log_load(result)
+        result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, EMPTY, self.serials)
+        log_load(result, first=True)
+        self._keep_problems(result)
         self.holder.publish(snapshot=result.snapshot)
         if not result.snapshot.zones:
             log.warning("no zones loaded from %s: every query will be REFUSED", self.config.zone_dir)
-        try:
-            overrides = load_overrides(overrides_path(self.config.state_dir))
-        except OverridesFileError as error:
-            raise StartError(str(error)) from None
+        overrides = self._load_overrides()
         self.holder.publish(overrides=overrides)
         if overrides.members:
             log.info("overrides loaded members=%d file=%s", len(overrides.members),
@@ -66,9 +81,28 @@ class Service:
         try:
             self.addresses = await self.dns.start()
             await self.control.start()
+            # Secondaries learn of our serials at once, as BIND does at start (RFC 1996 §3.6).
+            self.notifier.zones_changed(result.snapshot.zones.values())
+            if self.watcher is not None:
+                self.watcher.start()
         except (BindError, ControlError, OSError) as error:
             await self.close()
             raise StartError(str(error)) from None
+
+    def _load_overrides(self):
+        """The saved drains. An unreadable file must not keep DNS off the air: it is
+        moved aside with a loud error, and the server starts without overrides."""
+        path = overrides_path(self.config.state_dir)
+        try:
+            return load_overrides(path)
+        except OverridesFileError as error:
+            try:
+                kept = set_aside(path, time.time())
+            except OSError as move_error:
+                raise StartError(f"{error}; and it cannot be moved aside: {move_error.strerror}") from None
+            log.error("%s; moved to %s; starting WITHOUT drains or temporary weights: set them again "
+                      "with `authdns ctl`", error, kept)
+            return EMPTY_OVERRIDES
 
     async def _watch(self, snapshot: Snapshot) -> None:
         """Hand the monitor what to probe, and wait for one round of new targets."""
@@ -76,25 +110,58 @@ class Service:
         await self.monitor.watch(watches)
         if watches:
             await self.monitor.first_round()
-            self.holder.publish(health=self.monitor.view())
+            if not self._reload_pending:
+                self.holder.publish(health=self.monitor.view())
             log.info("health first round done members=%d", len(watches))
 
-    async def reload(self) -> None:
+    async def reload(self, trigger: str = "SIGHUP") -> LoadResult:
+        """Load the zone directory again and swap the snapshot in with one assignment.
+        Files that did not change are not parsed again; one that fails keeps its previous
+        version; members still there keep their health, rotation and counters."""
         async with self._reloading:  # one reload at a time; a second waits for the first
             previous = self.holder.current.snapshot
-            result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, previous)
-            log_load(result)
-            await self._watch(result.snapshot)  # new members probed before they are answered
-            self.holder.publish(snapshot=result.snapshot)
-            self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
+            result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, previous, self.serials)
+            self.reloads += 1
+            log_load(result, first=False)
+            self._keep_problems(result)
+            if result.changes:
+                self._reload_pending = True
+                try:
+                    await self._watch(result.snapshot)  # new members probed before they are answered
+                finally:
+                    self._reload_pending = False
+                    # One assignment: the new zones with the health of their members.
+                    self.holder.publish(snapshot=result.snapshot, health=self.monitor.view())
+                self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
+                self.notifier.zones_changed(result.snapshot.zones[change.origin] for change in result.changes
+                                            if change.new_serial is not None and change.new_serial != change.old_serial)
+            log.info("reload done trigger=%s changed=%d unchanged=%d failed=%d generation=%d", trigger,
+                     len(result.changes), result.unchanged, len(result.failed), self.holder.current.generation)
+            return result
+
+    def _keep_problems(self, result: LoadResult) -> None:
+        """Every file's problems at the last load, for ``authdns status``."""
+        for line in unknown_keys(result.snapshot.zones.values(), self.config):
+            log.warning("transfer: %s", line)
+        problems: dict[str, list[str]] = {}
+        for problem in result.problems:
+            problems.setdefault(problem.where.path, []).append(str(problem))
+        self.problems = problems
+
+    def zone_problems(self) -> dict[str, list[str]]:
+        return self.problems
 
     async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.close()
         await self.control.close()
         await self.dns.close()
+        await self.notifier.close()
         await self.monitor.close()
 
 
-def log_load(result: LoadResult) -> None:
+def log_load(result: LoadResult, first: bool) -> None:
+    """One line per zone that changed, then the problems (RFC-style ``file:line:column``)."""
     for problem in result.problems:
         if problem.warning:
             log.warning("zone warning: %s", problem)
@@ -103,8 +170,16 @@ def log_load(result: LoadResult) -> None:
     for path in result.failed:
         kept = any(zone.path == path for zone in result.snapshot.zones.values())
         log.error("zone not loaded file=%s%s", path, "; previous version keeps serving" if kept else "")
-    for zone in result.loaded:
-        log.info(
-            "zone loaded origin=%s records=%d serial=%d file=%s",
-            names.to_text(zone.origin), zone.record_count, zone.serial, zone.path,
-        )
+    loaded = {zone.origin: zone for zone in result.loaded}
+    for change in result.changes:
+        origin = names.to_text(change.origin)
+        if change.new_serial is None:
+            log.info("zone removed origin=%s serial=%s file=%s; its names are REFUSED now", origin,
+                     change.old_serial, change.path)
+        elif change.old_serial is None or first:
+            zone = loaded[change.origin]
+            log.info("zone loaded origin=%s records=%d serial=%d file=%s", origin, zone.record_count, zone.serial,
+                     zone.path)
+        else:
+            log.info("zone reloaded origin=%s serial=%d->%d %s file=%s", origin, change.old_serial,
+                     change.new_serial, change.diff, change.path)

@@ -8,8 +8,8 @@ and its problems are returned for the caller to log. Nothing here touches socket
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping
@@ -18,7 +18,9 @@ from dnslib import QTYPE
 
 from . import names
 from .names import Name
+from .serials import SerialStore, serial_gt
 from .yamltree import Where
+from .zonediff import ZoneDiff, diff_zones
 from .zone import Zone, build_zone
 from .zonefile import ZONE_FILE_SUFFIXES, Problem, origin_from_path, read_zone_text
 
@@ -42,8 +44,17 @@ class Snapshot:
 EMPTY = Snapshot(MappingProxyType({}))
 
 
-def load_zone_file(path: Path) -> tuple[Zone | None, list[Problem]]:
-    """Read, parse and validate one file. The SOA serial defaults to the file's mtime."""
+def load_zone_file(
+    path: Path, serials: SerialStore | None = None, previous: Zone | None = None
+) -> tuple[Zone | None, list[Problem]]:
+    """Read, parse and validate one file.
+
+    An SOA without a serial gets one from ``serials`` (``serials.py``: the same serial
+    for the same content, a greater one for new content). ``previous`` is the version
+    being served: when the file's bytes are unchanged it is returned as it is, not
+    parsed again; when they changed but an explicit serial did not grow, that is warned
+    about (secondaries would not transfer the change, RFC 1996 §4.7).
+    """
     where = Where(str(path), 1, 1)
     try:
         origin = origin_from_path(path)
@@ -51,14 +62,18 @@ def load_zone_file(path: Path) -> tuple[Zone | None, list[Problem]]:
         return None, [Problem(where, f"file name does not give a zone origin: {error}")]
     try:
         data = path.read_bytes()
-        mtime = int(os.stat(path).st_mtime)
     except OSError as error:
         return None, [Problem(where, f"cannot read: {error.strerror}")]
+    content_hash = hashlib.sha256(data).hexdigest()
+    if previous is not None and previous.content_hash == content_hash and previous.path == str(path):
+        return previous, []
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         return None, [Problem(where, f"not UTF-8 text (byte {error.start})")]
-    source, problems = read_zone_text(text, str(path), origin, default_serial=mtime & 0xFFFFFFFF)
+    serials = serials if serials is not None else SerialStore()
+    default_serial = serials.serial_for(names.to_text(origin), content_hash, previous.serial if previous else None)
+    source, problems = read_zone_text(text, str(path), origin, default_serial=default_serial)
     if source is None or any(not p.warning for p in problems):
         if source is not None:
             # Report the whole-zone findings too, so one `check` run lists everything.
@@ -66,7 +81,29 @@ def load_zone_file(path: Path) -> tuple[Zone | None, list[Problem]]:
             problems = problems + more
         return None, problems
     zone, more = build_zone(source)
-    return zone, problems + more
+    problems = problems + more
+    if zone is not None:
+        zone = replace(zone, content_hash=content_hash)
+        problems += _serial_problems(zone, serials, previous)
+    return zone, problems
+
+
+def _serial_problems(zone: Zone, serials: SerialStore, previous: Zone | None) -> list[Problem]:
+    """An explicit serial that did not grow although the content changed (compared with
+    the version served, else with the last one remembered)."""
+    if not zone.serial_given:
+        return []
+    if previous is not None:
+        old_hash, old_serial = previous.content_hash, previous.serial
+    elif (remembered := serials.remembered(names.to_text(zone.origin))) is not None:
+        old_hash, old_serial = remembered
+    else:
+        return []
+    if old_hash == zone.content_hash or serial_gt(zone.serial, old_serial):
+        return []
+    where = zone.soa.where or Where(zone.path, 1, 1)
+    return [Problem(where, f"the content changed but the SOA serial did not increase ({old_serial} -> "
+                           f"{zone.serial}): secondaries will not transfer the change (RFC 1996 §4.7)", True)]
 
 
 def zone_files(paths: Iterable[Path]) -> list[Path]:
@@ -104,41 +141,71 @@ def cross_zone_problems(zones: Mapping[Name, Zone]) -> list[Problem]:
     return problems
 
 
+@dataclass(frozen=True, slots=True)
+class ZoneChange:
+    """What a reload did to one zone, for its log line and ``authdns ctl reload``."""
+
+    origin: Name
+    path: str
+    old_serial: int | None  # None: newly served
+    new_serial: int | None  # None: no longer served (its file is gone)
+    diff: ZoneDiff | None = None
+
+
 @dataclass(slots=True)
 class LoadResult:
     snapshot: Snapshot
     problems: list[Problem] = field(default_factory=list)
     loaded: list[Zone] = field(default_factory=list)  # zones (re)built by this load
     failed: list[str] = field(default_factory=list)  # paths that did not load
+    changes: list[ZoneChange] = field(default_factory=list)  # added, changed and removed zones
+    unchanged: int = 0  # files whose bytes had not changed: not parsed again
 
 
-def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY) -> LoadResult:
+def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None) -> LoadResult:
     """Load every zone file in ``zone_dir``.
 
-    A file that fails keeps the previous version of its zone, if any (the operator's
-    mistake must not take a working zone off the air); its problems are in the result.
-    Two files for one origin (``x.yaml`` and ``x.yml``): the first in name order wins.
+    A file whose bytes did not change keeps its ``Zone`` (not parsed again). A file that
+    fails keeps the previous version of its zone, if any (the operator's mistake must not
+    take a working zone off the air); its problems are in the result. A zone whose file
+    is gone is no longer served. Two files for one origin (``x.yaml`` and ``x.yml``):
+    the first in name order wins. Runs in a worker thread, off the query path.
     """
+    serials = serials if serials is not None else SerialStore()
     zones: dict[Name, Zone] = {}
     result = LoadResult(EMPTY)
     for path in zone_files([zone_dir]):
-        zone, problems = load_zone_file(path)
+        try:
+            before = previous.zones.get(origin_from_path(path))
+        except names.BadName:
+            before = None
+        zone, problems = load_zone_file(path, serials, before)
         result.problems.extend(problems)
         if zone is None:
             result.failed.append(str(path))
-            try:
-                kept = previous.zones.get(origin_from_path(path))
-            except names.BadName:
-                kept = None
-            if kept is not None:
-                zones.setdefault(kept.origin, kept)
+            if before is not None:
+                zones.setdefault(before.origin, before)
             continue
         if zone.origin in zones:
             result.problems.append(Problem(Where(str(path), 1, 1), f"zone {names.to_text(zone.origin)} "
                                            f"is already loaded from {zones[zone.origin].path}; this file is ignored"))
             continue
         zones[zone.origin] = zone
+        serials.remember(names.to_text(zone.origin), zone.content_hash, zone.serial)
+        if zone is before:
+            result.unchanged += 1
+            continue
         result.loaded.append(zone)
-    result.problems.extend(cross_zone_problems(zones))
+        result.changes.append(ZoneChange(zone.origin, zone.path, before.serial if before else None, zone.serial,
+                                         diff_zones(before, zone) if before else None))
+    for origin, gone in previous.zones.items():
+        if origin not in zones:
+            result.changes.append(ZoneChange(origin, gone.path, gone.serial, None))
+    if result.changes:  # the cross-zone rules only need a look when something changed
+        result.problems.extend(cross_zone_problems(zones))
     result.snapshot = Snapshot(MappingProxyType(zones))
+    try:
+        serials.save()
+    except OSError:
+        pass  # generated serials still grow with the time; only their stability suffers
     return result

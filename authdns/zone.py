@@ -20,6 +20,7 @@ from dnslib import CLASS, QTYPE, RD, RR, DNSBuffer
 from . import names
 from .names import Name
 from .balancespec import BALANCED_TTL_WARNING, BalanceSpec, Policy
+from .transferspec import TransferSpec
 from .yamltree import Where
 from .zonefile import Problem, RRsetSpec, ZoneSource
 
@@ -113,6 +114,11 @@ class Zone:
     serial: int
     record_count: int
     has_wildcards: bool
+    # SHA-256 of the file's bytes (set by the loader): an unchanged file keeps its Zone
+    # and its serial across reloads and restarts.
+    content_hash: str = ""
+    serial_given: bool = False  # the file names its serial (else it was generated)
+    transfer: TransferSpec | None = None  # `transfer:` (transferspec.py): AXFR ACL and NOTIFY targets
 
     def rrsets(self) -> list[RRset]:
         return [rrset for node in self.nodes.values() for rrset in node.rrsets.values()]
@@ -300,6 +306,8 @@ class _Builder:
             serial=soa.rdatas[0].times[0],
             record_count=sum(len(spec.records) for spec in self.source.rrsets),
             has_wildcards=any(names.is_wildcard(name) for name in nodes),
+            serial_given=self.source.serial_given,
+            transfer=self.source.transfer,
         )
 
 

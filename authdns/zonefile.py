@@ -31,6 +31,7 @@ from . import names
 from .names import Name
 from .balancefile import BALANCE_OPTION_KEYS, parse_bool, parse_check_reference, parse_checks, parse_policy, split_member
 from .balancespec import BALANCED_TYPE_NAMES, BalanceSpec, CheckSpec, MemberSpec, Policy
+from .transferspec import TransferSpec, parse_transfer
 from .yamlfields import FieldError, integer as _integer, scalar as _scalar
 from .yamltree import Mapping, Scalar, Sequence, TreeError, Value, Where, parse_tree
 
@@ -43,7 +44,7 @@ MAX_TTL = 2**31 - 1  # RFC 2181 §8
 # shortened for refresh/retry since NOTIFY (RFC 1996) makes polling a fallback only.
 SOA_DEFAULTS = {"refresh": 14400, "retry": 3600, "expire": 1209600, "minimum": 3600}
 ZONE_FILE_SUFFIXES = (".yaml", ".yml")
-TOP_LEVEL_KEYS = ("origin", "ttl", "policy", "checks", "records")
+TOP_LEVEL_KEYS = ("origin", "ttl", "policy", "checks", "transfer", "records")
 RRSET_OPTION_KEYS = ("ttl", "records") + BALANCE_OPTION_KEYS
 
 
@@ -84,6 +85,8 @@ class ZoneSource:
     default_ttl: int
     rrsets: tuple[RRsetSpec, ...]
     where: Where
+    serial_given: bool = False  # the SOA names its serial; else the loader generated it
+    transfer: TransferSpec | None = None  # `transfer:`: who may AXFR/IXFR, whom to NOTIFY
 
 
 def origin_from_path(path: Path) -> Name:
@@ -330,7 +333,9 @@ class _Reader:
     rrsets: dict[tuple[Name, int], RRsetSpec] = field(default_factory=dict)
     soa: tuple[_SoaDraft, int, Where] | None = None
     default_policy: Policy | None = None  # the zone's `policy:`; None: by record count
+    serial_given: bool = False  # the SOA names its serial (else the loader generates one)
     checks: dict[str, CheckSpec] = field(default_factory=dict)
+    transfer: TransferSpec | None = None
 
     def error(self, where: Where, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -358,6 +363,7 @@ class _Reader:
             except FieldError as error:
                 self.error(error.where, error.message)
         self.read_balance_defaults(top)
+        self.read_transfer(top)
         records = top.get("records")
         if records is None:
             self.error(top.where, "no 'records:' mapping: a zone needs at least SOA defaults and NS records")
@@ -381,6 +387,15 @@ class _Reader:
             self.checks, errors = parse_checks(checks_value)
             for error in errors:
                 self.error(error.where, error.message)
+
+    def read_transfer(self, top: Mapping) -> None:
+        """The zone's ``transfer:`` (transferspec.py); each bad entry reported at its place."""
+        value = top.get("transfer")
+        if value is None:
+            return
+        self.transfer, errors = parse_transfer(value)
+        for error in errors:
+            self.error(error.where, error.message)
 
     def read_owner(self, owner_key: Scalar, types: Value) -> None:
         try:
@@ -507,6 +522,7 @@ class _Reader:
                 return  # zone.py reports the missing apex NS; no SOA can be derived
             mname = names.from_dnslabel(apex_ns.records[0].rdata.label)
         serial = draft.serial if draft.serial is not None else default_serial
+        self.serial_given = draft.serial is not None
         times = (serial, draft.timers["refresh"], draft.timers["retry"], draft.timers["expire"], draft.timers["minimum"])
         rdata = SOA(names.to_dnslabel(mname), names.to_dnslabel(draft.rname), times)
         self.rrsets[(self.origin, QTYPE.SOA)] = RRsetSpec(
@@ -536,5 +552,6 @@ def read_zone_text(
     reader.read_top(tree)
     reader.finish_soa(default_serial, tree.where)
     problems += reader.problems
-    source = ZoneSource(path, origin, reader.default_ttl, tuple(reader.rrsets.values()), tree.where)
+    source = ZoneSource(path, origin, reader.default_ttl, tuple(reader.rrsets.values()), tree.where,
+                        serial_given=reader.serial_given, transfer=reader.transfer)
     return source, problems

@@ -48,7 +48,7 @@ import dns.rrset
 import dns.update
 import pytest
 
-from conftest import ROOT, SHIPPED_ZONES, ServerProcess, start_server, stop_server, wait_until
+from conftest import ROOT, SHIPPED_ZONES, ServerProcess, fresh_state_dir, start_server, stop_server, wait_until
 from support import frame, question_bytes, tcp_read_message
 
 
@@ -92,10 +92,12 @@ def _free_port() -> int:
     raise AssertionError("no loopback port free for both UDP and TCP")
 
 
-def _export(zone_file: Path, target: Path) -> None:
-    """``python -m authdns export FILE.yaml``: the master file a user would hand to NSD."""
+def _export(zone_file: Path, target: Path, state_dir: Path | None = None) -> None:
+    """``python -m authdns export FILE.yaml``: the master file a user would hand to NSD.
+    With the server's ``state_dir`` the generated SOA serial is the one it serves."""
+    extra = ["--state-dir", str(state_dir)] if state_dir is not None else []
     result = subprocess.run(
-        [sys.executable, "-m", "authdns", "export", str(zone_file)],
+        [sys.executable, "-m", "authdns", "export", str(zone_file), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, f"export {zone_file} failed:\n{result.stderr}"
@@ -144,7 +146,7 @@ def _soa_answered(port: int) -> bool | None:
     return True if reply is not None else None
 
 
-def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3) -> NsdProcess:
+def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3, state_dir: Path | None = None) -> NsdProcess:
     """Export the zones, write nsd.conf and run ``nsd -d``; poll until it answers. A port
     taken between choosing and binding makes NSD exit: try again on another one."""
     zones_dir = base / "nsdzones"
@@ -152,7 +154,7 @@ def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3) -> NsdProce
     origins = []
     for zone_file in zone_files:
         origin = zone_file.name[: -len(".yaml")] + "."
-        _export(zone_file, zones_dir / f"{origin}zone")
+        _export(zone_file, zones_dir / f"{origin}zone", state_dir)
         origins.append(origin)
     for attempt in range(attempts):
         port = _free_port()
@@ -190,8 +192,7 @@ def stop_nsd(nsd: NsdProcess) -> None:
 
 @pytest.fixture(scope="module")
 def zone_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped zones and the reference zones in one directory (mtimes kept: the
-    default SOA serial is the file's mtime, and both servers must see the same one)."""
+    """The shipped zones and the reference zones in one directory."""
     target = tmp_path_factory.mktemp("reference") / "zones"
     target.mkdir()
     for source in ZONE_FILES:
@@ -200,8 +201,15 @@ def zone_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nsd(zone_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdProcess]:
-    process = start_nsd(tmp_path_factory.mktemp("nsd"), sorted(zone_set.glob("*.yaml")))
+def state_dir(zone_set: Path) -> Path:
+    """authdns's state dir, shared with the export for NSD: files without a serial get
+    a generated one, remembered there, so both servers serve the same (serials.py)."""
+    return fresh_state_dir(zone_set)
+
+
+@pytest.fixture(scope="module")
+def nsd(zone_set: Path, state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdProcess]:
+    process = start_nsd(tmp_path_factory.mktemp("nsd"), sorted(zone_set.glob("*.yaml")), state_dir=state_dir)
     try:
         yield process
     finally:
@@ -209,8 +217,8 @@ def nsd(zone_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ns
 
 
 @pytest.fixture(scope="module")
-def authdns(zone_set: Path) -> Iterator[ServerProcess]:
-    server = start_server(zone_set)
+def authdns(zone_set: Path, state_dir: Path, nsd: NsdProcess) -> Iterator[ServerProcess]:
+    server = start_server(zone_set, "--state-dir", str(state_dir))  # after the export (nsd)
     try:
         yield server
     finally:
@@ -806,10 +814,10 @@ ALLOWED: dict[str, Allowed] = {
         "takes additional data from the answer's own zone only.",
         ("additional", "counts"), _check_additional_other_zone),
     "no-transfers": Allowed(
-        "Zone transfers come in a later issue: authdns REFUSES AXFR/IXFR on every transport "
-        "with EDE 18 Prohibited (RFC 5936 §5: transfers are a matter of policy), as NSD "
-        "does over TCP and for IXFR; "
-        "NSD says NOTIMP, without EDE, to AXFR over UDP.",
+        "These zones allow no transfers: authdns REFUSES AXFR/IXFR to everyone not on a "
+        "transfer allow list, on every transport, with EDE 18 Prohibited (RFC 5936 §5: "
+        "transfers are a matter of policy), as NSD does over TCP and for IXFR; NSD says "
+        "NOTIMP, without EDE, to AXFR over UDP (RFC 5936 §4.2 leaves AXFR over UDP out).",
         ("rcode", "edns"), _check_refused_prohibited, transports=("udp",)),
     "cname-chain-limit": Allowed(
         "authdns follows at most MAX_CNAME_CHAIN (12) CNAMEs and leaves the rest to the "

@@ -41,3 +41,15 @@ def test_readme_balancing_example_loads(tmp_path: Path) -> None:
     balance = zone.nodes[names.from_text("pool.example.test.")].rrsets[QTYPE.MX].balance
     assert (balance.policy, balance.answer, balance.check.name) == (Policy.WEIGHTED, 2, "mail")
     assert [member.weight for member in balance.members] == [3, 1, 0, None, 1]
+
+
+def test_readme_transfer_example_loads(tmp_path: Path) -> None:
+    """The "Secondaries" example block is a valid `transfer:` section."""
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.startswith("transfer:"))
+    path = tmp_path / "example.test.yaml"
+    path.write_text(block + 'records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n')
+    zone, problems = load_zone_file(path)
+    assert zone is not None and not problems, [str(p) for p in problems]
+    assert [rule.key for rule in zone.transfer.allow] == [None, None, "sec1."]
+    assert zone.transfer.notify == (("192.0.2.53", 53), ("127.0.0.1", 5300))
