@@ -197,7 +197,7 @@ class ControlServer:
         state = self.holder.current
         plans: dict = {}
         answer = self.balancer.apply(resolve(state.snapshot, qname, qtype), state.health, state.overrides,
-                                     commit=False, plans=plans)
+                                     commit=False, plans=plans, detail=True)
         sections = []
         for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
             for placed in placed_list:

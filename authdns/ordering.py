@@ -128,6 +128,34 @@ class Plan:
     predictable: bool = True  # False for `random`: explain shows one possible order
 
 
+@dataclass(slots=True)
+class _Group:
+    """One preference group as prepared for a (zone, health, overrides) state."""
+
+    preference: int | None
+    members: list["_Member"]
+    weights: tuple[int, ...]  # effective (0: not eligible); empty: the group has no usable member
+    why: str
+    eligible: list[int]  # positions with weight > 0
+    uniform: bool  # every eligible weight equal: the plain policy
+    epoch: tuple  # what starts a new weighted cycle (SmoothWeighted)
+    rotor_key: tuple
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """Everything about an RRset's next answers that depends only on the zone, the
+    health view and the overrides: computed once per such state, not per query."""
+
+    rrset: RRset
+    health: HealthView
+    overrides: Overrides
+    keys: tuple[MemberKey, ...]
+    members: list["_Member"]
+    groups: list[_Group]
+    fail_open: bool
+
+
 @dataclass(frozen=True, slots=True)
 class _Member:
     index: int
@@ -146,113 +174,136 @@ class Balancer:
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
         self.clock = clock
+        self.prepared: dict[int, _Prepared] = {}  # id(rrset) -> for the current health/overrides
 
     # -- the query path -----------------------------------------------------------
 
     def apply(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool = True,
-              plans: dict[tuple[str, Name, int], Plan] | None = None) -> Answer:
+              plans: dict[tuple[str, Name, int], Plan] | None = None, detail: bool = False) -> Answer:
         """The answer with every balanced RRset ordered (README, "Load balancing").
         ``commit=False`` moves no rotor (``explain``); ``plans`` collects each balanced
         RRset's plan by (section, owner, type)."""
-        if not any(placed.rrset.balance is not None for placed in answer.answer + answer.additional):
-            return answer
-        ordered: list[Placed] = []
-        gone: set[Name] = set()
-        order_of_targets: list[Name] = []
+        chosen = self.choose(answer, health, overrides, commit, detail)
+        if plans is not None:
+            plans.update(chosen)
+        return arrange(answer, chosen) if chosen else answer
+
+    def choose(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool = True,
+               detail: bool = False) -> dict[tuple[str, Name, int], Plan]:
+        """The plan of every balanced RRset of the answer, in the order ``apply`` meets
+        them; the additional section's balanced RRsets of targets that stay. Builds no
+        records: the fast path needs only the plans to pick a precompiled variant."""
+        chosen: dict[tuple[str, Name, int], Plan] = {}
+        staying: set[Name] = set()
+        leaving: set[Name] = set()
         for placed in answer.answer:
             rrset = placed.rrset
             if rrset.balance is None:
-                ordered.append(placed)
-                order_of_targets.extend(rrset.targets)
+                staying.update(rrset.targets)
                 continue
-            plan = self.plan(rrset, health, overrides, commit)
-            if plans is not None:
-                plans[("answer", placed.owner, rrset.rtype)] = plan
-            new = _reordered(rrset, plan)
-            gone.update(set(rrset.targets) - set(new.targets))
-            order_of_targets.extend(new.targets)
-            ordered.append(Placed(placed.owner, new, placed.required))
-        gone -= set(order_of_targets)  # still named by another RRset of the answer
-        additional = self._order_additional(answer.additional, gone, order_of_targets, health, overrides, commit,
-                                            plans)
-        return replace(answer, answer=tuple(ordered), additional=additional)
-
-    def _order_additional(
-        self, additional: tuple[Placed, ...], gone: set[Name], targets: list[Name], health: HealthView,
-        overrides: Overrides, commit: bool, plans: dict | None,
-    ) -> tuple[Placed, ...]:
-        """Addresses of targets that left the answer go too; the others follow the
-        answer's new target order (every A before any AAAA, as the engine puts them),
-        and a balanced address RRset is ordered as if asked directly. Required glue
-        (RFC 9471) is never touched."""
-        rank = {target: position for position, target in enumerate(dict.fromkeys(targets))}
-        kept = []
-        for position, placed in enumerate(additional):
-            if placed.required:
-                kept.append(((-1, position), placed))
+            plan = self.plan(rrset, health, overrides, commit, detail)
+            chosen[("answer", placed.owner, rrset.rtype)] = plan
+            if rrset.rtype == QTYPE.MX:
+                kept = {rrset.targets[index] for index in plan.order}
+                staying |= kept
+                leaving.update(target for target in rrset.targets if target not in kept)
+            else:
+                staying.update(rrset.targets)
+        for placed in answer.additional:
+            rrset = placed.rrset
+            if rrset.balance is None or placed.required or (placed.owner in leaving and placed.owner not in staying):
                 continue
-            if placed.owner in gone:
-                continue
-            if placed.rrset.balance is not None:
-                plan = self.plan(placed.rrset, health, overrides, commit)
-                if plans is not None:
-                    plans[("additional", placed.owner, placed.rrset.rtype)] = plan
-                placed = Placed(placed.owner, _reordered(placed.rrset, plan))
-            type_rank = ADDRESS_TYPES.index(placed.rrset.rtype) if placed.rrset.rtype in ADDRESS_TYPES else 2
-            kept.append(((type_rank, rank.get(placed.owner, len(rank) + position)), placed))
-        kept.sort(key=lambda item: item[0])
-        return tuple(placed for _, placed in kept)
+            chosen[("additional", placed.owner, rrset.rtype)] = self.plan(rrset, health, overrides, commit, detail)
+        return chosen
 
     # -- planning -------------------------------------------------------------------
 
-    def plan(self, rrset: RRset, health: HealthView, overrides: Overrides, commit: bool = True) -> Plan:
+    def plan(self, rrset: RRset, health: HealthView, overrides: Overrides, commit: bool = True,
+             detail: bool = True) -> Plan:
         """Order one RRset for the next answer; ``commit=False`` leaves every rotor and
-        counter as it was (``explain``)."""
+        counter as it was (``explain``). ``detail`` adds each member's reason (status,
+        explain); the query path leaves it out."""
         balance = rrset.balance
         assert balance is not None
-        members = self._members(rrset, balance, health, overrides)
-        groups = _groups(rrset, members)
+        prep = self._prepare(rrset, health, overrides)
         plans: dict[int, MemberPlan] = {}
-        usable = {preference: _eligible(group) for preference, group in groups.items()}
-        fail_open = not any(weights for weights, _ in usable.values())
         order: list[int] = []
+        firsts: list[int] = []
         promoted: set[int] = set()
-        for preference, group in groups.items():
+        for group in prep.groups:
+            if not group.weights:
+                if detail:
+                    for member in group.members:
+                        plans[member.index] = _member_plan(member, group.preference, 0, False, _left_out(member))
+                continue
+            chosen = self._order_group(balance, group, commit)
+            if balance.answer is not None and not prep.fail_open:  # fail open answers everyone
+                chosen = chosen[: balance.answer]
+            if not chosen:
+                continue
+            firsts.append(group.members[chosen[0]].index)
+            if balance.promote and rrset.rtype == QTYPE.MX:
+                promoted.add(group.members[chosen[0]].index)
+            order.extend(group.members[position].index for position in chosen)
+            if detail:
+                self._explain_group(balance, group, chosen, plans)
+        if commit:
+            self._count(rrset, prep, order, firsts)
+        if detail:
+            in_order = [plans[index] for index in order]
+            left_out = [plans[member.index] for member in prep.members if member.index not in set(order)]
+            details = tuple(in_order + left_out)
+        else:
+            details = ()
+        return Plan(rrset.name, rrset.rtype, balance.policy, details, tuple(order),
+                    frozenset(promoted), prep.fail_open, predictable=balance.policy is not Policy.RANDOM)
+
+    def _explain_group(self, balance: BalanceSpec, group: _Group, chosen: list[int], plans: dict) -> None:
+        weights, why = group.weights, group.why
+        for rank, position in enumerate(chosen):
+            member = group.members[position]
+            reason = _included(balance.policy, rank, member, weights[position], why)
+            plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason)
+        for position, member in enumerate(group.members):
+            if member.index not in plans:
+                reason = f"cut by answer: {balance.answer}" if weights[position] > 0 else _left_out(member)
+                plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason)
+
+    def _prepare(self, rrset: RRset, health: HealthView, overrides: Overrides) -> _Prepared:
+        """The RRset's members and groups for this health view and these overrides,
+        computed once per state change (identity of the three values)."""
+        found = self.prepared.get(id(rrset))
+        if found is not None and found.rrset is rrset and found.health is health and found.overrides is overrides:
+            return found
+        balance = rrset.balance
+        assert balance is not None
+        keys = tuple((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)) for rdata in rrset.rdatas)
+        members = self._members(rrset, balance, health, overrides, keys)
+        grouped = _groups(rrset, members)
+        usable = {preference: _eligible(group) for preference, group in grouped.items()}
+        fail_open = not any(weights for weights, _ in usable.values())
+        groups = []
+        for preference, group in grouped.items():
             weights, why = usable[preference]
             if fail_open:
                 weights = tuple(max(member.configured or 1, 1) * UP_FACTOR for member in group)
                 why = "fail open: no member of the RRset is usable, so all are answered"
-            elif not weights:
-                for member in group:
-                    plans[member.index] = _member_plan(member, preference, 0, False, _left_out(member))
-                continue
-            chosen = self._order_group(rrset, balance, preference, group, weights, commit)
-            if balance.answer is not None and not fail_open:  # fail open answers everyone
-                chosen = chosen[: balance.answer]
-            if balance.promote and rrset.rtype == QTYPE.MX and chosen:
-                promoted.add(group[chosen[0]].index)
-            for rank, position in enumerate(chosen):
-                member = group[position]
-                reason = _included(balance.policy, rank, member, weights[position], why)
-                plans[member.index] = _member_plan(member, preference, weights[position], True, reason)
-                order.append(member.index)
-            for position, member in enumerate(group):
-                if member.index not in plans:
-                    reason = (f"cut by answer: {balance.answer}" if weights[position] > 0
-                              else _left_out(member))
-                    plans[member.index] = _member_plan(member, preference, weights[position], False, reason)
-        if commit:
-            self._count(rrset, groups, order, fail_open)
-        in_order = [plans[index] for index in order]
-        left_out = [plans[member.index] for member in members if member.index not in set(order)]
-        return Plan(rrset.name, rrset.rtype, balance.policy, tuple(in_order + left_out), tuple(order),
-                    frozenset(promoted), fail_open, predictable=balance.policy is not Policy.RANDOM)
+            eligible = [position for position, weight in enumerate(weights) if weight > 0]
+            # The epoch: which members are eligible and the weights the zone or an operator
+            # gave them; health-derived changes (degraded, auto) keep the cycle's credit.
+            epoch = tuple((weight > 0, member.configured, member.temporary, member.drained)
+                          for weight, member in zip(weights, group)) if weights else ()
+            rotor_key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group), balance.policy)
+            groups.append(_Group(preference, group, weights, why, eligible,
+                                 len({weights[p] for p in eligible}) <= 1, epoch, rotor_key))
+        if len(self.prepared) > 100_000:
+            self.prepared.clear()  # bounded: entries of replaced RRsets go with it
+        prep = self.prepared[id(rrset)] = _Prepared(rrset, health, overrides, keys, members, groups, fail_open)
+        return prep
 
-    def _members(self, rrset: RRset, balance: BalanceSpec, health: HealthView, overrides: Overrides) -> list[_Member]:
-        statuses = []
-        for rdata in rrset.rdatas:
-            key = (rrset.name, rrset.rtype, member_text(rrset.rtype, rdata))
-            statuses.append((key, health.status(key), health.get(key)))
+    def _members(self, rrset: RRset, balance: BalanceSpec, health: HealthView, overrides: Overrides,
+                 keys: tuple[MemberKey, ...]) -> list[_Member]:
+        statuses = [(key, health.status(key), health.get(key)) for key in keys]
         rtts = [max(found.rtt, AUTO_RTT_FLOOR) for (_, _, found), spec in zip(statuses, balance.members)
                 if spec.weight is None and found is not None and found.rtt is not None]
         fastest = min(rtts) if rtts else None
@@ -276,31 +327,27 @@ class Balancer:
             members.append(_Member(index, key[2], spec.weight, base, status, drained, temporary))
         return members
 
-    def _order_group(
-        self, rrset: RRset, balance: BalanceSpec, preference: int | None, group: list["_Member"],
-        weights: tuple[int, ...], commit: bool,
-    ) -> list[int]:
-        """Positions (in ``group``) of the eligible members, in this answer's order. Every
+    def _order_group(self, balance: BalanceSpec, group: _Group, commit: bool) -> list[int]:
+        """Positions (in the group) of the eligible members, in this answer's order. Every
         policy honours the effective weights where they differ (a degraded member, an
         operator's temporary weight); equal weights give the plain policy."""
-        eligible = [position for position, weight in enumerate(weights) if weight > 0]
-        uniform = len({weights[position] for position in eligible}) == 1
+        eligible, weights = group.eligible, group.weights
         policy = balance.policy
         if policy is Policy.FIXED:
-            return sorted(eligible, key=lambda p: (-weights[p], p)) if not uniform else eligible
+            return eligible if group.uniform else sorted(eligible, key=lambda p: (-weights[p], p))
         if policy is Policy.RANDOM:
             return self._weighted_shuffle(eligible, weights)
-        rotor = self._rotor(rrset, preference, group, commit)
-        if policy is Policy.ROUND_ROBIN and uniform:
+        rotor = self.rotors.get(group.rotor_key)
+        if rotor is None:
+            rotor = _Rotor()
+            if commit:
+                self.rotors[group.rotor_key] = rotor
+        if policy is Policy.ROUND_ROBIN and group.uniform:
             start = rotor.turn % len(eligible)
             if commit:
                 rotor.turn += 1
             return eligible[start:] + eligible[:start]
-        # The epoch: which members are eligible and the weights the zone or an operator
-        # gave them; health-derived changes (degraded, auto) keep the cycle's credit.
-        epoch = tuple((weights[p] > 0, member.configured, member.temporary, member.drained)
-                      for p, member in enumerate(group))
-        first = rotor.smooth.pick(weights, commit, epoch)
+        first = rotor.smooth.pick(weights, commit, group.epoch)
         if policy is Policy.ROUND_ROBIN:  # the rest in cyclic zone order after the first
             start = eligible.index(first)
             return eligible[start:] + eligible[:start]
@@ -322,36 +369,21 @@ class Balancer:
             left.remove(chosen)
         return order
 
-    def _rotor(self, rrset: RRset, preference: int | None, group: list["_Member"], commit: bool) -> _Rotor:
-        key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group),
-               rrset.balance.policy if rrset.balance else None)
-        rotor = self.rotors.get(key)
-        if rotor is None:
-            rotor = _Rotor()
-            if commit:
-                self.rotors[key] = rotor
-        return rotor
-
-    def _count(self, rrset: RRset, groups: dict, order: list[int], fail_open: bool) -> None:
+    def _count(self, rrset: RRset, prep: _Prepared, order: list[int], firsts: list[int]) -> None:
         now = self.clock()
-        if fail_open:
+        if prep.fail_open:
             self.fail_open_answers += 1
-        firsts = set()
-        for group in groups.values():
-            for index in order:
-                if any(member.index == index for member in group):
-                    firsts.add(index)
-                    break
+        counters_of = self.counters
         for index in order:
-            key = (rrset.name, rrset.rtype, member_text(rrset.rtype, rrset.rdatas[index]))
-            counters = self.counters.get(key)
+            key = prep.keys[index]
+            counters = counters_of.get(key)
             if counters is None:
-                counters = self.counters[key] = MemberCounters()
+                counters = counters_of[key] = MemberCounters()
             counters.given += 1
             counters.last_given = now
             counters.ttl = rrset.ttl
-            if index in firsts:
-                counters.first += 1
+        for index in firsts:
+            counters_of[prep.keys[index]].first += 1
 
     # -- reloads --------------------------------------------------------------------
 
@@ -368,6 +400,38 @@ class Balancer:
                 keys.add((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)))
         self.counters = {key: value for key, value in self.counters.items() if key in keys}
         self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}
+        self.prepared.clear()
+
+
+def arrange(answer: Answer, plans: dict[tuple[str, Name, int], Plan]) -> Answer:
+    """The answer in the order the plans give: balanced RRsets reordered (and MX
+    preferences promoted); in additional, the addresses of targets that left the answer
+    go too, the others follow the answer's target order (every A before any AAAA, as
+    the engine puts them); required glue (RFC 9471) is never touched. Pure."""
+    ordered: list[Placed] = []
+    targets: list[Name] = []
+    for placed in answer.answer:
+        plan = plans.get(("answer", placed.owner, placed.rrset.rtype))
+        rrset = placed.rrset if plan is None else _reordered(placed.rrset, plan)
+        targets.extend(rrset.targets)
+        ordered.append(placed if plan is None else Placed(placed.owner, rrset, placed.required))
+    named = set(targets)
+    gone = {target for placed in answer.answer for target in placed.rrset.targets if target not in named}
+    rank = {target: position for position, target in enumerate(dict.fromkeys(targets))}
+    kept = []
+    for position, placed in enumerate(answer.additional):
+        if placed.required:
+            kept.append(((-1, position), placed))
+            continue
+        if placed.owner in gone:
+            continue
+        plan = plans.get(("additional", placed.owner, placed.rrset.rtype))
+        if plan is not None:
+            placed = Placed(placed.owner, _reordered(placed.rrset, plan))
+        type_rank = ADDRESS_TYPES.index(placed.rrset.rtype) if placed.rrset.rtype in ADDRESS_TYPES else 2
+        kept.append(((type_rank, rank.get(placed.owner, len(rank) + position)), placed))
+    kept.sort(key=lambda item: item[0])
+    return replace(answer, answer=tuple(ordered), additional=tuple(placed for _, placed in kept))
 
 
 def _auto_weight(fastest: float | None, rtt: float | None) -> int:

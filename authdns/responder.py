@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,10 +17,12 @@ from dnslib import CLASS, QTYPE
 
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
-from .ordering import Balancer
-from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_REFUSED, Query, Reject, Via, parse_query
+from .ordering import Balancer, arrange
+from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
-from .state import StateHolder
+from .cache import VARIANT_LIMIT, Dynamic, Static
+from .state import ServingState, StateHolder
+from .wire import RD_CD, question_key, splice
 
 if TYPE_CHECKING:
     from .transfer import TransferResponder
@@ -35,10 +36,15 @@ TRANSFER_TYPES = (QTYPE.AXFR, QTYPE.IXFR)
 
 @dataclass(slots=True)
 class Counters:
-    queries: Counter = field(default_factory=Counter)  # (transport, rcode) -> count
+    # answers by transport and rcode: index Via * 16 + rcode (a flat list: the hot path
+    # pays one list increment, not a tuple hash); ``by_transport_and_rcode()`` reads it.
+    answers: list[int] = field(default_factory=lambda: [0] * 32)
     dropped: int = 0
     truncated: int = 0
     internal_errors: int = 0
+
+    def by_transport_and_rcode(self) -> dict[tuple[str, int], int]:
+        return {(Via(index // 16).name, index % 16): count for index, count in enumerate(self.answers) if count}
 
 
 class Responder:
@@ -49,11 +55,23 @@ class Responder:
         self.balancer = balancer or Balancer()
         self.transfer = transfer  # answers AXFR/IXFR over UDP (peer-dependent); None: REFUSED
         self.counters = Counters()
+        self.fast_hits = 0  # answers spliced from the cache (wire.py) rather than parsed
+        self.udp_max = config.udp_payload
         self._last_error_log = 0.0
 
     def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | None:
         try:
-            reply = self._respond(packet, via, peer)
+            state = self.holder.current  # read once: one generation for the whole query
+            found = question_key(packet, via, self.udp_max)
+            entry = state.cache.entries.get(found[0]) if found is not None else None
+            if entry is not None:
+                self.fast_hits += 1
+                if entry.__class__ is Static:
+                    reply = splice(packet, found[1], entry.flags, entry.counts, entry.body)
+                else:
+                    reply = self._dynamic(entry, packet, found[1], state)
+            else:
+                reply = self._respond(packet, via, peer, state, found)
         except Exception:
             self.counters.internal_errors += 1
             now = time.monotonic()
@@ -61,16 +79,31 @@ class Responder:
                 self._last_error_log = now
                 log.exception("internal error answering a query; answered SERVFAIL")
             return render_servfail(packet)
+        counters = self.counters
         if reply is None:
-            self.counters.dropped += 1
+            counters.dropped += 1
         else:
-            self.counters.queries[(via.name, reply[3] & 0xF)] += 1
+            counters.answers[via * 16 + (reply[3] & 0xF)] += 1
             if reply[2] & 0x02:
-                self.counters.truncated += 1
+                counters.truncated += 1
         return reply
 
-    def _respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | None:
-        state = self.holder.current  # read once: one generation for the whole query
+    def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState) -> bytes:
+        """A balanced answer from the cache: the Balancer orders it as for any query
+        (rotors, health, drains as they are now); the variant for that order is spliced,
+        rendered the first time it is needed."""
+        plans = self.balancer.choose(entry.answer, state.health, state.overrides)
+        order = tuple((key, plan.order, plan.promoted) for key, plan in plans.items())
+        variant = entry.variants.get(order)
+        if variant is None:
+            ordered = arrange(entry.answer, plans)
+            variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end)
+            if len(entry.variants) < VARIANT_LIMIT:
+                entry.variants[order] = variant
+        return splice(packet, question_end, variant.flags, variant.counts, variant.body)
+
+    def _respond(self, packet: bytes, via: Via, peer: tuple | None, state: ServingState,
+                 found: tuple[bytes, int] | None) -> bytes | None:
         query = parse_query(packet, via, self.config.udp_payload)
         if query is None:
             return None
@@ -86,10 +119,27 @@ class Responder:
         answer = self._answer(state.snapshot, query)
         if isinstance(answer, Reject):
             return render_reject(answer, self.config.udp_payload)
+        if found is not None and query.qclass == CLASS.IN:
+            return self._cache_and_answer(answer, query, packet, found, state)
         # Resolve → order → render (ARCHITECTURE.md rule 2): the engine decided what,
         # the balancer decides the order from this same state's health and overrides.
         answer = self.balancer.apply(answer, state.health, state.overrides)
         return render(query, answer, self.config.udp_payload)
+
+    def _cache_and_answer(self, answer: Answer, query: Query, packet: bytes, found: tuple[bytes, int],
+                          state: ServingState) -> bytes:
+        """Answer through a new cache entry: a Dynamic one when any RRset is balanced
+        (ordered per query), else the rendered response itself."""
+        key, question_end = found
+        zones = _zones_touched(state.snapshot, query.qname, answer)
+        negative = answer.rcode != RCODE_NOERROR
+        if any(placed.rrset.balance is not None for placed in answer.answer + answer.additional):
+            entry = Dynamic(answer, query)
+            state.cache.put(key, entry, zones, negative)
+            return self._dynamic(entry, packet, question_end, state)
+        reply = render(query, answer, self.config.udp_payload)
+        state.cache.put(key, _precompiled(reply, question_end), zones, negative)
+        return reply
 
     def _answer(self, snapshot, query: Query) -> Answer | Reject:
         if query.qclass == CLASS.CH:
@@ -102,3 +152,20 @@ class Responder:
             # policy, EDE "Prohibited" (RFC 8914 §4.19).
             return Reject(query.header, RCODE_REFUSED, query.question, query.edns, EDE_PROHIBITED)
         return resolve(snapshot, query.qname, query.qtype)
+
+
+def _precompiled(reply: bytes, question_end: int) -> Static:
+    """A rendered response as a cache variant: flags without the query's RD/CD (copied
+    per query), the counts, and everything after the question."""
+    flags = ((reply[2] << 8) | reply[3]) & ~RD_CD
+    return Static(flags, reply[4:12], reply[question_end:])
+
+
+def _zones_touched(snapshot, qname, answer: Answer) -> set:
+    """The origins of the zones an answer came from (for invalidation by zone)."""
+    zones = set()
+    for name in [qname] + [placed.owner for placed in answer.answer + answer.authority + answer.additional]:
+        zone = snapshot.find_zone(name)
+        if zone is not None:
+            zones.add(zone.origin)
+    return zones

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .cache import FastCache
 from .health import EMPTY_HEALTH, HealthView
 from .overrides import EMPTY_OVERRIDES, Overrides
 from .snapshot import EMPTY, Snapshot
@@ -22,21 +23,29 @@ class ServingState:
     health: HealthView
     overrides: Overrides  # operator drains and temporary weights
     generation: int
+    cache: FastCache  # precompiled responses for this snapshot (cache.py)
 
 
 class StateHolder:
     def __init__(self, snapshot: Snapshot = EMPTY) -> None:
-        self.current = ServingState(snapshot, EMPTY_HEALTH, EMPTY_OVERRIDES, 0)
+        self.current = ServingState(snapshot, EMPTY_HEALTH, EMPTY_OVERRIDES, 0, FastCache())
 
     def publish(
         self, *, snapshot: Snapshot | None = None, health: HealthView | None = None,
         overrides: Overrides | None = None,
     ) -> ServingState:
         old = self.current  # `is None`, not `or`: an empty view is falsy-looking but meant
+        cache = old.cache
+        if snapshot is not None and snapshot is not old.snapshot:
+            # Keep the precompiled answers of the zones this snapshot did not change. Health
+            # and drains need no invalidation: balanced entries are ordered per query.
+            cache = cache.carry({origin for origin, zone in snapshot.zones.items()
+                                 if old.snapshot.zones.get(origin) is zone})
         self.current = ServingState(
             old.snapshot if snapshot is None else snapshot,
             old.health if health is None else health,
             old.overrides if overrides is None else overrides,
             old.generation + 1,
+            cache,
         )
         return self.current

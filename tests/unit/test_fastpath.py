@@ -1,0 +1,189 @@
+"""The fast path answers byte for byte what the slow path would.
+
+The reference is the slow path written out here (dnslib parse → resolve → Balancer.apply
+→ render), with a Balancer of its own fed the same queries, so rotation states agree.
+Each query is sent several times, so every cached entry is used and every variant of a
+balanced answer (each rotation, each weighted pick) is spliced at least once.
+
+Also: ``question_key`` agrees with dnspython on what a question is (hypothesis), never
+raises on arbitrary bytes, refuses what it must leave to the slow path; the cache stays
+bounded under a flood of random names; a reload keeps the entries of unchanged zones.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authdns.answer import resolve
+from authdns.config import ServerConfig
+from authdns.ordering import Balancer
+from authdns.query import Reject, Via, parse_query
+from authdns.render import render, render_reject
+from authdns.responder import Responder
+from authdns.snapshot import load_snapshot
+from authdns.state import StateHolder
+from authdns.wire import question_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BALANCED = """
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  rr: {MX: ['10 mx1', '10 mx2', '10 mx3', '20 host']}
+  w:
+    MX:
+      policy: weighted
+      records:
+        - {preference: 10, exchange: mx1, weight: 3}
+        - {preference: 10, exchange: mx2, weight: 1}
+  p: {MX: {promote: true, answer: 1, records: ['10 mx1', '10 mx2', '30 mx3']}}
+  host: {A: [192.0.2.21, 192.0.2.22, 192.0.2.23], AAAA: ["2001:db8::21", "2001:db8::22"]}
+  mx1: {A: 192.0.2.11}
+  mx2: {A: 192.0.2.12}
+  mx3: {A: 192.0.2.13}
+  big: {TXT: [%s]}
+""" % ", ".join(f'"{"x" * 200}-{i}"' for i in range(12))
+
+NAMES = ["example.test.", "EXAMPLE.Test.", "www.example.test.", "pool.example.test.", "smtp.example.test.",
+         "weighted.example.test.", "alice.users.example.test.", "nope.example.test.", "lab.example.test.",
+         "www.lab.example.test.", "webmail.example.net.", "example.net.", "10.2.0.192.in-addr.arpa.",
+         "elsewhere.invalid.", "_tcp.example.test.", "rr.bal.test.", "w.bal.test.", "P.bal.TEST.",
+         "host.bal.test.", "big.bal.test."]
+TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "ANY", "CNAME", "PTR", "CAA", "HINFO"]
+
+
+def state(tmp_path: Path) -> StateHolder:
+    zone_dir = tmp_path / "zones"
+    shutil.copytree(ROOT / "zones", zone_dir)
+    (zone_dir / "bal.test.yaml").write_text(BALANCED)
+    holder = StateHolder()
+    holder.publish(snapshot=load_snapshot(zone_dir).snapshot)
+    return holder
+
+
+def reference(packet: bytes, tcp: bool, holder: StateHolder, balancer: Balancer, udp_max: int) -> bytes:
+    """The slow path, spelled out."""
+    query = parse_query(packet, Via.TCP if tcp else Via.UDP, udp_max)
+    if isinstance(query, Reject):
+        return render_reject(query, udp_max)
+    current = holder.current
+    answer = balancer.apply(resolve(current.snapshot, query.qname, query.qtype), current.health, current.overrides)
+    return render(query, answer, udp_max)
+
+
+def queries() -> list[tuple[bytes, bool]]:
+    found = []
+    for name in NAMES:
+        for rdtype in TYPES:
+            for edns, payload, do in ((None, 0, False), (0, 1232, False), (0, 4096, True), (0, 512, False),
+                                      (0, 100, False)):
+                for rd in (False, True):
+                    message = dns.message.make_query(name, rdtype, use_edns=edns, payload=payload, want_dnssec=do)
+                    if not rd:
+                        message.flags &= ~dns.flags.RD
+                    else:
+                        message.flags |= dns.flags.CD
+                    for tcp in (False, True):
+                        found.append((message.to_wire(), tcp))
+    return found
+
+
+def test_fast_path_equals_slow_path(tmp_path: Path) -> None:
+    holder = state(tmp_path)
+    config = ServerConfig()
+    fast = Responder(holder, config, Balancer())
+    slow_balancer = Balancer()
+    cases = queries()
+    for round_ in range(7):  # 7 > every variant count here (3 rotations, 4 weighted picks)
+        for packet, tcp in cases:
+            packet = bytes([round_ % 256, 7]) + packet[2:]  # a new ID each round
+            expected = reference(packet, tcp, holder, slow_balancer, config.udp_payload)
+            got = fast.respond(packet, Via.TCP if tcp else Via.UDP)
+            assert got == expected, (dns.message.from_wire(packet).question, tcp, round_)
+    assert fast.fast_hits >= 6 * len(cases) * 0.9, "the cache answered the repeats"
+    entries = holder.current.cache.entries
+    assert any(entry.__class__.__name__ == "Dynamic" and len(entry.variants) >= 3 for entry in entries.values())
+
+
+def test_reload_keeps_entries_of_unchanged_zones(tmp_path: Path) -> None:
+    holder = state(tmp_path)
+    fast = Responder(holder, ServerConfig(), Balancer())
+    for name in ("example.test.", "example.net.", "host.bal.test."):
+        fast.respond(dns.message.make_query(name, "A").to_wire(), Via.UDP)
+    before = set(holder.current.cache.entries)
+    (tmp_path / "zones" / "bal.test.yaml").write_text(BALANCED.replace("ttl: 60", "ttl: 61"))
+    holder.publish(snapshot=load_snapshot(tmp_path / "zones", holder.current.snapshot).snapshot)
+    after = set(holder.current.cache.entries)
+    assert len(before) == 3 and len(after) == 2, "only bal.test's entry is gone"
+    holder.publish(health=holder.current.health)
+    assert set(holder.current.cache.entries) == after, "a health change keeps every entry"
+
+
+def test_random_name_flood_stays_bounded(tmp_path: Path) -> None:
+    holder = state(tmp_path)
+    fast = Responder(holder, ServerConfig(), Balancer())
+    limit = holder.current.cache.negative_limit
+    for index in range(limit + 5000):
+        fast.respond(dns.message.make_query(f"r{index}.example.test.", "A").to_wire(), Via.UDP)
+    assert len(holder.current.cache.negatives) == limit
+    assert len(holder.current.cache) <= limit + 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    labels=st.lists(st.binary(min_size=1, max_size=20).filter(lambda b: b"." not in b and b"\\" not in b),
+                    min_size=0, max_size=5),
+    rdtype=st.integers(min_value=1, max_value=65535),
+    rdclass=st.sampled_from([1, 3, 4, 254, 255]),
+    edns=st.booleans(),
+)
+def test_question_key_agrees_with_dnspython(labels: list[bytes], rdtype: int, rdclass: int, edns: bool) -> None:
+    name = dns.name.Name([*labels, b""])
+    message = dns.message.make_query(name, rdtype, rdclass, use_edns=0 if edns else None)
+    wire = message.to_wire()
+    found = question_key(wire, False, 1232)
+    if rdtype in (251, 252):
+        assert found is None
+        return
+    assert found is not None
+    key, end = found
+    parsed = dns.message.from_wire(wire)
+    question = parsed.question[0]
+    assert end == 12 + len(name.to_wire()) + 4
+    assert key.startswith(question.name.canonicalize().to_wire() + rdtype.to_bytes(2, "big") + rdclass.to_bytes(2, "big"))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=80))
+def test_question_key_never_raises(packet: bytes) -> None:
+    found = question_key(packet, False, 1232)
+    if found is not None:
+        assert found[1] <= len(packet)
+
+
+def test_question_key_leaves_the_unusual_to_the_slow_path() -> None:
+    base = dns.message.make_query("example.test.", "A").to_wire()
+    assert question_key(base, False, 1232) is not None
+    response = bytes([base[0], base[1], base[2] | 0x80]) + base[3:]
+    assert question_key(response, False, 1232) is None  # QR
+    notify = bytes([base[0], base[1], (base[2] & 0x87) | (4 << 3)]) + base[3:]
+    assert question_key(notify, False, 1232) is None  # opcode
+    assert question_key(base + b"\x00", False, 1232) is None  # trailing octet
+    pointer = base[:12] + b"\xc0\x0c" + base[-4:]
+    assert question_key(pointer, False, 1232) is None  # compression in the question
+    with_option = dns.message.make_query("example.test.", "A", use_edns=0, options=[
+        dns.edns.GenericOption(65001, b"x")]).to_wire()
+    assert question_key(with_option, False, 1232) is None  # EDNS options
+    version1 = dns.message.make_query("example.test.", "A", use_edns=1).to_wire()
+    assert question_key(version1, False, 1232) is None  # BADVERS is the slow path's
