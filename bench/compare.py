@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""authdns beside NSD on one machine, same zone, same dnsperf query file, in one run.
+
+    python bench/compare.py [--rounds 3] [--seconds 10] [--rate 20000] [--keep DIR]
+
+What it does (README, "Benchmark"):
+1. writes a master file: an MX pool of 4 equal-preference exchangers (rotated), a
+   multihomed host with 4 addresses (rotated), 10,000 hosts, a wildcard; converts it with
+   `authdns import` into a YAML zone (so authdns serves it with round-robin on, its
+   default for RRsets of several records) and gives NSD the same master file;
+2. writes a mixed query file (hosts A, MX pool, multihomed A, wildcard matches,
+   NXDOMAIN, NODATA AAAA);
+3. starts NSD (rrl-ratelimit: 0: Debian's NSD drops answers otherwise) and authdns
+   (one worker) on loopback, each pinned to CPU 0 with taskset while dnsperf runs on
+   CPU 1 (on 2 cores dnsperf needs a core of its own);
+4. runs dnsperf against NSD, authdns, NSD, authdns, ... (--rounds times), UDP at full
+   speed, then one fixed-rate UDP run each (--rate q/s), then one TCP run each;
+5. prints queries/s, lost queries and latency per run, the authdns/NSD ratio per round
+   and its median.
+
+Bounded: every dnsperf run lasts --seconds; the servers are stopped by PID at the end.
+Only 127.0.0.1 is used. Needs: nsd, dnsperf, taskset (Debian: nsd, dnsperf, util-linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ORIGIN = "bench.test"
+HOSTS = 10_000
+HOST = "127.0.0.1"
+
+
+def master_file() -> str:
+    lines = [f"$ORIGIN {ORIGIN}.", "$TTL 300",
+             "@ IN SOA ns1 hostmaster 2026112301 14400 3600 1209600 3600",
+             "@ IN NS ns1", "ns1 IN A 192.0.2.1",
+             "@ IN MX 10 mx1", "@ IN MX 10 mx2", "@ IN MX 10 mx3", "@ IN MX 10 mx4", "@ IN MX 50 backup"]
+    lines += [f"mx{i} IN A 192.0.2.{10 + i}" for i in range(1, 5)] + ["backup IN A 192.0.2.50"]
+    lines += [f"smtp IN A 198.51.100.{i}" for i in range(1, 5)]
+    lines += [f"h{i} IN A 10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(HOSTS)]
+    lines += ["*.wild IN A 203.0.113.7", "*.wild IN MX 10 mx1"]
+    return "\n".join(lines) + "\n"
+
+
+def query_file(count: int = 50_000) -> str:
+    rng = random.Random(1)
+    choices = []
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.50:
+            choices.append(f"h{rng.randrange(HOSTS)}.{ORIGIN} A")
+        elif roll < 0.65:
+            choices.append(f"{ORIGIN} MX")
+        elif roll < 0.75:
+            choices.append(f"smtp.{ORIGIN} A")
+        elif roll < 0.85:
+            choices.append(f"u{rng.randrange(1000)}.wild.{ORIGIN} A")
+        elif roll < 0.95:
+            choices.append(f"nx{rng.randrange(1000)}.{ORIGIN} A")
+        else:
+            choices.append(f"h{rng.randrange(HOSTS)}.{ORIGIN} AAAA")
+    return "\n".join(choices) + "\n"
+
+
+def free_port() -> int:
+    for _ in range(50):
+        udp, tcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
+        try:
+            udp.bind((HOST, 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+        finally:
+            udp.close()
+            tcp.close()
+    raise SystemExit("no free port")
+
+
+def answers(port: int) -> bool:
+    query = bytes.fromhex("abcd0000000100000000000005626e63680474657374000006000" + "1")
+    query = b"\xab\xcd\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"".join(
+        bytes([len(label)]) + label.encode() for label in ORIGIN.split(".")) + b"\x00\x00\x06\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        try:
+            sock.sendto(query, (HOST, port))
+            return sock.recv(512)[:2] == b"\xab\xcd"
+        except OSError:
+            return False
+
+
+def wait_for(port: int, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not answers(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start (exit {process.poll()})")
+        time.sleep(0.1)
+
+
+def start_nsd(work: Path, master: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    conf = work / "nsd.conf"
+    conf.write_text(f"""server:
+    port: {port}
+    ip-address: {HOST}
+    server-count: 1
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+    zonesdir: "{work}"
+    pidfile: "{work}/nsd.pid"
+    database: ""
+    zonelistfile: "{work}/zone.list"
+    xfrdfile: "{work}/xfrd.state"
+    username: ""
+    chroot: ""
+    logfile: "{work}/nsd.log"
+remote-control:
+    control-enable: no
+zone:
+    name: {ORIGIN}
+    zonefile: {master}
+""")
+    nsd = shutil.which("nsd") or "/usr/sbin/nsd"
+    process = subprocess.Popen(["taskset", "-c", "0", nsd, "-d", "-c", str(conf)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(port, process, "nsd")
+    return process, port
+
+
+def start_authdns(work: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "authdns", "serve", "--zones", str(work / "zones"),
+         "--listen", f"{HOST}:{port}", "--state-dir", str(work / "state"), "--log-level", "warning"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(port, process, "authdns")
+    return process, port
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@dataclass
+class Run:
+    server: str
+    mode: str
+    qps: float
+    sent: int
+    lost: int
+    latency_avg_ms: float
+    latency_max_ms: float
+
+
+def dnsperf(port: int, queries: Path, seconds: int, mode: str = "udp", rate: int | None = None) -> Run:
+    command = ["taskset", "-c", "1", "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries),
+               "-l", str(seconds), "-m", mode, "-c", "4" if mode == "tcp" else "1", "-q", "200"]
+    if rate is not None:
+        command += ["-Q", str(rate)]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+
+    def field(pattern: str) -> str:
+        match = re.search(pattern, output)
+        if match is None:
+            raise SystemExit(f"unexpected dnsperf output:\n{output}")
+        return match.group(1)
+
+    latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", output)
+    return Run("", mode if rate is None else f"{mode}@{rate}", float(field(r"Queries per second:\s+([\d.]+)")),
+               int(field(r"Queries sent:\s+(\d+)")), int(field(r"Queries lost:\s+(\d+)")),
+               float(latency.group(1)) * 1000, float(latency.group(2)) * 1000)
+
+
+def show(run: Run) -> None:
+    print(f"  {run.server:<8} {run.mode:<10} {run.qps:>10.0f} q/s  lost {run.lost:>6} of {run.sent:>8}  "
+          f"latency avg {run.latency_avg_ms:7.3f} ms  max {run.latency_max_ms:8.3f} ms", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    for tool in ("nsd", "dnsperf", "taskset"):
+        if shutil.which(tool) is None and not (tool == "nsd" and os.access("/usr/sbin/nsd", os.X_OK)):
+            print(f"{tool} is not installed (Debian: apt-get install nsd dnsperf util-linux)", file=sys.stderr)
+            return 2
+    work = args.keep or Path(tempfile.mkdtemp(prefix="authdns-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    master = work / f"{ORIGIN}.zone"
+    master.write_text(master_file())
+    (work / "zones").mkdir(exist_ok=True)
+    imported = subprocess.run([sys.executable, "-m", "authdns", "import", str(master), "--origin", ORIGIN],
+                              cwd=ROOT, capture_output=True, text=True, check=True)
+    (work / "zones" / f"{ORIGIN}.yaml").write_text(imported.stdout)
+    queries = work / "queries.txt"
+    queries.write_text(query_file())
+    nsd, nsd_port = start_nsd(work, master)
+    authdns, authdns_port = start_authdns(work)
+    ports = {"nsd": nsd_port, "authdns": authdns_port}
+    ratios = []
+    try:
+        print(f"UDP, full speed, {args.seconds} s per run, server on CPU 0, dnsperf on CPU 1")
+        for round_ in range(1, args.rounds + 1):
+            result = {}
+            for server in ("nsd", "authdns"):
+                run = dnsperf(ports[server], queries, args.seconds)
+                run.server = server
+                result[server] = run
+                show(run)
+            ratios.append(result["authdns"].qps / result["nsd"].qps)
+            print(f"  round {round_}: authdns/NSD = {ratios[-1]:.3f}")
+        print(f"median ratio authdns/NSD over {len(ratios)} rounds: {statistics.median(ratios):.3f}")
+        print(f"UDP at a fixed {args.rate} q/s")
+        fixed = {}
+        for server in ("nsd", "authdns"):
+            fixed[server] = run = dnsperf(ports[server], queries, args.seconds, rate=args.rate)
+            run.server = server
+            show(run)
+        print(f"  average latency authdns/NSD = {fixed['authdns'].latency_avg_ms / fixed['nsd'].latency_avg_ms:.2f}")
+        print("TCP, full speed (4 connections)")
+        tcp = {}
+        for server in ("nsd", "authdns"):
+            tcp[server] = run = dnsperf(ports[server], queries, args.seconds, mode="tcp")
+            run.server = server
+            show(run)
+        print(f"  TCP ratio authdns/NSD = {tcp['authdns'].qps / tcp['nsd'].qps:.3f}")
+    finally:
+        stop(authdns)
+        stop(nsd)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
