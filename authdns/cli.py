@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import ctlcli, names
+from . import ctlcli
 from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen, serials_path
 from .serials import SerialStore
 from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_retry, parse_tsig_key, tsig_keyring
@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     exporter = commands.add_parser("export", help="write a YAML zone as an RFC 1035 master file (stdout)")
     exporter.add_argument("file", type=Path, metavar="FILE.yaml")
     exporter.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
-                          help="use (and remember) the SOA serial the server with this state dir serves "
-                          f"(default: {DEFAULT_STATE_DIR})")
+                          help="for content the server with this state dir has served, its SOA serial; "
+                          f"read only (default: {DEFAULT_STATE_DIR})")
     ctlcli.add_parsers(commands)
     return parser
 
@@ -147,7 +147,7 @@ def run_check(paths: list[Path], state_dir: Path) -> int:
     files = zone_files([path for path in paths if path.exists()])
     zones = {}
     errors = warnings = 0
-    serials = SerialStore.load(serials_path(state_dir))  # read only: check changes nothing
+    serials = SerialStore.load(serials_path(state_dir), set_aside=False)  # read only: check changes nothing
     for path in files:
         zone, problems = load_zone_file(path, serials)
         for problem in problems:
@@ -247,19 +247,15 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    serials = SerialStore.load(serials_path(args.state_dir))
+    serials = SerialStore.load(serials_path(args.state_dir), set_aside=False)
     zone, problems = load_zone_file(args.file, serials)
     for problem in problems:
         print(problem, file=sys.stderr)
     if zone is None:
         return 1
+    # Read only: content the server has served keeps its serial; new content gets a
+    # generated one now, which the server will not reuse (it generates its own at load).
     sys.stdout.write(export_zone(zone))
-    # The serial given out is the one `serve` will use for this content (serials.py).
-    serials.remember(names.to_text(zone.origin), zone.content_hash, zone.serial)
-    try:
-        serials.save()
-    except OSError:
-        pass  # a read-only state dir: the export is still right, only not remembered
     return 0
 
 

@@ -45,9 +45,12 @@ class SerialStore:
     entries: dict[str, tuple[str, int]] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     dirty: bool = False
+    warning: str | None = None  # what went wrong reading the file, for the caller to log
 
     @classmethod
-    def load(cls, path: Path | None) -> "SerialStore":
+    def load(cls, path: Path | None, set_aside: bool = True) -> "SerialStore":
+        """The remembered serials. An unreadable file is moved aside (by the server;
+        ``set_aside=False`` for read-only commands such as check and export)."""
         store = cls(path)
         if path is None:
             return store
@@ -56,8 +59,20 @@ class SerialStore:
             store.entries = {origin: (str(entry[0]), int(entry[1]) % MODULUS) for origin, entry in data.items()}
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, TypeError, IndexError, AttributeError):
-            pass  # unreadable memory: serials restart from the time, which still grows
+        except (OSError, ValueError, TypeError, IndexError, AttributeError) as error:
+            # Unreadable memory: generated serials restart from the time. Keep the file for
+            # the operator and say so: if a zone once had a larger (date-style) serial,
+            # secondaries will not take changes until the serial passes it again.
+            aside = path.with_name(f"{path.name}.unreadable-{int(store.clock())}")
+            moved = "left in place"
+            if set_aside:
+                try:
+                    os.replace(path, aside)
+                    moved = f"moved to {aside}"
+                except OSError:
+                    pass
+            store.warning = (f"{path}: cannot read remembered serials ({error}); {moved}; generated serials "
+                             "start again from the time")
         return store
 
     def serial_for(self, origin: str, content_hash: str, previous: int | None) -> int:
@@ -70,6 +85,10 @@ class SerialStore:
         if remembered is not None and (base is None or serial_gt(remembered[1], base)):
             base = remembered[1]
         return next_serial(base, int(self.clock()))
+
+    def copy(self) -> "SerialStore":
+        """A store to load with: kept only when the load's result is published."""
+        return SerialStore(self.path, dict(self.entries), self.clock, self.dirty)
 
     def remembered(self, origin: str) -> tuple[str, int] | None:
         return self.entries.get(origin)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 from . import names
 from .config import ServerConfig, control_path, overrides_path, serials_path
@@ -30,6 +31,8 @@ from .transfer import Notifier, TransferResponder, unknown_keys
 from .watchlist import watch_list
 
 log = logging.getLogger("authdns")
+
+LOAD_ATTEMPTS = 5  # loads dropped for an overlapping write, before one is taken anyway
 
 
 class StartError(Exception):
@@ -66,6 +69,8 @@ class Service:
             self.holder.publish(health=view)
 
     async def start(self) -> None:
+        if self.serials.warning:
+            log.error("%s", self.serials.warning)
         result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, EMPTY, self.serials)
         log_load(result, first=True)
         self._keep_problems(result)
@@ -119,8 +124,7 @@ class Service:
         Files that did not change are not parsed again; one that fails keeps its previous
         version; members still there keep their health, rotation and counters."""
         async with self._reloading:  # one reload at a time; a second waits for the first
-            previous = self.holder.current.snapshot
-            result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, previous, self.serials)
+            result = await self._load_settled()
             self.reloads += 1
             log_load(result, first=False)
             self._keep_problems(result)
@@ -138,6 +142,33 @@ class Service:
             log.info("reload done trigger=%s changed=%d unchanged=%d failed=%d generation=%d", trigger,
                      len(result.changes), result.unchanged, len(result.failed), self.holder.current.generation)
             return result
+
+    async def _load_settled(self) -> LoadResult:
+        """A load in which no file was read while being written. A file written during
+        the load (or still open for writing) may have been read half-way, and half a YAML
+        file can be a valid, smaller zone: the load is done again with such files held at
+        their served version; the watcher reloads them once their writer is done. Files
+        the dropped load parsed are not parsed again."""
+        parsed = EMPTY
+        hold = self.watcher.open_writers() if self.watcher is not None else frozenset()
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            seq = self.watcher.seq if self.watcher is not None else 0
+            serials = self.serials.copy()
+            result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, self.holder.current.snapshot,
+                                             serials, False, parsed, hold)
+            parsed = result.snapshot
+            dirty = self.watcher.dirty_since(seq) - hold if self.watcher is not None else frozenset()
+            if not dirty:
+                break
+            hold |= dirty
+            log.info("zone files written during the load; loading again without them files=%s attempt=%d",
+                     ",".join(sorted(Path(path).name for path in dirty)), attempt + 1)
+        self.serials = serials
+        try:
+            await asyncio.to_thread(serials.save)
+        except OSError as error:
+            log.warning("cannot save remembered serials to %s: %s", serials.path, error.strerror)
+        return result
 
     def _keep_problems(self, result: LoadResult) -> None:
         """Every file's problems at the last load, for ``authdns status``."""

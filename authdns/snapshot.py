@@ -45,7 +45,7 @@ EMPTY = Snapshot(MappingProxyType({}))
 
 
 def load_zone_file(
-    path: Path, serials: SerialStore | None = None, previous: Zone | None = None
+    path: Path, serials: SerialStore | None = None, previous: Zone | None = None, parsed: Zone | None = None
 ) -> tuple[Zone | None, list[Problem]]:
     """Read, parse and validate one file.
 
@@ -67,6 +67,8 @@ def load_zone_file(
     content_hash = hashlib.sha256(data).hexdigest()
     if previous is not None and previous.content_hash == content_hash and previous.path == str(path):
         return previous, []
+    if parsed is not None and parsed.content_hash == content_hash and parsed.path == str(path):
+        return parsed, []  # parsed by a load that was dropped (a write overlapped it): same bytes
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -106,12 +108,22 @@ def _serial_problems(zone: Zone, serials: SerialStore, previous: Zone | None) ->
                            f"{zone.serial}): secondaries will not transfer the change (RFC 1996 §4.7)", True)]
 
 
+def _origin_or_none(path: Path) -> Name | None:
+    try:
+        return origin_from_path(path)
+    except names.BadName:
+        return None
+
+
 def zone_files(paths: Iterable[Path]) -> list[Path]:
     """Expand directories into their zone files (sorted); keep files as given."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix in ZONE_FILE_SUFFIXES and p.is_file()))
+            # Hidden files are editors' and tools' (".x.yaml.swp", ".x.yaml.tmp"): never zones;
+            # reload.py ignores them the same way.
+            found.extend(sorted(p for p in path.iterdir()
+                                if p.suffix in ZONE_FILE_SUFFIXES and not p.name.startswith(".") and p.is_file()))
         else:
             found.append(path)
     return found
@@ -162,8 +174,10 @@ class LoadResult:
     unchanged: int = 0  # files whose bytes had not changed: not parsed again
 
 
-def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None) -> LoadResult:
-    """Load every zone file in ``zone_dir``.
+def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None,
+                  save: bool = True, parsed: Snapshot = EMPTY, hold: frozenset[str] = frozenset()) -> LoadResult:
+    """Load every zone file in ``zone_dir``. ``hold``: names of files being written,
+    kept at their served version (service.py reads them once their writer is done).
 
     A file whose bytes did not change keeps its ``Zone`` (not parsed again). A file that
     fails keeps the previous version of its zone, if any (the operator's mistake must not
@@ -174,17 +188,30 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
     serials = serials if serials is not None else SerialStore()
     zones: dict[Name, Zone] = {}
     result = LoadResult(EMPTY)
+    if not zone_dir.is_dir():
+        # Missing for a moment (`rm -rf zones && cp -r new zones`) or gone: keep serving
+        # what we have rather than take every zone off the air; the watcher sees it return.
+        result.snapshot = previous
+        result.problems.append(Problem(Where(str(zone_dir), 1, 1), "zone directory is missing or not a directory; "
+                                       "the zones already served keep serving", True))
+        return result
     for path in zone_files([zone_dir]):
         try:
             before = previous.zones.get(origin_from_path(path))
         except names.BadName:
             before = None
-        zone, problems = load_zone_file(path, serials, before)
+        if path.name in hold:  # being written: keep what is served, read it when it is done
+            if before is not None and before.path == str(path):
+                zones.setdefault(before.origin, before)
+                result.unchanged += 1
+            continue
+        zone, problems = load_zone_file(path, serials, before, parsed.zones.get(before.origin if before else
+                                                                                 _origin_or_none(path)))
         result.problems.extend(problems)
         if zone is None:
             result.failed.append(str(path))
-            if before is not None:
-                zones.setdefault(before.origin, before)
+            if before is not None and before.path == str(path):
+                zones.setdefault(before.origin, before)  # this file's last good version
             continue
         if zone.origin in zones:
             result.problems.append(Problem(Where(str(path), 1, 1), f"zone {names.to_text(zone.origin)} "
@@ -205,7 +232,10 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
         result.problems.extend(cross_zone_problems(zones))
     result.snapshot = Snapshot(MappingProxyType(zones))
     try:
-        serials.save()
-    except OSError:
-        pass  # generated serials still grow with the time; only their stability suffers
+        if save:
+            serials.save()
+    except OSError as error:
+        # Generated serials still grow with the time; only their stability across restarts suffers.
+        result.problems.append(Problem(Where(str(serials.path), 1, 1), f"cannot save remembered serials: "
+                                       f"{error.strerror}", True))
     return result

@@ -78,6 +78,11 @@ class Mapping:
 Value = Union[Scalar, Sequence, Mapping]
 
 
+# libyaml's composer when PyYAML was built with it: the same safe loading (no Python
+# objects are constructed), about twice as fast on large zones.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class TreeError(Exception):
     """The document cannot be read as a tree; ``where`` says where it stopped."""
 
@@ -147,7 +152,7 @@ def parse_tree(
     returned as problems beside the tree, which keeps the first of them.
     """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=SAFE_LOADER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = Where(path, mark.line + 1, mark.column + 1) if mark else Where(path, 1, 1)

@@ -295,3 +295,134 @@ def test_fifty_reloads_under_load(server: ServerProcess) -> None:
     assert tally["answers"] > 500
     assert (tally["lost"], tally["servfail"], tally["mixed"]) == (0, 0, 0)
     assert len(tally["versions"]) >= 10
+
+
+# ---------------------------------------------------------------- review findings
+
+
+def test_symlinked_zones_directory_swapped(tmp_path: Path, server_factory) -> None:
+    """Releases deployed by swapping a symlink (`ln -s releases/v2 tmp && mv tmp current`)."""
+    releases = tmp_path / "releases"
+    write_zone(releases / "v1", ORIGIN, zone_text(1))
+    write_zone(releases / "v2", ORIGIN, zone_text(2))
+    current = tmp_path / "current"
+    current.symlink_to(releases / "v1")
+    server = server_factory(current)
+    assert version_of(server) == 1
+    swap = tmp_path / "current.tmp"
+    swap.symlink_to(releases / "v2")
+    written = time.monotonic()
+    os.replace(swap, current)
+    assert served_within(server, 2, written) < DEADLINE
+    write_by_rename(releases / "v2" / f"{ORIGIN}.yaml", zone_text(3))  # the new target is watched
+    wait_until(lambda: True if version_of(server) == 3 else None, timeout=3)
+
+
+def test_configmap_style_data_link(tmp_path: Path, server_factory) -> None:
+    """Kubernetes ConfigMap volumes: zone files are links into `..data`, itself a link
+    swapped to a new timestamped directory on each update."""
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir / "..v1", ORIGIN, zone_text(1))
+    (zone_dir / "..data").symlink_to("..v1")
+    (zone_dir / f"{ORIGIN}.yaml").symlink_to(f"..data/{ORIGIN}.yaml")
+    server = server_factory(zone_dir)
+    assert version_of(server) == 1
+    write_zone(zone_dir / "..v2", ORIGIN, zone_text(2))
+    (zone_dir / "..data_tmp").symlink_to("..v2")
+    written = time.monotonic()
+    os.replace(zone_dir / "..data_tmp", zone_dir / "..data")
+    assert served_within(server, 2, written) < DEADLINE
+
+
+def test_symlinked_zone_file_target_edited_elsewhere(tmp_path: Path, server_factory) -> None:
+    elsewhere = write_zone(tmp_path / "src", ORIGIN, zone_text(1))
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    (zone_dir / f"{ORIGIN}.yaml").symlink_to(elsewhere)
+    server = server_factory(zone_dir)
+    written = time.monotonic()
+    write_in_place(elsewhere, zone_text(2))
+    assert served_within(server, 2, written) < DEADLINE
+
+
+def test_write_during_a_load_is_not_served_half_written(server: ServerProcess) -> None:
+    """A big zone's change triggers a load; meanwhile another file is written in place:
+    a first part that alone is a valid, smaller zone, the file held open past the end of
+    that load, then the rest. The first part alone must never be served."""
+    big = "".join(f"  h{index}: {{A: 10.0.{index // 256}.{index % 256}}}\n" for index in range(20000))
+    other = write_zone(server.zone_dir, "b.test", 'records:\n  "@": {NS: ns1.rl.test.}\n  x: {TXT: one}\n'
+                       '  y: {TXT: one}\n')
+    wait_until(lambda: True if server.query("y.b.test", "TXT").answer else None, timeout=5)
+    path = server.zone_dir / f"{ORIGIN}.yaml"
+    stop = threading.Event()
+    seen = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            x, y = server.query("x.b.test", "TXT"), server.query("y.b.test", "TXT")
+            seen.append((x.answer[0][0].strings[0] if x.answer else None,
+                         y.answer[0][0].strings[0] if y.answer else None))
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        with open(other, "w") as stream:
+            stream.write('records:\n  "@": {NS: ns1.rl.test.}\n  x: {TXT: two}\n')
+            stream.flush()
+            write_by_rename(path, zone_text(2) + big)  # the load starts while b.test is half written
+            server.wait_for_log(r"reload done trigger=watch.*rl\.test\.yaml", timeout=60)
+            stream.write("  y: {TXT: two}\n")
+        wait_until(lambda: True if seen and seen[-1] == (b"two", b"two") else None, timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert version_of(server) == 2
+    assert (b"two", None) not in seen, "the half-written file was served"
+
+
+def test_two_files_for_one_origin(server: ServerProcess) -> None:
+    broken = server.zone_dir / f"{ORIGIN}.yml"  # sorts after .yaml: .yaml serves
+    broken.write_text("records: [")
+    path = server.zone_dir / f"{ORIGIN}.yaml"
+    write_by_rename(path, zone_text(2))
+    wait_until(lambda: True if version_of(server) == 2 else None, timeout=3)
+
+
+def test_zones_directory_briefly_missing(server: ServerProcess) -> None:
+    source = server.zone_dir.parent / "source"
+    write_zone(source, ORIGIN, zone_text(2))
+    shutil.rmtree(server.zone_dir)
+    server.wait_for_log("zone directory is missing", timeout=3)
+    assert version_of(server) == 1, "still served while the directory is gone"
+    shutil.copytree(source, server.zone_dir)
+    wait_until(lambda: True if version_of(server) == 2 else None, timeout=3)
+
+
+def test_unreadable_serials_file_is_set_aside(tmp_path: Path) -> None:
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, zone_text(1))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "serials.json").write_text('{"rl.test.": ["abc", 12')
+    server = start_server(zone_dir, "--state-dir", str(state))
+    try:
+        assert any("cannot read remembered serials" in line for line in server.log)
+        assert any(p.name.startswith("serials.json.unreadable-") for p in state.iterdir())
+        assert abs(serial_of(server) - time.time()) < 10
+    finally:
+        stop_server(server.process)
+
+
+def test_export_is_read_only(server: ServerProcess) -> None:
+    before = (server.state_dir / "serials.json").read_bytes()
+    served = serial_of(server)
+    candidate = write_zone(server.zone_dir.parent / "candidate", ORIGIN, zone_text(9))
+    for path in (server.zone_dir / f"{ORIGIN}.yaml", candidate):
+        result = subprocess.run([sys.executable, "-m", "authdns", "export", str(path), "--state-dir",
+                                 str(server.state_dir)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0
+    exported = subprocess.run([sys.executable, "-m", "authdns", "export", str(server.zone_dir / f"{ORIGIN}.yaml"),
+                               "--state-dir", str(server.state_dir)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30).stdout
+    assert f" {served} " in exported, "served content: the served serial"
+    assert (server.state_dir / "serials.json").read_bytes() == before

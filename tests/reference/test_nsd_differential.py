@@ -202,13 +202,15 @@ def zone_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def state_dir(zone_set: Path) -> Path:
-    """authdns's state dir, shared with the export for NSD: files without a serial get
-    a generated one, remembered there, so both servers serve the same (serials.py)."""
+    """authdns's state dir, read by the export for NSD: files without a serial get a
+    generated one, remembered there, so both servers serve the same (serials.py)."""
     return fresh_state_dir(zone_set)
 
 
 @pytest.fixture(scope="module")
-def nsd(zone_set: Path, state_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdProcess]:
+def nsd(zone_set: Path, state_dir: Path, authdns: ServerProcess,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdProcess]:
+    # Exported after authdns loaded the zones: `export --state-dir` gives the serials it serves.
     process = start_nsd(tmp_path_factory.mktemp("nsd"), sorted(zone_set.glob("*.yaml")), state_dir=state_dir)
     try:
         yield process
@@ -217,8 +219,8 @@ def nsd(zone_set: Path, state_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def authdns(zone_set: Path, state_dir: Path, nsd: NsdProcess) -> Iterator[ServerProcess]:
-    server = start_server(zone_set, "--state-dir", str(state_dir))  # after the export (nsd)
+def authdns(zone_set: Path, state_dir: Path) -> Iterator[ServerProcess]:
+    server = start_server(zone_set, "--state-dir", str(state_dir))
     try:
         yield server
     finally:
