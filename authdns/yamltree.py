@@ -78,6 +78,8 @@ class Mapping:
 Value = Union[Scalar, Sequence, Mapping]
 
 
+MIN_NODE_BUDGET = 2_000_000  # values a document may expand to, whatever its size
+
 # libyaml's composer when PyYAML was built with it: the same safe loading (no Python
 # objects are constructed), about twice as fast on large zones.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -143,7 +145,7 @@ class _Walker:
 
 
 def parse_tree(
-    text: str, path: str, max_nodes: int = 2_000_000
+    text: str, path: str, max_nodes: int | None = None
 ) -> tuple[Value | None, list[TreeError]]:
     """Compose ``text`` with the safe loader and convert it; the value is None when empty.
 
@@ -162,5 +164,10 @@ def parse_tree(
         raise TreeError(Where(path, 1, 1), f"YAML: {error}") from None
     if node is None:
         return None, []
+    if max_nodes is None:
+        # Written out, every value takes at least one character of the file; only aliases
+        # expand beyond that. So a large zone (a million records) is fine, a small file
+        # built to expand (billion laughs) is not.
+        max_nodes = max(MIN_NODE_BUDGET, len(text))
     walker = _Walker(path, max_nodes)
     return walker.convert(node), walker.problems
