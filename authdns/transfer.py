@@ -6,27 +6,33 @@ replies' bodies for a transfer query, or None for anything else (the ordinary qu
 path answers it). ``respond_udp()`` answers AXFR/IXFR over UDP. ``Notifier`` tells the
 listed secondaries that a zone's serial changed.
 
-dnspython builds these messages and signs them: TSIG over a multi-message transfer
-(RFC 8945 §5.3.1) is exacting and dnspython's implementation is well kept; the query
-path stays dnslib. Records go out exactly as the zone file has them: zone order, no
-rotation, no health. This module answers no ordinary queries and changes no state.
+Transfer messages are assembled from wire bytes: each zone version is packed once into
+the answer sections of its messages (``render_zone``: records in zone order, owner
+names compressed within each message, rdata names not), and that is cached; a request
+then costs a header, the question, the OPT and, when signed, a TSIG per message made
+with dnspython's ``dns.tsig.sign`` (each MAC chained to the one before, RFC 8945
+§5.3.1). Refusals and TSIG errors are built with dnspython; the query path stays
+dnslib. Records go out exactly as the zone file has them: zone order, no rotation, no
+health. This module answers no ordinary queries and changes no state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import ipaddress
 import logging
 import socket
 import struct
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import dns.edns
-import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -35,11 +41,10 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.renderer
 import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
-from dnslib import QTYPE, DNSBuffer
+from dnslib import CLASS, QTYPE, DNSBuffer, DNSLabel
 
 from . import names
 from .config import ServerConfig
@@ -55,11 +60,34 @@ log = logging.getLogger("authdns.transfer")
 
 TRANSFER_QTYPES = (QTYPE.AXFR, QTYPE.IXFR)
 TCP_MESSAGE_LIMIT = 65535  # RFC 1035 §4.2.2: the two-octet length prefix
+HEADER_LENGTH = 12
 # Room kept free in every message for the OPT and TSIG records (a TSIG with a 255-octet
-# key name and a SHA-256 MAC is under 330 octets).
+# key name and a SHA-256 MAC is under 330 octets, an OPT without options 11).
 TRAILER_RESERVE = 512
-TSIG_FUDGE = 300  # seconds of clock skew accepted (RFC 8945 §10: 300 recommended)
+# The fudge our signed replies carry, and the most clock skew a request may show: a
+# request's time must be within min(its own fudge, this) of our clock (RFC 8945 §5.2.3;
+# §10 recommends 300 s). dnspython alone would honour any fudge the requester chose.
+TSIG_FUDGE = 300
+# hmac-sha256 (the one algorithm offered, transferspec.TSIG_ALGORITHM) gives 32 octets.
+# RFC 8945 §5.2.2.1: a MAC longer than that, or shorter than max(10, half of it) = 16,
+# is malformed (FORMERR); our local policy accepts no truncation at all, so a MAC of 16
+# to 31 octets that verifies is answered BADTRUNC (§5.2.4).
+DIGEST_SIZE = 32
+MIN_MAC_SIZE = max(10, DIGEST_SIZE // 2)
 REFUSAL_LOG_INTERVAL = 1.0  # at most one "transfer refused" line a second (scanners)
+# Packed zone versions kept (the newest per zone, the most recently transferred zones).
+RENDER_CACHE_ZONES = 8
+# Packing runs in a worker thread and gives the GIL away every YIELD_EVERY records
+# (a fraction of a millisecond of work) by sleeping YIELD_PAUSE: a real sleep, so that
+# the event loop, when it waits for the GIL, gets it at once instead of after the
+# interpreter's 5 ms switch interval. Costs roughly a tenth of the packing time.
+YIELD_EVERY = 64
+YIELD_PAUSE = 0.00005
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
 
 
 def keyring(keys: Mapping[str, bytes]) -> dict[dns.name.Name, dns.tsig.Key]:
@@ -85,7 +113,8 @@ def unknown_keys(zones: Iterable[Zone], config: ServerConfig) -> list[str]:
 
 
 def peer_address(peer: tuple | None) -> Address | None:
-    """The client's address from ``peername`` (scope id dropped), None when unknown."""
+    """The client's address from ``peername`` (scope id dropped: rules carry none), None
+    when unknown."""
     if not peer:
         return None
     try:
@@ -110,38 +139,233 @@ def is_transfer_query(packet: bytes) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- zone → dnspython
+# ---------------------------------------------------------------- zone → wire
 
 
-def _rdata(rtype: int, rdata) -> dns.rdata.Rdata:
-    """One dnslib rdata through its wire form, so every octet is kept exactly."""
-    buffer = DNSBuffer()
+class _PlainBuffer(DNSBuffer):
+    """dnslib's buffer without name compression: rdata packed alone must not point at
+    offsets of its own scratch buffer (an SOA's RNAME would, against its MNAME)."""
+
+    def encode_name(self, name: DNSLabel | str) -> None:
+        self.encode_name_nocompress(name)
+
+
+def rdata_wire(rtype: int, rdata) -> bytes:
+    """One dnslib rdata's wire form, names uncompressed."""
+    if rtype in (QTYPE.A, QTYPE.AAAA):
+        return bytes(rdata.data)  # the address octets (dnslib keeps them as a tuple)
+    buffer = _PlainBuffer()
     rdata.pack(buffer)
-    wire = bytes(buffer.data)
-    return dns.rdata.from_wire(dns.rdataclass.IN, rtype, wire, 0, len(wire))
+    return bytes(buffer.data)
 
 
-def rrset_records(rrset: RRset) -> list[dns.rrset.RRset]:
-    """An RRset as one-record dnspython RRsets in zone order, so a transfer can split a
-    large RRset across messages (RFC 5936 §2.2: an RRset may span messages)."""
-    owner = dns.name.from_wire(rrset.name, 0)[0]
-    return [dns.rrset.from_rdata(owner, rrset.ttl, _rdata(rrset.rtype, rdata)) for rdata in rrset.rdatas]
+class RecordTooLarge(ValueError):
+    """A record that does not fit in a message at all (not possible from a zone file)."""
 
 
 @dataclass(frozen=True, slots=True)
-class ZoneRecords:
-    """A zone as a transfer sends it: the SOA, and every other record (glue and data
-    below cuts included, as the zone file has them: RFC 5936 §3.2, §3.5)."""
+class Chunk:
+    """The answer section of one message: ``count`` records, packed."""
 
-    soa: dns.rrset.RRset
-    body: tuple[dns.rrset.RRset, ...]
+    records: bytes
+    count: int
 
 
-def zone_records(zone: Zone) -> ZoneRecords:
-    rrsets = sorted((rrset for rrset in zone.rrsets() if rrset.rtype != QTYPE.SOA),
-                    key=lambda rrset: (names.labels(rrset.name)[::-1], rrset.rtype))
-    body = tuple(record for rrset in rrsets for record in rrset_records(rrset))
-    return ZoneRecords(rrset_records(zone.soa)[0], body)
+@dataclass(frozen=True, slots=True)
+class RenderedZone:
+    """A zone version as its AXFR sends it: SOA, every other record (glue and data below
+    cuts included, in zone-file order: RFC 5936 §3.2, §3.5), SOA again (§2.2),
+    split into answer sections that fit a TCP message with the question (first only),
+    the OPT and a TSIG. Independent of the request: its header, question and trailer
+    are added per request (``assemble``)."""
+
+    chunks: tuple[Chunk, ...]
+    record_count: int  # the zone's records (the closing SOA not counted again)
+
+
+class _Packer:
+    """Records into answer sections of at most ``limit`` octets of message each, owner
+    names compressed against the owners already in the same message (RFC 1035 §4.1.4)."""
+
+    def __init__(self, first_offset: int, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[Chunk] = []
+        self._start(first_offset)
+
+    def _start(self, offset: int) -> None:
+        self.parts: list[bytes] = []
+        self.offset = offset  # where the next record goes in its message
+        self.count = 0
+        self.targets: dict[bytes, int] = {}  # name (wire, lowercase) → its offset
+
+    def flush(self) -> None:
+        if self.count:
+            self.chunks.append(Chunk(b"".join(self.parts), self.count))
+        self._start(HEADER_LENGTH)
+
+    def _owner(self, owner: bytes, starts: Sequence[int]) -> tuple[bytes, int]:
+        """The owner as written here, and how many of its octets are written out."""
+        targets = self.targets
+        for start in starts:
+            pointer = targets.get(owner[start:] if start else owner)
+            if pointer is not None:
+                return owner[:start] + (0xC000 | pointer).to_bytes(2, "big"), start
+        return owner, len(owner)
+
+    def add(self, owner: bytes, starts: Sequence[int], fixed: bytes, rdata: bytes) -> None:
+        """One record: ``fixed`` is TYPE, CLASS, TTL; ``starts`` the owner's label offsets."""
+        written, literal = self._owner(owner, starts)
+        size = len(written) + len(fixed) + 2 + len(rdata)
+        if self.offset + size > self.limit:
+            if not self.count:
+                raise RecordTooLarge(f"a record of {names.to_text(owner)} is larger than a whole message")
+            self.flush()
+            written, literal = self._owner(owner, starts)
+            size = len(written) + len(fixed) + 2 + len(rdata)
+        targets, offset = self.targets, self.offset
+        for start in starts:
+            if start >= literal or offset + start >= 0x4000:  # a pointer has 14 bits
+                break
+            targets[owner[start:] if start else owner] = offset + start
+        self.parts.append(written + fixed + len(rdata).to_bytes(2, "big") + rdata)
+        self.offset += size
+        self.count += 1
+
+
+def _label_starts(name: Name) -> tuple[int, ...]:
+    """Offsets of the labels of a wire name, the root excluded: b"\\3www\\2ex\\0" → (0, 4)."""
+    starts, offset = [], 0
+    while name[offset]:
+        starts.append(offset)
+        offset += name[offset] + 1
+    return tuple(starts)
+
+
+def _transfer_order(zone: Zone) -> Iterator[RRset]:
+    """SOA, every other RRset in zone-file order (the zone's node order), SOA again. RFC
+    5936 §3.2 asks for no order; this one needs no sort and no large new container (a
+    list or dict of every RRset, made young, is what prompts the garbage collector to
+    walk it, with the GIL held, for milliseconds at a time)."""
+    yield zone.soa
+    for node in zone.nodes.values():
+        for rrset in node.rrsets.values():
+            if rrset.rtype != QTYPE.SOA:
+                yield rrset
+    yield zone.soa
+
+
+def render_zone(zone: Zone) -> RenderedZone:
+    """Pack a zone version for AXFR. Runs in a transfer worker thread: it pauses every
+    ``YIELD_EVERY`` records so that the event loop can take the GIL at once."""
+    question_length = len(zone.origin) + 4  # the question echoes the apex (its case may differ, not its length)
+    packer = _Packer(HEADER_LENGTH + question_length, TCP_MESSAGE_LIMIT - TRAILER_RESERVE)
+    done = 0
+    for rrset in _transfer_order(zone):
+        starts = _label_starts(rrset.name)
+        fixed = struct.pack("!HHI", rrset.rtype, CLASS.IN, rrset.ttl)
+        for rdata in rrset.rdatas:
+            packer.add(rrset.name, starts, fixed, rdata_wire(rrset.rtype, rdata))
+            done += 1
+            if not done % YIELD_EVERY:
+                time.sleep(YIELD_PAUSE)  # lets a waiting thread (the event loop) take the GIL now
+    packer.flush()
+    return RenderedZone(tuple(packer.chunks), done - 1)
+
+
+def soa_chunk(zone: Zone) -> Chunk:
+    """The zone's SOA alone (IXFR of a current client, RFC 1995 §2; IXFR over UDP)."""
+    soa = zone.soa
+    rdata = rdata_wire(QTYPE.SOA, soa.rdatas[0])
+    fixed = struct.pack("!HHIH", QTYPE.SOA, CLASS.IN, soa.ttl, len(rdata))
+    return Chunk(soa.name + fixed + rdata, 1)
+
+
+def assemble(query: dns.message.Message, chunks: Sequence[Chunk], payload: int,
+             truncated: bool = False) -> list[bytes]:
+    """The reply messages: each chunk under a header (ID, QR, AA, RD copied); the
+    question and, when the query had EDNS, an OPT in the first only (RFC 5936 §2.2);
+    every message TSIG-signed when the query was, each MAC covering the one before
+    (RFC 8945 §5.3.1)."""
+    question = query.question[0]
+    question_wire = question.name.to_wire() + struct.pack("!HH", question.rdtype, question.rdclass)
+    flags = FLAG_QR | FLAG_AA | (query.flags & FLAG_RD) | (FLAG_TC if truncated else 0)
+    opt = b""
+    if query.edns >= 0:  # version 0, no options, DO echoed (RFC 3225 §3)
+        opt = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, payload, query.ednsflags & dns.flags.DO, 0)
+    key = query.keyring if query.had_tsig and isinstance(query.keyring, dns.tsig.Key) else None
+    messages: list[bytes] = []
+    context = None
+    for index, chunk in enumerate(chunks):
+        first = index == 0
+        additional = 1 if first and opt else 0
+        header = struct.pack("!6H", query.id, flags, int(first), chunk.count, 0, additional)
+        wire = header + question_wire + chunk.records + opt if first else header + chunk.records
+        if key is not None:
+            wire, context = _signed(wire, key, query.id, query.mac, context, additional)
+        messages.append(wire)
+        if index % 4 == 3:
+            time.sleep(YIELD_PAUSE)  # a large transfer: let the event loop in between messages
+    return messages
+
+
+def _signed(wire: bytes, key: dns.tsig.Key, original_id: int, request_mac: bytes, context,
+            additional: int) -> tuple[bytes, object]:
+    """``wire`` with a TSIG record appended. The first message's MAC covers the request's
+    MAC; ``context`` (from the previous call) chains each later one to the MAC before."""
+    unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, TSIG_FUDGE,
+                                         b"", original_id, 0, b"")
+    tsig, context = dns.tsig.sign(wire, key, unsigned, int(time.time()), request_mac, context, True)
+    rdata = tsig.to_wire()
+    record = key.name.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata
+    return wire[:10] + struct.pack("!H", additional + 1) + wire[12:] + record, context
+
+
+def rrset_records(rrset: RRset) -> list[dns.rrset.RRset]:
+    """An RRset as one-record dnspython RRsets in zone order (the NOTIFY's SOA)."""
+    owner = dns.name.from_wire(rrset.name, 0)[0]
+    result = []
+    for rdata in rrset.rdatas:
+        wire = rdata_wire(rrset.rtype, rdata)
+        parsed = dns.rdata.from_wire(dns.rdataclass.IN, rrset.rtype, wire, 0, len(wire))
+        result.append(dns.rrset.from_rdata(owner, rrset.ttl, parsed))
+    return result
+
+
+# ---------------------------------------------------------------- TSIG on requests (RFC 8945 §5.2)
+
+
+def _skip_name(packet: bytes, offset: int) -> int:
+    while True:
+        length = packet[offset]
+        if length >= 0xC0:
+            return offset + 2
+        if length == 0:
+            return offset + 1
+        offset += length + 1
+
+
+def tsig_offset(packet: bytes) -> int:
+    """Where the TSIG record starts: the last record of a message dnspython has parsed."""
+    qdcount, ancount, nscount, arcount = struct.unpack_from("!4H", packet, 4)
+    offset = HEADER_LENGTH
+    for _ in range(qdcount):
+        offset = _skip_name(packet, offset) + 4
+    for _ in range(ancount + nscount + arcount - 1):
+        offset = _skip_name(packet, offset)
+        offset += 10 + int.from_bytes(packet[offset + 8 : offset + 10], "big")
+    return offset
+
+
+def request_mac_verifies(packet: bytes, key: dns.tsig.Key, tsig: dns.rdtypes.ANY.TSIG.TSIG) -> bool:
+    """The request's MAC against our own (RFC 8945 §4.3.3: the message with its original
+    ID, the TSIG record removed, then the TSIG variables), compared over the MAC's own
+    length so that a truncated MAC can be told apart from a wrong one. dnspython's
+    ``dns.tsig.sign`` computes it, as it does for a message we send."""
+    start = tsig_offset(packet)
+    additional = int.from_bytes(packet[10:12], "big") - 1
+    wire = packet[:10] + additional.to_bytes(2, "big") + packet[12:start]
+    ours, _ = dns.tsig.sign(wire, key, tsig, tsig.time_signed)
+    return len(tsig.mac) > 0 and hmac.compare_digest(ours.mac[: len(tsig.mac)], tsig.mac)
 
 
 # ---------------------------------------------------------------- answers
@@ -157,20 +381,21 @@ class Refusal:
 class TransferResponder:
     """AXFR/IXFR queries → reply messages. Reads ``holder.current`` once per request.
 
-    Safe to call from a worker thread (the TCP listener does, so that rendering a large
-    zone does not stall the loop): what it reads is immutable, and its conversion cache
-    and counters can only lose work or a count to a race, never be wrong."""
+    Safe to call from worker threads (the TCP listener does, so that a large zone's
+    messages are not built on the loop): what it reads is immutable, the packed-zone
+    cache is guarded by a lock, and its counters can only lose a count to a race."""
 
     def __init__(self, holder: StateHolder, config: ServerConfig) -> None:
         self.holder = holder
         self.config = config
         self.keyring = keyring(config.tsig_keys)
-        self._records: dict[Name, tuple[Zone, ZoneRecords]] = {}
+        self._rendered: OrderedDict[Name, tuple[Zone, RenderedZone]] = OrderedDict()
+        self._render_lock = threading.Lock()
         self._last_refusal_log = 0.0
         self.transfers = 0
         self.refused = 0
-        # Rendering runs here, not on the event loop (see TcpListener), at most two at a
-        # time, so transfers neither stall queries nor take the threads reloads use.
+        # Messages are built here, not on the event loop (see TcpListener), at most two
+        # at a time, so transfers neither stall queries much nor take the reload threads.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authdns-transfer")
 
     def respond(self, packet: bytes, peer: tuple | None) -> list[bytes] | None:
@@ -182,7 +407,7 @@ class TransferResponder:
             query = self._parse(packet)
             if query is None or isinstance(query, bytes):
                 return None if query is None else [query]
-            return self._answer(query, peer, TCP_MESSAGE_LIMIT, tcp=True)
+            return self._answer(query, peer, tcp=True)
         except Exception:
             log.exception("internal error answering a transfer query; answered SERVFAIL")
             reply = render_servfail(packet)
@@ -191,7 +416,8 @@ class TransferResponder:
     def respond_udp(self, packet: bytes, peer: tuple | None) -> bytes | None:
         """AXFR/IXFR over UDP. AXFR: REFUSED (RFC 5936 §4.2: UDP is not defined for it).
         IXFR: the same access rules, and when allowed our SOA only, which tells the
-        client to come back over TCP (RFC 1995 §2; BIND and NSD do the same)."""
+        client to come back over TCP (RFC 1995 §2; BIND and NSD do the same); TC set
+        instead when even that does not fit the client's size."""
         query = self._parse(packet)
         if query is None or isinstance(query, bytes):
             return query
@@ -199,9 +425,12 @@ class TransferResponder:
             return self._refuse(query, Refusal(dns.rcode.REFUSED, EDE_PROHIBITED, "AXFR over UDP"))
         limit = max(MIN_UDP_PAYLOAD, min(query.payload, self.config.udp_payload)) if query.edns >= 0 \
             else MIN_UDP_PAYLOAD
-        return self._answer(query, peer, limit, tcp=False)[0]
+        reply = self._answer(query, peer, tcp=False)[0]
+        if len(reply) > limit:
+            reply = assemble(query, [Chunk(b"", 0)], self.config.udp_payload, truncated=True)[0]
+        return reply
 
-    def _answer(self, query: dns.message.Message, peer: tuple | None, limit: int, tcp: bool) -> list[bytes]:
+    def _answer(self, query: dns.message.Message, peer: tuple | None, tcp: bool) -> list[bytes]:
         decision = self._decide(query, peer_address(peer))
         if isinstance(decision, Refusal):
             self.refused += 1
@@ -210,16 +439,13 @@ class TransferResponder:
         zone = decision
         qtype = query.question[0].rdtype
         if qtype == dns.rdatatype.IXFR and (not tcp or self._client_current(query, zone)):
-            sequence = rrset_records(zone.soa)
-        else:
-            records = self._zone_records(zone)
-            sequence = [records.soa, *records.body, records.soa]  # RFC 5936 §2.2: SOA first and last
-        messages = render_transfer(query, sequence, limit, self.config.udp_payload)
-        if len(sequence) > 1:
-            self.transfers += 1
-            log.info("transfer zone=%s peer=%s type=%s serial=%d records=%d messages=%d tsig=%s",
-                     names.to_text(zone.origin), _peer_text(peer), dns.rdatatype.to_text(qtype), zone.serial,
-                     len(sequence) - 1, len(messages), _key_text(query) or "none")
+            return assemble(query, [soa_chunk(zone)], self.config.udp_payload)
+        rendered = self._rendered_zone(zone)
+        messages = assemble(query, rendered.chunks, self.config.udp_payload)
+        self.transfers += 1
+        log.info("transfer zone=%s peer=%s type=%s serial=%d records=%d messages=%d tsig=%s",
+                 names.to_text(zone.origin), _peer_text(peer), dns.rdatatype.to_text(qtype), zone.serial,
+                 rendered.record_count, len(messages), _key_text(query) or "none")
         return messages
 
     def _decide(self, query: dns.message.Message, address: Address | None) -> Zone | Refusal:
@@ -240,46 +466,55 @@ class TransferResponder:
                        else "not in the allow list")
 
     def _client_current(self, query: dns.message.Message, zone: Zone) -> bool:
-        """IXFR whose authority SOA is not older than ours: one SOA answers it (RFC 1995 §2)."""
+        """IXFR whose authority SOA, owned by the zone's apex, is not older than ours: one
+        SOA answers it (RFC 1995 §2). Any other IXFR gets the whole zone."""
+        apex = query.question[0].name
         for rrset in query.authority:
-            if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            if rrset.rdtype == dns.rdatatype.SOA and rrset.name == apex and len(rrset):
                 return not serial_gt(zone.serial, rrset[0].serial)
         return False
 
-    def _zone_records(self, zone: Zone) -> ZoneRecords:
-        """Converted once per zone version; a reload's new Zone object converts again."""
-        cached = self._records.get(zone.origin)
-        if cached is not None and cached[0] is zone:
+    def _rendered_zone(self, zone: Zone) -> RenderedZone:
+        """Packed once per zone version (a reload's new Zone object packs again); the
+        newest version of the ``RENDER_CACHE_ZONES`` most recently transferred zones is
+        kept. One lock: a second transfer of a version being packed waits and reuses it."""
+        with self._render_lock:
+            cached = self._rendered.get(zone.origin)
+            if cached is None or cached[0] is not zone:
+                cached = (zone, render_zone(zone))
+                self._rendered[zone.origin] = cached
+            self._rendered.move_to_end(zone.origin)
+            while len(self._rendered) > RENDER_CACHE_ZONES:
+                self._rendered.popitem(last=False)
             return cached[1]
-        if len(self._records) > 2 * len(self.holder.current.snapshot.zones) + 8:
-            self._records.clear()  # zones that are gone: drop them now and then
-        records = zone_records(zone)
-        self._records[zone.origin] = (zone, records)
-        return records
-
-    # -- parsing and TSIG (RFC 8945 §5.2) ----------------------------------------
 
     def _parse(self, packet: bytes) -> dns.message.Message | bytes | None:
-        """The query with its TSIG verified, a NOTAUTH reply when TSIG fails, or None
-        when dnspython cannot read it (the ordinary path then says FORMERR)."""
+        """The query with its TSIG verified (RFC 8945 §5.2: key, MAC, time, truncation,
+        in that order), an error reply when TSIG fails, or None when dnspython cannot
+        read it (the ordinary path then says FORMERR)."""
         try:
-            unverified = dns.message.from_wire(packet, keyring=False)
+            query = dns.message.from_wire(packet, keyring=False)
         except Exception:  # any parse failure: not ours to answer
             return None
-        if unverified.flags & dns.flags.QR or len(unverified.question) != 1:
+        if query.flags & dns.flags.QR or len(query.question) != 1:
             return None
-        if not unverified.had_tsig:
-            return unverified
+        if not query.had_tsig:
+            return query
         payload = self.config.udp_payload
-        key = self.keyring.get(unverified.keyname)
-        if key is None or key.algorithm != unverified.keyalgorithm:
-            return tsig_error_reply(unverified, dns.rcode.BADKEY, payload)  # RFC 8945 §5.2.1
-        try:
-            return dns.message.from_wire(packet, keyring={key.name: key})
-        except dns.tsig.BadTime:
-            return tsig_error_reply(unverified, dns.rcode.BADTIME, payload, key)  # RFC 8945 §5.2.3
-        except Exception:
-            return tsig_error_reply(unverified, dns.rcode.BADSIG, payload)  # RFC 8945 §5.2.2
+        key = self.keyring.get(query.keyname)
+        if key is None or key.algorithm != query.keyalgorithm:
+            return tsig_error_reply(query, dns.rcode.BADKEY, payload)  # §5.2.1, unsigned
+        tsig = query.tsig[0]
+        if not MIN_MAC_SIZE <= len(tsig.mac) <= DIGEST_SIZE or tsig.error != dns.rcode.NOERROR:
+            return format_error_reply(query, payload)  # §5.2.2.1: malformed MAC size; a request with an error
+        if not request_mac_verifies(packet, key, tsig):
+            return tsig_error_reply(query, dns.rcode.BADSIG, payload)  # §5.2.2, unsigned
+        query.keyring = key  # verified: what _key_text and signed replies look at
+        if abs(int(time.time()) - tsig.time_signed) > min(tsig.fudge, TSIG_FUDGE):
+            return tsig_error_reply(query, dns.rcode.BADTIME, payload, key)  # §5.2.3, signed, our clock
+        if len(tsig.mac) < DIGEST_SIZE:
+            return tsig_error_reply(query, dns.rcode.BADTRUNC, payload, key)  # §5.2.4, signed
+        return query
 
     def _refuse(self, query: dns.message.Message, refusal: Refusal) -> bytes:
         """REFUSED with an Extended DNS Error when the query had EDNS (RFC 8914); signed
@@ -315,13 +550,15 @@ def _peer_text(peer: tuple | None) -> str:
 
 def tsig_error_reply(query: dns.message.Message, error: int, payload: int, key: dns.tsig.Key | None = None) -> bytes:
     """NOTAUTH with the TSIG error (RFC 8945 §5.2). BADKEY and BADSIG go unsigned, with an
-    empty MAC (§5.3.2); BADTIME is signed and carries our clock in Other Data (§5.2.3)."""
+    empty MAC (§5.3.2); BADTIME and BADTRUNC follow a verified MAC and are signed, over
+    the request's MAC as received (§5.2.2.1); BADTIME carries our clock in Other Data
+    (§5.2.3)."""
     response = dns.message.make_response(query, our_payload=payload)
     response.set_rcode(dns.rcode.NOTAUTH)
     now = int(time.time())
     if key is not None:
-        response.use_tsig(key, fudge=TSIG_FUDGE, tsig_error=error,
-                          other_data=struct.pack("!HI", now >> 32, now & 0xFFFFFFFF))
+        other = struct.pack("!HI", now >> 32, now & 0xFFFFFFFF) if error == dns.rcode.BADTIME else b""
+        response.use_tsig(key, fudge=TSIG_FUDGE, tsig_error=error, other_data=other)
         response.request_mac = query.mac
         return response.to_wire()
     rdata = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, query.keyalgorithm, now, TSIG_FUDGE,
@@ -330,46 +567,12 @@ def tsig_error_reply(query: dns.message.Message, error: int, payload: int, key: 
     return response.to_wire()
 
 
-def render_transfer(query: dns.message.Message, records: list[dns.rrset.RRset], limit: int,
-                    payload: int) -> list[bytes]:
-    """The records in as few messages as fit ``limit`` octets each (RFC 5936 §2.2): the
-    question in the first only, AA set, an OPT in the first when the query had one, and
-    every message TSIG-signed when the query was, each MAC chained to the one before
-    (RFC 8945 §5.3.1)."""
-    question = query.question[0]
-    flags = dns.flags.QR | dns.flags.AA | (query.flags & dns.flags.RD)
-    messages: list[bytes] = []
-    context = None
-    index = 0
-    while index < len(records) or not messages:
-        renderer = dns.renderer.Renderer(query.id, flags, limit)
-        renderer.reserve(min(TRAILER_RESERVE, limit // 4))
-        if not messages:
-            renderer.add_question(question.name, question.rdtype, question.rdclass)
-        index = _fill(renderer, records, index)
-        renderer.release_reserved()
-        if not messages and query.edns >= 0:
-            renderer.add_edns(0, query.ednsflags & dns.flags.DO, payload)
-        renderer.write_header()
-        if query.had_tsig and query.keyring:
-            context = renderer.add_multi_tsig(context, query.keyname, query.keyring, TSIG_FUDGE, query.id, 0, b"",
-                                              query.mac, query.keyalgorithm)
-        messages.append(renderer.get_wire())
-    return messages
-
-
-def _fill(renderer: dns.renderer.Renderer, records: list[dns.rrset.RRset], index: int) -> int:
-    """Add records from ``index`` until the message is full; the index of the next one."""
-    start = index
-    while index < len(records):
-        try:
-            renderer.add_rrset(dns.renderer.ANSWER, records[index])
-        except dns.exception.TooBig:
-            if index == start:
-                raise  # one record larger than a whole message: cannot be sent at all
-            break
-        index += 1
-    return index
+def format_error_reply(query: dns.message.Message, payload: int) -> bytes:
+    """FORMERR, unsigned and without a TSIG record: the request's TSIG is malformed
+    (RFC 8945 §5.2.2.1), so there is nothing to sign against."""
+    response = dns.message.make_response(query, our_payload=payload)
+    response.set_rcode(dns.rcode.FORMERR)
+    return response.to_wire()
 
 
 # ---------------------------------------------------------------- NOTIFY out

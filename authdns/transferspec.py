@@ -56,18 +56,38 @@ class TransferSpec:
 # ---------------------------------------------------------------- plain text
 
 
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # RFC 4291 §2.5.5.2
+
+
 def parse_network(text: str) -> Network:
-    """``ADDR`` (one host) or ``ADDR/LEN``; host bits must be clear, as a typo guard."""
+    """``ADDR`` (one host) or ``ADDR/LEN``; host bits must be clear, as a typo guard.
+
+    Rejected, since they would silently never match: an IPv4-mapped IPv6 prefix
+    (``::ffff:192.0.2.0/120``: the server's IPv6 sockets are IPv6-only, so IPv4 clients
+    arrive as IPv4 and rules match within their own IP version), and an IPv6 zone index
+    (``fe80::1%eth0``: the client's scope is not compared, so the rule would match that
+    address on any interface)."""
     text = text.strip()
     try:
-        return ipaddress.ip_network(text)
+        network = ipaddress.ip_network(text)
     except ValueError:
-        pass
-    try:
-        loose = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IP address or prefix (like 192.0.2.0/24)") from None
-    raise ValueError(f"{text!r} has host bits set; the prefix is {loose}")
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or prefix (like 192.0.2.0/24)") from None
+        raise ValueError(f"{text!r} has host bits set; the prefix is {loose}") from None
+    if isinstance(network, ipaddress.IPv6Network):
+        if network.network_address.scope_id is not None:
+            bare = text.split("%", 1)[0] + (text[text.index("/"):] if "/" in text else "")
+            raise ValueError(f"{text!r}: a zone index (%{network.network_address.scope_id}) is not supported; "
+                             f"write {bare} (the rule then applies on every interface)")
+        if network.subnet_of(IPV4_MAPPED):
+            mapped = network.network_address.ipv4_mapped
+            ipv4 = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+            suggestion = ipv4.network_address if ipv4.prefixlen == 32 else ipv4
+            raise ValueError(f"{text!r} is an IPv4-mapped IPv6 address, which never matches (IPv4 clients are "
+                             f"seen as IPv4); write {suggestion} instead")
+    return network
 
 
 def key_name(text: str) -> str:

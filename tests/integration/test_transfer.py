@@ -17,9 +17,16 @@ and ``allow_transfer`` are server settings the command line gets from cli.py):
   verifies (dnspython checks each MAC, chained over a multi-message transfer); unsigned
   or signed with another known key: REFUSED, signed; an unknown key: NOTAUTH with TSIG
   error BADKEY and an empty MAC; a wrong secret: NOTAUTH/BADSIG; a MAC made 1000 s ago:
-  NOTAUTH/BADTIME, signed, with our clock;
+  NOTAUTH/BADTIME, signed, with our clock; also when the request states a huge fudge
+  (the window is min(its fudge, 300 s)), and when an old signed request is replayed;
+* TSIG MAC sizes (RFC 8945 §5.2.2.1): a MAC truncated to 16 octets that verifies gets
+  NOTAUTH/BADTRUNC, signed (our policy: no truncation); 0, 8 or 33 octets: FORMERR;
+* IXFR whose authority SOA is owned by another name is not "current": the full zone;
+  an IXFR over UDP whose SOA does not fit 512 octets gets TC;
 * 5000 records span several messages (the two-octet TCP length caps each at 64 KiB),
   question in the first only, and arrive complete, signed or not;
+* a zone version is packed once (reused while it is current), a new version again, and
+  the cache keeps RENDER_CACHE_ZONES zones;
 * a reload's new serial and records are what the next transfer sends;
 * allow rules naming a key the server lacks are reported (``unknown_keys``);
 * end to end with ``authdns serve`` (zone-level ``transfer:``, needs service.py to
@@ -37,7 +44,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import dns.edns
 import dns.flags
@@ -59,7 +66,8 @@ from conftest import ROOT, ServerProcess, start_server, stop_server
 from inprocess import InProcessServer, serve_in_process
 from support import frame, tcp_read_message, write_zone
 
-from authdns.transfer import unknown_keys
+from authdns import names
+from authdns.transfer import RENDER_CACHE_ZONES, unknown_keys
 from authdns.transferspec import AllowRule
 
 SECRET = bytes(range(1, 33))
@@ -96,6 +104,15 @@ records:
 """
 
 
+LONG_NAME = ".".join(chr(ord("a") + index) * 55 for index in range(4)) + ".example.net."  # 237 octets
+LONG_SOA_ZONE = f"""\
+transfer: {{allow: [127.0.0.1]}}
+records:
+  "@": {{SOA: {{serial: 9, mname: "ns.{LONG_NAME}", rname: "hostmaster.{LONG_NAME}"}}, NS: [ns1]}}
+  ns1: {{A: 192.0.2.1}}
+"""
+
+
 def big_zone() -> str:
     lines = ["ttl: 300", "transfer: {allow: [127.0.0.1]}", "records:", '  "@": {SOA: {serial: 1}, NS: [ns1]}',
              "  ns1: {A: 192.0.2.1}"]
@@ -109,6 +126,7 @@ def zone_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_zone(target, "xfr.test", XFR_ZONE)
     write_zone(target, "closed.test", CLOSED_ZONE)
     write_zone(target, "big.test", big_zone())
+    write_zone(target, "long.test", LONG_SOA_ZONE)
     return target
 
 
@@ -222,6 +240,26 @@ def test_ixfr_with_current_serial_gets_one_soa(server: InProcessServer) -> None:
     assert messages[0].answer[0][0].serial == SERIAL
 
 
+def test_ixfr_soa_owned_by_another_name_is_not_current(server: InProcessServer) -> None:
+    """RFC 1995 §3: the authority SOA is the client's version of *this* zone; an SOA of
+    another name says nothing about it, however high its serial."""
+    query = dns.message.make_query("xfr.test.", "IXFR")
+    soa = dns.rrset.from_text("other.test.", 0, "IN", "SOA", f"ns1.other.test. h.other.test. {SERIAL + 5} 1 1 1 1")
+    query.authority.append(soa)
+    reply = dns.query.tcp(query, server.host, timeout=3, port=server.port)
+    assert reply.rcode() == dns.rcode.NOERROR and len(reply.answer) > 1, "the full zone, not one SOA"
+
+
+def test_udp_ixfr_too_large_for_512_is_truncated(server: InProcessServer) -> None:
+    zone = dns.zone.Zone("long.test.", relativize=False)
+    query, _ = dns.xfr.make_query(zone, serial=1)
+    reply = dns.query.udp(query, server.host, timeout=3, port=server.port)
+    assert reply.flags & dns.flags.TC and reply.answer == [] and reply.rcode() == dns.rcode.NOERROR
+    query.use_edns(0, payload=1232)
+    reply = dns.query.udp(query, server.host, timeout=3, port=server.port)
+    assert not reply.flags & dns.flags.TC and reply.answer[0].rdtype == dns.rdatatype.SOA
+
+
 def test_udp_axfr_refused(server: InProcessServer) -> None:
     reply = tcp_query(server, "xfr.test.", udp=True, use_edns=0)
     assert reply.rcode() == dns.rcode.REFUSED and ede_codes(reply) == [18]
@@ -304,6 +342,20 @@ def test_large_zone_spans_several_messages(server: InProcessServer, signed: bool
     assert len(as_zone(messages, "big.test.").nodes) == BIG_COUNT + 2
 
 
+def test_packed_once_per_zone_version_and_bounded(server: InProcessServer) -> None:
+    """A zone version is packed once and reused; a new Zone object (a reload) is packed
+    again; only the newest versions of RENDER_CACHE_ZONES zones are kept."""
+    responder = server.server.transfer
+    zone = server.holder.current.snapshot.zones[names.from_text("xfr.test.")]
+    first = responder._rendered_zone(zone)
+    assert responder._rendered_zone(zone) is first
+    assert responder._rendered_zone(replace(zone)) is not first
+    for index in range(RENDER_CACHE_ZONES + 2):
+        responder._rendered_zone(replace(zone, origin=names.from_text(f"z{index}.test.")))
+    assert len(responder._rendered) == RENDER_CACHE_ZONES
+    assert names.from_text("xfr.test.") not in responder._rendered  # the least recently used went first
+
+
 def test_reload_is_what_the_next_transfer_sends(tmp_path: Path) -> None:
     zone_file = write_zone(tmp_path / "zones", "xfr.test", XFR_ZONE)
     with serve_in_process(tmp_path / "zones") as running:
@@ -346,25 +398,112 @@ def test_rules_naming_unconfigured_keys_are_reported(server: InProcessServer) ->
     assert found[1].startswith("--allow-transfer rule 10.0.0.0/8 names TSIG key k2.")
 
 
+def signed_axfr(key: dns.tsig.Key, *, time_signed: int | None = None, fudge: int = 300,
+                mac: Callable[[bytes], bytes] | None = None, query_id: int = 4321) -> tuple[bytes, bytes]:
+    """An AXFR for xfr.test. signed by hand: any time and fudge, and ``mac`` to change
+    the MAC after signing (cut it, pad it, spoil it). The wire and the MAC as sent."""
+    renderer = dns.renderer.Renderer(id=query_id, flags=0)
+    renderer.add_question(dns.name.from_text("xfr.test."), dns.rdatatype.AXFR)
+    renderer.write_header()
+    unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, fudge, b"",
+                                         query_id, 0, b"")
+    when = int(time.time()) if time_signed is None else time_signed
+    tsig, _ = dns.tsig.sign(renderer.get_wire(), key, unsigned, when, b"")
+    if mac is not None:
+        tsig = tsig.replace(mac=mac(tsig.mac))
+    return _with_tsig(renderer, tsig, key.name), tsig.mac
+
+
+def exchange(server: InProcessServer, wire: bytes, source: str = "127.0.0.3", more: float = 0.0) -> list[bytes]:
+    """Send one framed message: the first reply, and any that follow within ``more`` s."""
+    with socket.create_connection((server.host, server.port), timeout=3, source_address=(source, 0)) as sock:
+        sock.sendall(frame(wire))
+        replies = [tcp_read_message(sock)]
+        if more:
+            sock.settimeout(more)
+            try:
+                while message := tcp_read_message(sock):
+                    replies.append(message)
+            except (OSError, struct.error, ConnectionError):  # socket.timeout is an OSError
+                pass
+        return replies
+
+
 def test_tsig_clock_skew_is_notauth_badtime_signed(server: InProcessServer) -> None:
     """RFC 8945 §5.2.3: a MAC that verifies but was made 1000 s ago (fudge 300): NOTAUTH,
     TSIG error BADTIME, signed by the key, our clock in Other Data."""
     key = KEYRING[dns.name.from_text("sec1.")]
-    renderer = dns.renderer.Renderer(id=4321, flags=0)
-    renderer.add_question(dns.name.from_text("xfr.test."), dns.rdatatype.AXFR)
-    renderer.write_header()
-    unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300, b"", 4321,
-                                         0, b"")
-    skewed = int(time.time()) - 1000
-    tsig, _ = dns.tsig.sign(renderer.get_wire(), key, unsigned, skewed, b"")
-    with socket.create_connection((server.host, server.port), timeout=3, source_address=("127.0.0.3", 0)) as sock:
-        sock.sendall(frame(_with_tsig(renderer, tsig, key.name)))
-        wire = tcp_read_message(sock)
+    wire, mac = signed_axfr(key, time_signed=int(time.time()) - 1000)
+    (reply_wire,) = exchange(server, wire)
     with pytest.raises(dns.tsig.PeerBadTime):
-        dns.message.from_wire(wire, keyring=key, request_mac=tsig.mac)
-    reply = dns.message.from_wire(wire, keyring=False)
+        dns.message.from_wire(reply_wire, keyring=key, request_mac=mac)
+    reply = dns.message.from_wire(reply_wire, keyring=False)
     assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADTIME and len(reply.mac) == 32
     assert abs(int.from_bytes(reply.tsig[0].other, "big") - time.time()) < 60
+    assert signed_over(reply_wire, key, mac)
+
+
+def signed_over(wire: bytes, key: dns.tsig.Key, request_mac: bytes) -> bool:
+    """Whether a reply carrying a TSIG error is signed by ``key`` over ``request_mac``
+    (dnspython's client raises on the error before it checks the MAC)."""
+    reply = dns.message.from_wire(wire, keyring=False)
+    rdata = reply.tsig[0]
+    start = len(wire) - len(reply.tsig.name.to_wire()) - 10 - len(rdata.to_wire())
+    unsigned = wire[:10] + struct.pack("!H", struct.unpack_from("!H", wire, 10)[0] - 1) + wire[12:start]
+    ours, _ = dns.tsig.sign(unsigned, key, rdata, rdata.time_signed, request_mac)
+    return ours.mac == rdata.mac
+
+
+def test_tsig_window_is_ours_not_the_requesters(server: InProcessServer) -> None:
+    """A request signed 10 h ago that states fudge 65535 (18 h) is still out of our 300 s
+    window: BADTIME, not the zone. Sent again (a replay), the same."""
+    key = KEYRING[dns.name.from_text("sec1.")]
+    wire, mac = signed_axfr(key, time_signed=int(time.time()) - 36000, fudge=65535)
+    for _ in range(2):
+        replies = exchange(server, wire, more=0.3)
+        assert len(replies) == 1
+        reply = dns.message.from_wire(replies[0], keyring=False)
+        assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADTIME
+        assert reply.answer == [] and signed_over(replies[0], key, mac)
+    fresh, _ = signed_axfr(key, fudge=65535)  # the same huge fudge, a current time: fine
+    reply = dns.message.from_wire(exchange(server, fresh)[0], keyring=False)
+    assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+
+
+def test_tsig_window_narrower_fudge_of_the_request_counts(server: InProcessServer) -> None:
+    """min(fudge, 300): a request that allows itself 10 s, signed 60 s ago, is late."""
+    key = KEYRING[dns.name.from_text("sec1.")]
+    wire, _ = signed_axfr(key, time_signed=int(time.time()) - 60, fudge=10)
+    reply = dns.message.from_wire(exchange(server, wire)[0], keyring=False)
+    assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADTIME
+
+
+def test_tsig_truncated_mac_is_badtrunc_signed(server: InProcessServer) -> None:
+    """RFC 8945 §5.2.2.1, §5.2.4: 16 octets is an allowed truncation of hmac-sha256 (half
+    its 32), and it verifies; our policy wants all 32: NOTAUTH/BADTRUNC, signed."""
+    key = KEYRING[dns.name.from_text("sec1.")]
+    wire, mac = signed_axfr(key, mac=lambda full: full[:16])
+    assert len(mac) == 16
+    reply_wire = exchange(server, wire)[0]
+    with pytest.raises(dns.tsig.PeerBadTruncation):
+        dns.message.from_wire(reply_wire, keyring=key, request_mac=mac)
+    reply = dns.message.from_wire(reply_wire, keyring=False)
+    assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADTRUNC
+    assert len(reply.mac) == 32 and reply.answer == []
+    assert signed_over(reply_wire, key, mac), "RFC 8945 §5.2.2.1: over the truncated request MAC"
+    wrong, _ = signed_axfr(key, mac=lambda full: bytes([full[0] ^ 1]) + full[1:16])  # does not verify
+    reply = dns.message.from_wire(exchange(server, wrong)[0], keyring=False)
+    assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADSIG and reply.mac == b""
+
+
+@pytest.mark.parametrize("mac_size", [0, 8, 15, 33], ids=["empty", "8", "15", "33"])
+def test_tsig_mac_size_out_of_bounds_is_formerr(server: InProcessServer, mac_size: int) -> None:
+    """RFC 8945 §5.2.2.1: a MAC shorter than max(10, 32 / 2) octets or longer than the
+    hash: FORMERR, unsigned."""
+    key = KEYRING[dns.name.from_text("sec1.")]
+    wire, _ = signed_axfr(key, mac=lambda full: (full + bytes(8))[:mac_size])  # cut, or padded past 32
+    reply = dns.message.from_wire(exchange(server, wire)[0], keyring=False)
+    assert reply.rcode() == dns.rcode.FORMERR and reply.answer == [] and not reply.had_tsig
 
 
 def _with_tsig(renderer: dns.renderer.Renderer, tsig, keyname: dns.name.Name) -> bytes:

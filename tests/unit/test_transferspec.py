@@ -1,7 +1,8 @@
 """The zone file's ``transfer:`` key and the transfer flag values (transferspec.py).
 
 Checks: every malformed ``allow:``/``notify:`` entry and unknown key is an error at its
-``file:line:column`` (several at once, so one ``check`` run lists them all); what a
+``file:line:column`` (among them rules that could never match: an IPv4-mapped IPv6
+address, with the IPv4 form to write instead, and an IPv6 zone index) (several at once, so one ``check`` run lists them all); what a
 valid block loads to (host and prefix rules, a key, notify ports defaulting to 53,
 IPv6 brackets, a single entry without a list); ``authdns check`` prints the positions;
 the flag parsers (``--allow-transfer``, ``--tsig-key``, ``--notify-retry``,
@@ -44,6 +45,11 @@ ERRORS = [
     ("allow-not-address", "transfer:\n  allow: [127.0.0.1, ns2.example.test]\n", "2:22", "is not an IP address or prefix"),
     ("allow-host-bits", "transfer:\n  allow: ['192.0.2.1/24']\n", "2:11", "has host bits set; the prefix is 192.0.2.0/24"),
     ("allow-bad-length", "transfer:\n  allow: ['192.0.2.0/33']\n", "2:11", "is not an IP address or prefix"),
+    ("allow-ipv4-mapped", "transfer:\n  allow: ['::ffff:192.0.2.0/120']\n", "2:11",
+     "is an IPv4-mapped IPv6 address, which never matches (IPv4 clients are seen as IPv4); write 192.0.2.0/24"),
+    ("allow-ipv4-mapped-host", "transfer:\n  allow: ['::ffff:192.0.2.7']\n", "2:11", "write 192.0.2.7 instead"),
+    ("allow-zone-index", "transfer:\n  allow: ['fe80::1%eth0']\n", "2:11",
+     "a zone index (%eth0) is not supported; write fe80::1 (the rule then applies on every interface)"),
     ("allow-unknown-field", "transfer:\n  allow:\n    - {from: 10.0.0.0/8, tsig: k}\n", "3:7", "unknown field 'tsig'"),
     ("allow-missing-from", "transfer:\n  allow:\n    - {key: k}\n", "3:7", "missing field 'from'"),
     ("allow-bad-key", "transfer:\n  allow:\n    - {from: 10.0.0.0/8, key: 'a..b'}\n", "3:31", "key name 'a..b'"),
@@ -100,6 +106,13 @@ def test_rule_matches_its_family_only() -> None:
     assert not rule.matches(ipaddress.ip_address("::1"))
 
 
+def test_ipv6_rules_that_do_match_are_kept() -> None:
+    """Only prefixes inside ::ffff:0:0/96 are refused; ones that merely contain it, and
+    link-local prefixes without a zone index, load."""
+    for text in ("::/0", "::/64", "fe80::/10", "fe80::1", "2001:db8::ffff:0:0/96"):
+        assert parse_allow_rule(text).network == ipaddress.ip_network(text)
+
+
 def test_check_command_prints_positions(tmp_path: Path) -> None:
     path, _, _ = load(tmp_path, "transfer:\n  allow: [127.0.0.300]\n")
     result = subprocess.run([sys.executable, "-m", "authdns", "check", str(path)], cwd=ROOT,
@@ -129,6 +142,8 @@ def test_allow_flag(text: str, expected: AllowRule) -> None:
     ("10.0.0.0/8,sec1", "expected PREFIX or PREFIX,key=NAME"),
     ("10.0.0.0/8,key=", "expected PREFIX or PREFIX,key=NAME"),
     ("10.0.0.0/8:sec1", "is not an IP address or prefix"),
+    ("::ffff:10.0.0.0/104,key=sec1", "IPv4-mapped IPv6 address, which never matches .* write 10.0.0.0/8 instead"),
+    ("fe80::%eth0/64", "zone index .%eth0. is not supported; write fe80::/64"),
 ])
 def test_allow_flag_errors(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
