@@ -24,9 +24,7 @@ Skipped when the ``nsd`` binary is absent.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -49,47 +47,20 @@ import dns.update
 import pytest
 
 from conftest import ROOT, SHIPPED_ZONES, ServerProcess, fresh_state_dir, start_server, stop_server, wait_until
+from nsd_support import HOST, NSD, free_port, server_lines, stop_process
 from support import frame, question_bytes, tcp_read_message
 
 
-def _find_nsd() -> str | None:
-    found = shutil.which("nsd")
-    if found:
-        return found
-    return "/usr/sbin/nsd" if os.access("/usr/sbin/nsd", os.X_OK) else None
-
-
-NSD = _find_nsd()
 if NSD is None:
     pytest.skip("nsd is not installed (looked in PATH and /usr/sbin/nsd)", allow_module_level=True)
 
 REFERENCE_ZONES = Path(__file__).resolve().parent / "zones"
 ZONE_FILES = sorted(SHIPPED_ZONES.glob("*.yaml")) + sorted(REFERENCE_ZONES.glob("*.yaml"))
 ORIGINS = frozenset(path.name[: -len(".yaml")].lower() + "." for path in ZONE_FILES)
-HOST = "127.0.0.1"
 TIMEOUT = 2.0
 
 
 # ---------------------------------------------------------------- servers
-
-
-def _free_port() -> int:
-    """A port free for both UDP and TCP on loopback at the time of asking."""
-    for _ in range(50):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            try:
-                tcp.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-        finally:
-            udp.close()
-            tcp.close()
-    raise AssertionError("no loopback port free for both UDP and TCP")
 
 
 def _export(zone_file: Path, target: Path, state_dir: Path | None = None) -> None:
@@ -105,26 +76,7 @@ def _export(zone_file: Path, target: Path, state_dir: Path | None = None) -> Non
 
 
 def _nsd_config(base: Path, port: int, origins: list[str]) -> str:
-    lines = [
-        "server:",
-        f"    port: {port}",
-        f"    ip-address: {HOST}",
-        "    server-count: 1",
-        "    rrl-ratelimit: 0",              # Debian's NSD rate-limits by default: answers go missing
-        "    rrl-whitelist-ratelimit: 0",
-        f'    zonesdir: "{base / "nsdzones"}"',
-        f'    pidfile: "{base / "nsd.pid"}"',
-        '    database: ""',
-        f'    zonelistfile: "{base / "zone.list"}"',
-        f'    xfrdfile: "{base / "xfrd.state"}"',
-        '    username: ""',
-        '    chroot: ""',
-        "    verbosity: 1",
-        "    hide-version: no",
-        f'    logfile: "{base / "nsd.log"}"',
-        "remote-control:",
-        "    control-enable: no",
-    ]
+    lines = server_lines(base, port, base / "nsdzones")
     for origin in origins:
         lines += ["zone:", f"    name: {origin}", f"    zonefile: {origin}zone"]
     return "\n".join(lines) + "\n"
@@ -157,7 +109,7 @@ def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3, state_dir: 
         _export(zone_file, zones_dir / f"{origin}zone", state_dir)
         origins.append(origin)
     for attempt in range(attempts):
-        port = _free_port()
+        port = free_port()
         config = base / "nsd.conf"
         config.write_text(_nsd_config(base, port, origins))
         process = subprocess.Popen([NSD, "-d", "-c", str(config)], stdout=subprocess.DEVNULL,
@@ -180,14 +132,7 @@ def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3, state_dir: 
 
 def stop_nsd(nsd: NsdProcess) -> None:
     """Stop the NSD we started, by its PID (it stops its own children)."""
-    process = nsd.process
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+    stop_process(nsd.process)
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ import dns.rdatatype
 import pytest
 
 from conftest import start_server, stop_server, wait_until
+from nsd_support import HOST, NSD, free_port, server_lines, stop_process
 from inprocess import serve_in_process
 from support import write_zone
 
@@ -45,18 +44,9 @@ from authdns import names
 from authdns.transfer import Notifier
 
 
-def _find_nsd() -> str | None:
-    found = shutil.which("nsd")
-    if found:
-        return found
-    return "/usr/sbin/nsd" if os.access("/usr/sbin/nsd", os.X_OK) else None
-
-
-NSD = _find_nsd()
 if NSD is None:
     pytest.skip("nsd is not installed (looked in PATH and /usr/sbin/nsd)", allow_module_level=True)
 
-HOST = "127.0.0.1"
 ORIGIN = "sec.test."
 SERIAL = 2026010101
 SECRET = bytes(range(1, 33))
@@ -86,42 +76,8 @@ def many_hosts(count: int) -> str:
     return "".join(f"  h{index:04d}: {{A: 10.{index // 250}.{index % 250}.1}}\n" for index in range(count))
 
 
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP at the time of asking."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
-                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            try:
-                tcp.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no loopback port free for both UDP and TCP")
-
-
 def nsd_config(base: Path, port: int, master_port: int, key: str | None = None) -> str:
-    lines = [
-        "server:",
-        f"    port: {port}",
-        f"    ip-address: {HOST}",
-        "    server-count: 1",
-        "    rrl-ratelimit: 0",
-        "    rrl-whitelist-ratelimit: 0",
-        f'    zonesdir: "{base}"',
-        f'    pidfile: "{base / "nsd.pid"}"',
-        '    database: ""',
-        f'    zonelistfile: "{base / "zone.list"}"',
-        f'    xfrdfile: "{base / "xfrd.state"}"',
-        f'    xfrdir: "{base}"',
-        '    username: ""',
-        '    chroot: ""',
-        "    verbosity: 2",
-        f'    logfile: "{base / "nsd.log"}"',
-        "remote-control:",
-        "    control-enable: no",
-    ]
+    lines = server_lines(base, port, base, verbosity=2)
     if key is not None:
         lines += ["key:", f"    name: {key}", "    algorithm: hmac-sha256", f"    secret: \"{SECRET_BASE64}\""]
     lines += [
@@ -187,13 +143,7 @@ def start_secondary(base: Path, port: int, master_port: int, key: str | None = N
 
 def stop_secondary(secondary: Secondary) -> None:
     """Stop the NSD we started, by its PID."""
-    if secondary.process.poll() is None:
-        os.kill(secondary.process.pid, signal.SIGTERM)
-        try:
-            secondary.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(secondary.process.pid, signal.SIGKILL)
-            secondary.process.wait(timeout=5)
+    stop_process(secondary.process)
 
 
 @pytest.mark.parametrize("key", [None, "sec1"], ids=["nokey", "tsig"])
