@@ -22,6 +22,7 @@ from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_
 from .masterfile import ImportError_, export_zone, import_master
 from .service import Service, StartError
 from .snapshot import cross_zone_problems, load_zone_file, zone_files
+from .workers import default_count
 
 log = logging.getLogger("authdns")
 
@@ -72,6 +73,18 @@ def _count(text: str) -> int:
     return int(text)
 
 
+MAX_WORKERS = 256
+
+
+def _workers(text: str) -> int:
+    """A number of worker processes, or ``auto`` (one per core)."""
+    if text == "auto":
+        return default_count()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a whole number from 1 to {MAX_WORKERS}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authdns", description="Authoritative DNS server for YAML zones with load-aware MX and A/AAAA ordering."
@@ -96,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--tcp-max-connections", type=_count, default=DEFAULTS.tcp_max_connections, metavar="N",
-        help="most concurrent TCP connections; one more is closed at once "
+        help="most concurrent TCP connections per worker process (as NSD's tcp-count); one more is closed at once "
         f"(RFC 7766 §6.2.2; default: {DEFAULTS.tcp_max_connections})",
     )
     serve.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
@@ -114,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(default: {DEFAULTS.notify_retry:g})")
     serve.add_argument("--notify-attempts", type=_argument(parse_notify_attempts), default=DEFAULTS.notify_attempts,
                        metavar="N", help=f"NOTIFY messages per secondary and change (default: {DEFAULTS.notify_attempts})")
+    serve.add_argument("--workers", type=_workers, default=default_count(), metavar="N",
+                       help="processes answering queries on shared sockets (SO_REUSEPORT); zones, health "
+                       "checks and the control socket stay in one supervisor. 1: a single process "
+                       f"(default: auto, one per core: {default_count()} here)")
     serve.add_argument("--no-watch", dest="watch", action="store_false",
                        help="do not reload zone files when they change (SIGHUP and `ctl reload` still do)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -192,7 +209,8 @@ async def _serve(config: ServerConfig) -> int:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("listening udp+tcp %s", shown)
     log.info("control socket %s", service.control.path)
-    log.info("ready port=%d zones=%d", service.addresses[0][1], len(service.holder.current.snapshot.zones))
+    log.info("ready port=%d zones=%d workers=%d", service.addresses[0][1], len(service.holder.current.snapshot.zones),
+             service.config.workers)
     await stop.wait()
     log.info("stopping")
     await service.close()
@@ -220,7 +238,7 @@ def run_serve(args: argparse.Namespace) -> int:
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
         state_dir=args.state_dir, control=args.control, watch=args.watch,
         allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
-        notify_attempts=args.notify_attempts,
+        notify_attempts=args.notify_attempts, workers=args.workers,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:

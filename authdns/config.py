@@ -57,6 +57,8 @@ class ServerConfig:
     tsig_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
     notify_retry: float = 5.0  # seconds before the first NOTIFY retry, doubling (RFC 1996 §3.6)
     notify_attempts: int = 5  # NOTIFY messages per secondary and change before giving up
+    # Processes answering queries (workers.py); 1: this process answers, no supervisor.
+    workers: int = 1
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -56,6 +56,10 @@ class ControlServer:
         # of each zone file at the last load.
         self.reloader: Callable[[str], Awaitable[Any]] | None = None
         self.zone_problems: Callable[[], dict[str, list[str]]] = dict
+        # With worker processes (workers.py): gather their counters into ``balancer``
+        # before a command reads them, and describe them for ``status``.
+        self.refresh: Callable[[], Awaitable[Any]] | None = None
+        self.workers: Callable[[], list[dict[str, Any]]] | None = None
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +108,8 @@ class ControlServer:
             handler = COMMANDS.get(command) if isinstance(command, str) else None
             if handler is None:
                 raise ControlError(f"unknown command {command!r} (commands: {', '.join(COMMANDS)})")
+            if self.refresh is not None and command in COUNTING_COMMANDS:
+                await self.refresh()
             reply = handler(self, request)
             if asyncio.iscoroutine(reply):
                 reply = await reply
@@ -131,7 +137,7 @@ class ControlServer:
         zones.sort(key=lambda entry: entry["origin"])
         return {"zones": zones, "problems": self.zone_problems(), "generation": state.generation,
                 "rrsets": rrsets, "fail_open_answers": self.balancer.fail_open_answers,
-                "overrides_not_served": orphans}
+                "overrides_not_served": orphans, "workers": self.workers() if self.workers is not None else None}
 
     async def reload(self, request: dict) -> dict[str, Any]:
         """Reload the zone directory now; say per zone what changed."""
@@ -280,6 +286,9 @@ COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
     "weight": ControlServer.weight,
     "reload": ControlServer.reload,
 }
+# Commands that report members' counters (first positions, last given), which live in
+# the worker processes when there are several.
+COUNTING_COMMANDS = frozenset({"status", "drain", "undrain", "weight"})
 
 
 def _balanced(snapshot) -> list[RRset]:

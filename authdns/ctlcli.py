@@ -98,6 +98,11 @@ def _format_status(reply: dict[str, Any]) -> None:
     for path, problems in sorted(reply["problems"].items()):
         for problem in problems:
             print(problem)
+    workers = reply.get("workers")
+    if workers:
+        print(f"workers {len(workers)}: " + ", ".join(
+            f"#{worker['slot']} pid {worker['pid']} {worker['queries']} queries"
+            + (f" ({worker['restarts']} restarts)" if worker["restarts"] else "") for worker in workers))
     if not reply["rrsets"]:
         print("no balanced RRsets")
     now = time.time()

@@ -44,8 +44,16 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _udp_socket(host: str, port: int) -> socket.socket:
+def _reuse_port(sock: socket.socket) -> None:
+    """Several sockets on one address and port, the kernel spreading clients over them
+    by address hash (Linux SO_REUSEPORT): one per worker process (workers.py)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+def _udp_socket(host: str, port: int, shared: bool = False) -> socket.socket:
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    if shared:
+        _reuse_port(sock)
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
@@ -57,12 +65,14 @@ def _udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _tcp_socket(host: str, port: int) -> socket.socket:
+def _tcp_socket(host: str, port: int, shared: bool = False) -> socket.socket:
     # IPPROTO_TCP explicitly: accepted sockets inherit the protocol number, and asyncio
     # turns Nagle off (TCP_NODELAY) only on sockets whose proto is IPPROTO_TCP. With
     # proto 0, a second pipelined answer waited for the client's delayed ACK (~40 ms).
     sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        _reuse_port(sock)
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
@@ -75,9 +85,10 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def bind_pair(host: str, port: int, attempts: int = 20) -> tuple[socket.socket, socket.socket]:
-    """UDP and TCP sockets on the same address and port. Port 0 picks a free port that
-    is free for both (retrying when the kernel's UDP choice is taken for TCP)."""
+def bind_pair(host: str, port: int, attempts: int = 20, copies: int = 1) -> list[tuple[socket.socket, socket.socket]]:
+    """UDP and TCP sockets on the same address and port; ``copies`` pairs of them with
+    SO_REUSEPORT when more than one. Port 0 picks a free port that is free for both
+    (retrying when the kernel's UDP choice is taken for TCP)."""
     for _ in range(attempts if port == 0 else 1):
         try:
             udp = _udp_socket(host, port)
@@ -85,12 +96,65 @@ def bind_pair(host: str, port: int, attempts: int = 20) -> tuple[socket.socket, 
             raise BindError(f"cannot listen on UDP {host} port {port}: {error.strerror}", error.errno) from None
         chosen = udp.getsockname()[1]
         try:
-            return udp, _tcp_socket(host, chosen)
+            tcp = _tcp_socket(host, chosen)
         except OSError as error:
             udp.close()
             if port != 0 or error.errno != errno.EADDRINUSE:
                 raise BindError(f"cannot listen on TCP {host} port {chosen}: {error.strerror}", error.errno) from None
+            continue
+        if copies == 1:
+            return [(udp, tcp)]
+        # The pair just bound without SO_REUSEPORT proves that no other server holds the
+        # port: with it, a second authdns on the same port would bind too and silently
+        # take a share of the queries. Now the shared sockets, one pair per worker.
+        udp.close()
+        tcp.close()
+        return _shared_pairs(host, chosen, copies)
     raise BindError(f"no port free for both UDP and TCP on {host}")
+
+
+def _shared_pairs(host: str, port: int, copies: int) -> list[tuple[socket.socket, socket.socket]]:
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    try:
+        for _ in range(copies):
+            udp = _udp_socket(host, port, shared=True)
+            try:
+                pairs.append((udp, _tcp_socket(host, port, shared=True)))
+            except OSError:
+                udp.close()
+                raise
+    except OSError as error:
+        close_pairs(pairs)
+        raise BindError(f"cannot listen on {host} port {port} {copies} times: {error.strerror}", error.errno) from None
+    return pairs
+
+
+def close_pairs(pairs: list[tuple[socket.socket, socket.socket]]) -> None:
+    for udp, tcp in pairs:
+        udp.close()
+        tcp.close()
+
+
+def bind_all(config: ServerConfig, copies: int = 1) -> list[list[tuple[socket.socket, socket.socket]]]:
+    """Every listen address bound before any serves: per address, ``copies`` UDP+TCP
+    pairs. A default address this host lacks (no IPv6 loopback) is skipped with a
+    warning; any other failure closes what was bound and raises BindError."""
+    bound: list[list[tuple[socket.socket, socket.socket]]] = []
+    try:
+        for host, port in config.listen:
+            try:
+                bound.append(bind_pair(host, port, copies=copies))
+            except BindError as error:
+                if (host, port) not in config.optional_listen or error.errno not in UNAVAILABLE:
+                    raise
+                log.warning("%s; serving without it", error)
+        if not bound:
+            raise BindError("no listen address could be bound")
+    except BindError:
+        for pairs in bound:
+            close_pairs(pairs)
+        raise
+    return bound
 
 
 class UdpListener:
@@ -101,6 +165,10 @@ class UdpListener:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.sock.fileno(), self.on_readable)
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.sock.fileno() >= 0:
+            loop.remove_reader(self.sock.fileno())
 
     def on_readable(self) -> None:
         sock, respond = self.sock, self.responder.respond
@@ -120,7 +188,7 @@ class UdpListener:
                 self.send_errors += 1  # the socket buffer is full: UDP may drop
 
     def close(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.remove_reader(self.sock.fileno())
+        self.stop(loop)
         self.sock.close()
 
 
@@ -145,9 +213,15 @@ class TcpListener:
         self.refused = 0
         self.server: asyncio.base_events.Server | None = None
         self.connections: set[asyncio.Task] = set()
+        self.waiting: set[asyncio.Task] = set()  # connections between queries (idle)
+        self.retiring = False
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self.handle, sock=self.sock)
+    async def start(self, serving: bool = True) -> None:
+        self.server = await asyncio.start_server(self.handle, sock=self.sock, start_serving=serving)
+
+    async def serve(self) -> None:
+        if self.server is not None:
+            await self.server.start_serving()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.active >= self.config.tcp_max_connections:
@@ -181,9 +255,19 @@ class TcpListener:
         peer = writer.get_extra_info("peername")
         transport = writer.transport
         respond = self.responder.respond
+        task = asyncio.current_task()
+        first = True
         while True:
-            async with asyncio.timeout(idle):
-                prefix = await reader.readexactly(2)
+            if not first:
+                if self.retiring:
+                    return  # retire(): answered what it asked, closed between queries
+                self.waiting.add(task)  # a retire may close it while it waits for more
+            first = False
+            try:
+                async with asyncio.timeout(idle):
+                    prefix = await reader.readexactly(2)
+            finally:
+                self.waiting.discard(task)
             length = (prefix[0] << 8) | prefix[1]
             if length == 0:
                 return
@@ -206,6 +290,23 @@ class TcpListener:
             if transport.get_write_buffer_size() > WRITE_BACKLOG:
                 async with asyncio.timeout(whole):  # a client that does not read: bounded
                     await writer.drain()
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()  # this process's listening descriptor; others keep theirs
+
+    async def retire(self, grace: float) -> None:
+        """Stop accepting; close connections waiting for a query; let those with a query
+        under way answer it (RFC 7766 §6.2.3 lets a server close between queries, and
+        clients retry), for at most ``grace`` seconds; then end the rest."""
+        self.retiring = True
+        self.stop_accepting()
+        for task in list(self.waiting):
+            task.cancel()
+        busy = list(self.connections)
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
+        await self.close()
 
     async def close(self) -> None:
         """Stop accepting, end every open connection, and wait until they have closed."""
@@ -231,35 +332,47 @@ class DnsServer:
         self.tcp: list[TcpListener] = []
         self.addresses: list[tuple[str, int]] = []
 
-    async def start(self) -> list[tuple[str, int]]:
-        loop = asyncio.get_running_loop()
-        pairs = []
-        try:
-            for host, port in self.config.listen:
-                try:
-                    pairs.append(bind_pair(host, port))
-                except BindError as error:
-                    if (host, port) not in self.config.optional_listen or error.errno not in UNAVAILABLE:
-                        raise
-                    # A default address this host lacks (no IPv6 loopback): serve the rest.
-                    log.warning("%s; serving without it", error)
-            if not pairs:
-                raise BindError("no listen address could be bound")
-        except BindError:
-            for udp, tcp in pairs:
-                udp.close()
-                tcp.close()
-            raise
-        for udp_sock, tcp_sock in pairs:
-            udp = UdpListener(udp_sock, self.responder)
-            udp.start(loop)
-            self.udp.append(udp)
+    async def start(self, bound: list[tuple[socket.socket, socket.socket]] | None = None,
+                    serving: bool = True) -> list[tuple[str, int]]:
+        """Serve on ``bound`` (one UDP+TCP pair per address, bound by the supervisor for a
+        worker), or bind every listen address first. With ``serving`` False, nothing is
+        read until ``serve()``: a new worker waits so while the old one hands over."""
+        if bound is None:
+            bound = [pairs[0] for pairs in bind_all(self.config)]
+        for udp_sock, tcp_sock in bound:
+            self.udp.append(UdpListener(udp_sock, self.responder))
             tcp = TcpListener(tcp_sock, self.responder, self.config, self.transfer)
-            await tcp.start()
+            await tcp.start(serving=False)
             self.tcp.append(tcp)
             host, port = udp_sock.getsockname()[:2]
             self.addresses.append((host, port))
+        if serving:
+            await self.serve()
         return self.addresses
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for udp in self.udp:
+            udp.start(loop)
+        for tcp in self.tcp:
+            await tcp.serve()
+
+    def pause(self) -> None:
+        """Stop reading UDP and accepting TCP, at once: what the sockets hold now is left
+        for their other readers (the next worker of the slot)."""
+        loop = asyncio.get_running_loop()
+        for udp in self.udp:
+            udp.stop(loop)
+        for tcp in self.tcp:
+            tcp.stop_accepting()
+
+    async def retire(self, grace: float) -> None:
+        """After ``pause()``: finish the TCP queries under way within ``grace`` seconds."""
+        self.pause()
+        await asyncio.gather(*(tcp.retire(grace) for tcp in self.tcp))
+        loop = asyncio.get_running_loop()
+        for udp in self.udp:
+            udp.close(loop)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

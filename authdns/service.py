@@ -30,6 +30,7 @@ from .snapshot import EMPTY, LoadResult, Snapshot, load_snapshot
 from .state import StateHolder
 from .transfer import Notifier, TransferResponder, unknown_keys
 from .watchlist import watch_list
+from .workers import WorkerError, WorkerPool
 
 log = logging.getLogger("authdns")
 
@@ -48,7 +49,9 @@ class Service:
         self.monitor = HealthMonitor(self._publish_health)
         self.transfer = TransferResponder(self.holder, config)
         self.responder = Responder(self.holder, config, self.balancer, transfer=self.transfer)
+        # One process answers (DnsServer here), or N forked workers do (WorkerPool).
         self.dns = DnsServer(config, self.responder, transfer=self.transfer)
+        self.pool = WorkerPool(config, config.workers, self.holder, self.balancer) if config.workers > 1 else None
         self.notifier = Notifier(config)
         self.control = ControlServer(config.control or control_path(config.state_dir), self.holder, self.balancer,
                                      overrides_path(config.state_dir))
@@ -58,6 +61,9 @@ class Service:
         self.watcher = ZoneWatcher(config.zone_dir, self.reload) if config.watch else None
         self.control.reloader = self.reload
         self.control.zone_problems = self.zone_problems
+        if self.pool is not None:
+            self.control.refresh = self.pool.collect
+            self.control.workers = self.pool.describe
         self.problems: dict[str, list[str]] = {}  # file -> its problems at the last load
         self.reloads = 0
         self._reload_pending = False
@@ -89,13 +95,14 @@ class Service:
                      overrides_path(self.config.state_dir))
         await self._watch(result.snapshot)
         try:
-            self.addresses = await self.dns.start()
+            # Health is known by now: workers are forked with it (and the zones) in hand.
+            self.addresses = await (self.pool.start() if self.pool is not None else self.dns.start())
             await self.control.start()
             # Secondaries learn of our serials at once, as BIND does at start (RFC 1996 §3.6).
             self.notifier.zones_changed(result.snapshot.zones.values())
             if self.watcher is not None:
                 self.watcher.start()
-        except (BindError, ControlError, OSError) as error:
+        except (BindError, ControlError, OSError, WorkerError) as error:
             await self.close()
             raise StartError(str(error)) from None
 
@@ -142,6 +149,8 @@ class Service:
                     # One assignment: the new zones with the health of their members.
                     self.holder.publish(snapshot=result.snapshot, health=self.monitor.view())
                 self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
+                if self.pool is not None:
+                    await self.pool.caught_up()  # secondaries told now must get the new serial
                 self.notifier.zones_changed(result.snapshot.zones[change.origin] for change in result.changes
                                             if change.new_serial is not None and change.new_serial != change.old_serial)
             log.info("reload done trigger=%s changed=%d unchanged=%d failed=%d generation=%d", trigger,
@@ -192,6 +201,8 @@ class Service:
             await self.watcher.close()
         await self.control.close()
         await self.dns.close()
+        if self.pool is not None:
+            await self.pool.close()
         await self.notifier.close()
         await self.monitor.close()
 

@@ -10,6 +10,7 @@ probes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .cache import FastCache
 from .health import EMPTY_HEALTH, HealthView
@@ -29,6 +30,9 @@ class ServingState:
 class StateHolder:
     def __init__(self, snapshot: Snapshot = EMPTY) -> None:
         self.current = ServingState(snapshot, EMPTY_HEALTH, EMPTY_OVERRIDES, 0, FastCache())
+        # Called with (old, new) after each publish: the worker pool passes new state on
+        # to the worker processes (workers.py). Same thread, so in publish order.
+        self.listeners: list[Callable[[ServingState, ServingState], None]] = []
 
     def publish(
         self, *, snapshot: Snapshot | None = None, health: HealthView | None = None,
@@ -48,4 +52,6 @@ class StateHolder:
             old.generation + 1,
             cache,
         )
+        for listener in self.listeners:
+            listener(old, self.current)
         return self.current

@@ -173,11 +173,13 @@ def test_nsd_follows_in_process_authdns(tmp_path: Path, key: str | None) -> None
             stop_secondary(secondary)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple]:
+@pytest.fixture(params=[1, 2], ids=["one-process", "two-workers"])
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple]:
+    """With two workers, NOTIFY must wait until the workers serve the new zone, or NSD's
+    SOA query right after it meets the old serial and NSD stays behind."""
     nsd_port = free_port()
     zone_file = write_zone(tmp_path / "zones", "sec.test", zone_text(nsd_port, SERIAL))
-    authdns = start_server(tmp_path / "zones")
+    authdns = start_server(tmp_path / "zones", workers=request.param)
     try:
         yield authdns, zone_file, nsd_port
     finally:
