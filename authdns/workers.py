@@ -107,7 +107,7 @@ class Totals:
     fail_open_answers: int = 0
     members: dict[Any, list] = field(default_factory=dict)  # key -> [first, given, last_given, ttl]
 
-    def add(self, other: "Totals") -> None:
+    def add(self, other: Totals) -> None:
         self.answers = [a + b for a, b in zip(self.answers, other.answers)]
         self.dropped += other.dropped
         self.truncated += other.truncated
@@ -396,7 +396,7 @@ class WorkerPool:
         for worker in workers:
             self._stop(worker)
         if workers:
-            done, pending = await asyncio.wait([self._spawn_task(worker.exited.wait()) for worker in workers],
+            _, pending = await asyncio.wait([self._spawn_task(worker.exited.wait()) for worker in workers],
                                                timeout=RETIRE_GRACE + 2.0)
             for worker in workers:
                 if not worker.exited.is_set():

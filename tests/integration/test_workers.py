@@ -21,15 +21,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
 import pytest
-
 from conftest import ServerProcess, start_server, stop_server, wait_until
 from smtp_listeners import FakeSmtp
 from support import write_zone
@@ -86,7 +85,7 @@ def server(tmp_path: Path, listeners: list[FakeSmtp]) -> Iterator[ServerProcess]
 
 def authdns(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "authdns", *args[:1], "--state-dir", str(server.state_dir), *args[1:]]
-    return subprocess.run(command, capture_output=True, text=True, timeout=15)
+    return subprocess.run(command, capture_output=True, text=True, timeout=15, check=False)
 
 
 def status(server: ServerProcess) -> dict:
@@ -210,7 +209,7 @@ def test_a_killed_worker_is_replaced(server: ServerProcess) -> None:
         return pids if victim not in pids and len(pids) == 2 else None
     wait_until(replaced, timeout=10)
     assert serials(server, 50) == {1}
-    server.wait_for_log(r"worker exited slot=0 pid=%d killed by SIGKILL" % victim)
+    server.wait_for_log(rf"worker exited slot=0 pid={victim} killed by SIGKILL")
 
 
 def test_workers_end_with_the_supervisor(tmp_path: Path, listeners: list[FakeSmtp]) -> None:
