@@ -2,6 +2,7 @@
 """authdns beside NSD on one machine, same zone, same dnsperf query file, in one run.
 
     python bench/compare.py [--rounds 3] [--seconds 10] [--rate 20000] [--keep DIR]
+                            [--workers 1] [--server-cpus 0] [--dnsperf-cpus 1]
 
 What it does (README, "Benchmark"):
 1. writes a master file: an MX pool of 4 equal-preference exchangers (rotated), a
@@ -11,8 +12,9 @@ What it does (README, "Benchmark"):
 2. writes a mixed query file (hosts A, MX pool, multihomed A, wildcard matches,
    NXDOMAIN, NODATA AAAA);
 3. starts NSD (rrl-ratelimit: 0: Debian's NSD drops answers otherwise) and authdns
-   (one worker) on loopback, each pinned to CPU 0 with taskset while dnsperf runs on
-   CPU 1 (on 2 cores dnsperf needs a core of its own);
+   on loopback, each with --workers processes (NSD: server-count; default 1, the
+   issue's target), pinned to --server-cpus with taskset while dnsperf runs on
+   --dnsperf-cpus (on 2 cores dnsperf needs a core of its own);
 4. runs dnsperf against NSD, authdns, NSD, authdns, ... (--rounds times), UDP at full
    speed, then one fixed-rate UDP run each (--rate q/s), then one TCP run each;
 5. prints queries/s, lost queries and latency per run, the authdns/NSD ratio per round
@@ -115,13 +117,14 @@ def wait_for(port: int, process: subprocess.Popen, what: str) -> None:
         time.sleep(0.1)
 
 
-def start_nsd(work: Path, master: Path) -> tuple[subprocess.Popen, int]:
+def start_nsd(work: Path, master: Path, workers: int, cpus: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = work / "nsd.conf"
     conf.write_text(f"""server:
     port: {port}
     ip-address: {HOST}
-    server-count: 1
+    server-count: {workers}
+    reuseport: {"yes" if workers > 1 else "no"}
     rrl-ratelimit: 0
     rrl-whitelist-ratelimit: 0
     zonesdir: "{work}"
@@ -139,17 +142,18 @@ zone:
     zonefile: {master}
 """)
     nsd = shutil.which("nsd") or "/usr/sbin/nsd"
-    process = subprocess.Popen(["taskset", "-c", "0", nsd, "-d", "-c", str(conf)],
+    process = subprocess.Popen(["taskset", "-c", cpus, nsd, "-d", "-c", str(conf)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(port, process, "nsd")
     return process, port
 
 
-def start_authdns(work: Path) -> tuple[subprocess.Popen, int]:
+def start_authdns(work: Path, workers: int, cpus: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "authdns", "serve", "--zones", str(work / "zones"),
-         "--listen", f"{HOST}:{port}", "--state-dir", str(work / "state"), "--log-level", "warning"],
+        ["taskset", "-c", cpus, sys.executable, "-m", "authdns", "serve", "--zones", str(work / "zones"),
+         "--listen", f"{HOST}:{port}", "--state-dir", str(work / "state"), "--log-level", "warning",
+         "--workers", str(workers)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(port, process, "authdns")
     return process, port
@@ -176,8 +180,8 @@ class Run:
     latency_max_ms: float
 
 
-def dnsperf(port: int, queries: Path, seconds: int, mode: str = "udp", rate: int | None = None) -> Run:
-    command = ["taskset", "-c", "1", "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries),
+def dnsperf(port: int, queries: Path, seconds: int, cpus: str, mode: str = "udp", rate: int | None = None) -> Run:
+    command = ["taskset", "-c", cpus, "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries),
                "-l", str(seconds), "-m", mode, "-c", "4" if mode == "tcp" else "1", "-q", "200"]
     if rate is not None:
         command += ["-Q", str(rate)]
@@ -206,6 +210,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--workers", type=int, default=1, help="authdns --workers and NSD server-count (default 1)")
+    parser.add_argument("--server-cpus", default="0", help="taskset CPU list for both servers (default 0)")
+    parser.add_argument("--dnsperf-cpus", default="1", help="taskset CPU list for dnsperf (default 1)")
     args = parser.parse_args()
     for tool in ("nsd", "dnsperf", "taskset"):
         if shutil.which(tool) is None and not (tool == "nsd" and os.access("/usr/sbin/nsd", os.X_OK)):
@@ -221,16 +228,17 @@ def main() -> int:
     (work / "zones" / f"{ORIGIN}.yaml").write_text(imported.stdout)
     queries = work / "queries.txt"
     queries.write_text(query_file())
-    nsd, nsd_port = start_nsd(work, master)
-    authdns, authdns_port = start_authdns(work)
+    nsd, nsd_port = start_nsd(work, master, args.workers, args.server_cpus)
+    authdns, authdns_port = start_authdns(work, args.workers, args.server_cpus)
     ports = {"nsd": nsd_port, "authdns": authdns_port}
     ratios = []
     try:
-        print(f"UDP, full speed, {args.seconds} s per run, server on CPU 0, dnsperf on CPU 1")
+        print(f"UDP, full speed, {args.seconds} s per run, {args.workers} worker(s) per server on CPU "
+              f"{args.server_cpus}, dnsperf on CPU {args.dnsperf_cpus}")
         for round_ in range(1, args.rounds + 1):
             result = {}
             for server in ("nsd", "authdns"):
-                run = dnsperf(ports[server], queries, args.seconds)
+                run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus)
                 run.server = server
                 result[server] = run
                 show(run)
@@ -240,14 +248,14 @@ def main() -> int:
         print(f"UDP at a fixed {args.rate} q/s")
         fixed = {}
         for server in ("nsd", "authdns"):
-            fixed[server] = run = dnsperf(ports[server], queries, args.seconds, rate=args.rate)
+            fixed[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, rate=args.rate)
             run.server = server
             show(run)
         print(f"  average latency authdns/NSD = {fixed['authdns'].latency_avg_ms / fixed['nsd'].latency_avg_ms:.2f}")
         print("TCP, full speed (4 connections)")
         tcp = {}
         for server in ("nsd", "authdns"):
-            tcp[server] = run = dnsperf(ports[server], queries, args.seconds, mode="tcp")
+            tcp[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, mode="tcp")
             run.server = server
             show(run)
         print(f"  TCP ratio authdns/NSD = {tcp['authdns'].qps / tcp['nsd'].qps:.3f}")
