@@ -39,11 +39,15 @@ class Dynamic:
     """A balanced answer: the engine's result, the query it was first asked as (for
     rendering a new variant), and the variants rendered so far by order."""
 
-    __slots__ = ("answer", "query", "variants")
+    __slots__ = ("answer", "query", "variants", "cycle", "by_turn")
 
     def __init__(self, answer: Answer, query: Query) -> None:
         self.answer, self.query = answer, query
         self.variants: dict[tuple, Static] = {}
+        # When one round-robin rotor orders it (ordering.Cycle): the cycle, and the
+        # variant for each of its turns (None until first needed).
+        self.cycle = None
+        self.by_turn: list[Static | None] = []
 
 
 class FastCache:

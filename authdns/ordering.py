@@ -126,6 +126,7 @@ class Plan:
     promoted: frozenset[int]  # record indices whose MX preference is lowered by one
     fail_open: bool
     predictable: bool = True  # False for `random`: explain shows one possible order
+    firsts: tuple[int, ...] = ()  # record indices that came first in their group (counted)
 
 
 @dataclass(slots=True)
@@ -167,14 +168,44 @@ class _Member:
     temporary: int | None
 
 
+class Cycle:
+    """A balanced answer whose order follows one round-robin rotor alone: the plan for
+    each turn of it, worked out once (by ``plan()`` itself, so they cannot differ) for
+    one health view and one set of overrides. The query path then turns the rotor and
+    picks the precompiled variant for that turn: no planning per query. Answers are
+    counted per turn and added to the members' counters when those are read."""
+
+    __slots__ = ("prep", "health", "overrides", "rotor", "others", "plans", "period", "counts", "last", "live")
+
+    def __init__(self, prep: _Prepared, rotor: _Rotor, others: list[_Rotor], plans: list[Plan]) -> None:
+        self.prep, self.rotor, self.others, self.plans = prep, rotor, others, plans
+        self.health, self.overrides = prep.health, prep.overrides
+        self.period = len(plans)
+        self.counts = [0] * len(plans)  # answers given per turn offset, not yet counted
+        self.last = 0.0  # wall time of the last answer given
+        self.live = True  # False once the Balancer has let it go: callers ask for a new one
+
+
 class Balancer:
     def __init__(self, rng: random.Random | None = None, clock=time.time) -> None:
         self.rotors: dict[tuple, _Rotor] = {}
-        self.counters: dict[MemberKey, MemberCounters] = {}
+        self._counters: dict[MemberKey, MemberCounters] = {}
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
         self.clock = clock
         self.prepared: dict[int, _Prepared] = {}  # id(rrset) -> for the current health/overrides
+        self.cycles: dict[int, Cycle] = {}  # id(rrset) -> its cycle for the current health/overrides
+
+    @property
+    def counters(self) -> dict[MemberKey, MemberCounters]:
+        """Per member: first places, answers, last answer; including cycles' answers."""
+        for cycle in self.cycles.values():
+            self._fold(cycle)
+        return self._counters
+
+    @counters.setter
+    def counters(self, value: dict[MemberKey, MemberCounters]) -> None:
+        self._counters = value  # the worker supervisor sets the sum of its workers' counters
 
     # -- the query path -----------------------------------------------------------
 
@@ -256,7 +287,74 @@ class Balancer:
         else:
             details = ()
         return Plan(rrset.name, rrset.rtype, balance.policy, details, tuple(order),
-                    frozenset(promoted), prep.fail_open, predictable=balance.policy is not Policy.RANDOM)
+                    frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts))
+
+    # -- the precompiled cycle ----------------------------------------------------------
+
+    def cycle(self, answer: Answer, health: HealthView, overrides: Overrides) -> Cycle | None:
+        """The answer's Cycle, when its order follows one round-robin rotor: a single
+        balanced RRset (in the answer section; none in additional) whose groups, but one,
+        have at most one eligible member, all with equal weights, not failing open.
+        None otherwise: the caller plans each answer (``choose``)."""
+        balanced = [placed for placed in answer.answer if placed.rrset.balance is not None]
+        if len(balanced) != 1 or any(placed.rrset.balance is not None for placed in answer.additional):
+            return None
+        rrset = balanced[0].rrset
+        found = self.cycles.get(id(rrset))
+        if found is not None and found.prep.rrset is rrset and found.health is health and found.overrides is overrides:
+            return found
+        balance = rrset.balance
+        assert balance is not None
+        prep = self._prepare(rrset, health, overrides)
+        usable = [group for group in prep.groups if group.weights]
+        if (balance.policy is not Policy.ROUND_ROBIN or prep.fail_open or not usable
+                or not all(group.uniform for group in usable)
+                or sum(len(group.eligible) > 1 for group in usable) > 1):
+            return None
+        rotors = [self.rotors.setdefault(group.rotor_key, _Rotor()) for group in usable]
+        main = max(range(len(usable)), key=lambda position: len(usable[position].eligible))
+        rotor = rotors[main]
+        turn = rotor.turn
+        plans = []
+        for offset in range(len(usable[main].eligible)):
+            rotor.turn = offset
+            plans.append(self.plan(rrset, health, overrides, commit=False, detail=False))
+        rotor.turn = turn
+        if found is not None:
+            self._release(found)
+        if len(self.cycles) > 100_000:
+            self._release_all()  # bounded, like `prepared`
+        cycle = self.cycles[id(rrset)] = Cycle(prep, rotor, [r for r in rotors if r is not rotor], plans)
+        return cycle
+
+    def turn(self, cycle: Cycle) -> int:
+        """The next answer of a Cycle: the offset of its plan. Moves the rotors exactly as
+        ``plan()`` would, so planned and cycled answers interleave in one rotation."""
+        rotor = cycle.rotor
+        offset = rotor.turn % cycle.period
+        rotor.turn += 1
+        for other in cycle.others:  # single-member groups: their turn moves too, as in plan()
+            other.turn += 1
+        cycle.counts[offset] += 1
+        cycle.last = self.clock()
+        return offset
+
+    def _fold(self, cycle: Cycle) -> None:
+        counts = cycle.counts
+        for offset, times in enumerate(counts):
+            if times:
+                plan = cycle.plans[offset]
+                self._count(cycle.prep.rrset, cycle.prep, plan.order, plan.firsts, times, cycle.last)
+                counts[offset] = 0
+
+    def _release(self, cycle: Cycle) -> None:
+        self._fold(cycle)
+        cycle.live = False
+
+    def _release_all(self) -> None:
+        for cycle in self.cycles.values():
+            self._release(cycle)
+        self.cycles.clear()
 
     def _explain_group(self, balance: BalanceSpec, group: _Group, chosen: list[int], plans: dict) -> None:
         weights, why = group.weights, group.why
@@ -369,21 +467,24 @@ class Balancer:
             left.remove(chosen)
         return order
 
-    def _count(self, rrset: RRset, prep: _Prepared, order: list[int], firsts: list[int]) -> None:
-        now = self.clock()
+    def _count(self, rrset: RRset, prep: _Prepared, order: Iterable[int], firsts: Iterable[int], times: int = 1,
+               now: float | None = None) -> None:
+        if now is None:
+            now = self.clock()
         if prep.fail_open:
-            self.fail_open_answers += 1
-        counters_of = self.counters
+            self.fail_open_answers += times
+        counters_of = self._counters
         for index in order:
             key = prep.keys[index]
             counters = counters_of.get(key)
             if counters is None:
                 counters = counters_of[key] = MemberCounters()
-            counters.given += 1
-            counters.last_given = now
-            counters.ttl = rrset.ttl
+            counters.given += times
+            if now >= counters.last_given:
+                counters.last_given = now
+                counters.ttl = rrset.ttl
         for index in firsts:
-            counters_of[prep.keys[index]].first += 1
+            counters_of[prep.keys[index]].first += times
 
     # -- reloads --------------------------------------------------------------------
 
@@ -398,7 +499,8 @@ class Balancer:
             rotor_prefixes.add((rrset.name, rrset.rtype))
             for rdata in rrset.rdatas:
                 keys.add((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)))
-        self.counters = {key: value for key, value in self.counters.items() if key in keys}
+        self._release_all()  # their answers counted first; queries ask for new cycles
+        self._counters = {key: value for key, value in self._counters.items() if key in keys}
         self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}
         self.prepared.clear()
 

@@ -91,7 +91,22 @@ class Responder:
     def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState) -> bytes:
         """A balanced answer from the cache: the Balancer orders it as for any query
         (rotors, health, drains as they are now); the variant for that order is spliced,
-        rendered the first time it is needed."""
+        rendered the first time it is needed. An answer one round-robin rotor orders
+        goes by its Cycle: a turn of the rotor picks the variant, nothing is planned."""
+        cycle = entry.cycle
+        if cycle is None or not cycle.live or cycle.health is not state.health or cycle.overrides is not state.overrides:
+            cycle = entry.cycle = self.balancer.cycle(entry.answer, state.health, state.overrides)
+            entry.by_turn = [None] * cycle.period if cycle is not None else []
+        if cycle is not None:
+            offset = self.balancer.turn(cycle)
+            variant = entry.by_turn[offset]
+            if variant is None:
+                plan = cycle.plans[offset]
+                owner = next(placed.owner for placed in entry.answer.answer if placed.rrset.balance is not None)
+                ordered = arrange(entry.answer, {("answer", owner, plan.rtype): plan})
+                variant = entry.by_turn[offset] = _precompiled(render(entry.query, ordered, self.config.udp_payload),
+                                                               question_end)
+            return splice(packet, question_end, variant.flags, variant.counts, variant.body)
         plans = self.balancer.choose(entry.answer, state.health, state.overrides)
         order = tuple((key, plan.order, plan.promoted) for key, plan in plans.items())
         variant = entry.variants.get(order)

