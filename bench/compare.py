@@ -15,8 +15,9 @@ What it does (README, "Benchmark"):
    on loopback, each with --workers processes (NSD: server-count; default 1, the
    issue's target), pinned to --server-cpus with taskset while dnsperf runs on
    --dnsperf-cpus (on 2 cores dnsperf needs a core of its own);
-4. runs dnsperf against NSD, authdns, NSD, authdns, ... (--rounds times), UDP at full
-   speed, then one fixed-rate UDP run each (--rate q/s), then one TCP run each;
+4. after a warm-up run against each (--warmup seconds, not counted: authdns fills its
+   answer cache on first queries), runs dnsperf against NSD, authdns, NSD, authdns, ...
+   (--rounds times), UDP at full speed, then one fixed-rate UDP run each (--rate q/s), then one TCP run each;
 5. prints queries/s, lost queries and latency per run, the authdns/NSD ratio per round
    and its median.
 
@@ -180,9 +181,12 @@ class Run:
     latency_max_ms: float
 
 
-def dnsperf(port: int, queries: Path, seconds: int, cpus: str, mode: str = "udp", rate: int | None = None) -> Run:
+def dnsperf(port: int, queries: Path, seconds: int, cpus: str, mode: str = "udp", rate: int | None = None,
+            clients: int = 1) -> Run:
+    """One dnsperf run. ``clients``: UDP sockets (source ports): SO_REUSEPORT spreads
+    clients over workers by address hash, so one client reaches one worker only."""
     command = ["taskset", "-c", cpus, "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries),
-               "-l", str(seconds), "-m", mode, "-c", "4" if mode == "tcp" else "1", "-q", "200"]
+               "-l", str(seconds), "-m", mode, "-c", "4" if mode == "tcp" else str(clients), "-q", "200"]
     if rate is not None:
         command += ["-Q", str(rate)]
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -210,6 +214,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="seconds of dnsperf against each server before measuring, not counted (default 3): "
+                        "authdns fills its answer cache on first queries")
     parser.add_argument("--workers", type=int, default=1, help="authdns --workers and NSD server-count (default 1)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list for both servers (default 0)")
     parser.add_argument("--dnsperf-cpus", default="1", help="taskset CPU list for dnsperf (default 1)")
@@ -233,12 +240,16 @@ def main() -> int:
     ports = {"nsd": nsd_port, "authdns": authdns_port}
     ratios = []
     try:
+        clients = 1 if args.workers == 1 else 4 * args.workers
+        if args.warmup:
+            for server in ("nsd", "authdns"):
+                dnsperf(ports[server], queries, args.warmup, args.dnsperf_cpus, clients=clients)
         print(f"UDP, full speed, {args.seconds} s per run, {args.workers} worker(s) per server on CPU "
-              f"{args.server_cpus}, dnsperf on CPU {args.dnsperf_cpus}")
+              f"{args.server_cpus}, dnsperf ({clients} clients) on CPU {args.dnsperf_cpus}")
         for round_ in range(1, args.rounds + 1):
             result = {}
             for server in ("nsd", "authdns"):
-                run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus)
+                run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, clients=clients)
                 run.server = server
                 result[server] = run
                 show(run)
@@ -248,7 +259,8 @@ def main() -> int:
         print(f"UDP at a fixed {args.rate} q/s")
         fixed = {}
         for server in ("nsd", "authdns"):
-            fixed[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, rate=args.rate)
+            fixed[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, rate=args.rate,
+                                          clients=clients)
             run.server = server
             show(run)
         print(f"  average latency authdns/NSD = {fixed['authdns'].latency_avg_ms / fixed['nsd'].latency_avg_ms:.2f}")
