@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import ctlcli
+from . import ctlcli, eventloop
+from .eventloop import LOOPS
 from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen, serials_path
 from .serials import SerialStore
 from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_retry, parse_tsig_key, tsig_keyring
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="processes answering queries on shared sockets (SO_REUSEPORT); zones, health "
                        "checks and the control socket stay in one supervisor. 1: a single process "
                        f"(default: auto, one per core: {default_count()} here)")
+    serve.add_argument("--loop", choices=LOOPS, default="auto",
+                       help="event loop: uvloop answers faster when installed (pip install 'authdns[fast]'); "
+                       "auto takes it when it is there (default: auto)")
     serve.add_argument("--no-watch", dest="watch", action="store_false",
                        help="do not reload zone files when they change (SIGHUP and `ctl reload` still do)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -209,8 +213,8 @@ async def _serve(config: ServerConfig) -> int:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("listening udp+tcp %s", shown)
     log.info("control socket %s", service.control.path)
-    log.info("ready port=%d zones=%d workers=%d", service.addresses[0][1], len(service.holder.current.snapshot.zones),
-             service.config.workers)
+    log.info("ready port=%d zones=%d workers=%d loop=%s", service.addresses[0][1],
+             len(service.holder.current.snapshot.zones), service.config.workers, service.config.event_loop)
     await stop.wait()
     log.info("stopping")
     await service.close()
@@ -229,6 +233,9 @@ def run_serve(args: argparse.Namespace) -> int:
     listen = tuple(args.listen) if args.listen else DEFAULT_LISTEN
     # Only the default IPv6 loopback may be missing; an address the user named may not.
     optional = frozenset() if args.listen else frozenset(a for a in DEFAULT_LISTEN if ":" in a[0])
+    event_loop = eventloop.resolve(args.loop)
+    if event_loop == "uvloop" and not eventloop.uvloop_available():
+        build_parser().error("--loop uvloop: uvloop is not installed (pip install uvloop)")
     try:
         keys = tsig_keyring(args.tsig_key)
     except ValueError as error:
@@ -238,11 +245,11 @@ def run_serve(args: argparse.Namespace) -> int:
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
         state_dir=args.state_dir, control=args.control, watch=args.watch,
         allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
-        notify_attempts=args.notify_attempts, workers=args.workers,
+        notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:
-        return asyncio.run(_serve(config))
+        return eventloop.run(_serve(config), config.event_loop)
     except KeyboardInterrupt:
         return 0
 

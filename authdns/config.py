@@ -59,6 +59,7 @@ class ServerConfig:
     notify_attempts: int = 5  # NOTIFY messages per secondary and change before giving up
     # Processes answering queries (workers.py); 1: this process answers, no supervisor.
     workers: int = 1
+    event_loop: str = "asyncio"  # or "uvloop" (eventloop.py)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

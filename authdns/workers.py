@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+from . import eventloop
 from .config import ServerConfig
 from .health import HealthView
 from .ordering import Balancer, MemberCounters
@@ -438,7 +439,7 @@ def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: 
         keep = {0, 1, 2, channel.fileno()} | {sock.fileno() for pair in pairs for sock in pair} | _log_fds()
         _close_inherited(keep)
         _label_logs(slot)
-        code = asyncio.run(_serve_worker(config, state, pairs, channel, serving))
+        code = eventloop.run(_serve_worker(config, state, pairs, channel, serving), config.event_loop)
     except BaseException:
         log.exception("worker slot=%d failed", slot)
     finally:

@@ -149,12 +149,12 @@ zone:
     return process, port
 
 
-def start_authdns(work: Path, workers: int, cpus: str) -> tuple[subprocess.Popen, int]:
+def start_authdns(work: Path, workers: int, cpus: str, loop: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
         ["taskset", "-c", cpus, sys.executable, "-m", "authdns", "serve", "--zones", str(work / "zones"),
          "--listen", f"{HOST}:{port}", "--state-dir", str(work / "state"), "--log-level", "warning",
-         "--workers", str(workers)],
+         "--workers", str(workers), "--loop", loop],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(port, process, "authdns")
     return process, port
@@ -218,6 +218,8 @@ def main() -> int:
                         help="seconds of dnsperf against each server before measuring, not counted (default 3): "
                         "authdns fills its answer cache on first queries")
     parser.add_argument("--workers", type=int, default=1, help="authdns --workers and NSD server-count (default 1)")
+    parser.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                        help="authdns --loop (default auto: uvloop when installed)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list for both servers (default 0)")
     parser.add_argument("--dnsperf-cpus", default="1", help="taskset CPU list for dnsperf (default 1)")
     args = parser.parse_args()
@@ -236,7 +238,7 @@ def main() -> int:
     queries = work / "queries.txt"
     queries.write_text(query_file())
     nsd, nsd_port = start_nsd(work, master, args.workers, args.server_cpus)
-    authdns, authdns_port = start_authdns(work, args.workers, args.server_cpus)
+    authdns, authdns_port = start_authdns(work, args.workers, args.server_cpus, args.loop)
     ports = {"nsd": nsd_port, "authdns": authdns_port}
     ratios = []
     try:
@@ -245,7 +247,7 @@ def main() -> int:
             for server in ("nsd", "authdns"):
                 dnsperf(ports[server], queries, args.warmup, args.dnsperf_cpus, clients=clients)
         print(f"UDP, full speed, {args.seconds} s per run, {args.workers} worker(s) per server on CPU "
-              f"{args.server_cpus}, dnsperf ({clients} clients) on CPU {args.dnsperf_cpus}")
+              f"{args.server_cpus}, dnsperf ({clients} clients) on CPU {args.dnsperf_cpus}, authdns --loop {args.loop}")
         for round_ in range(1, args.rounds + 1):
             result = {}
             for server in ("nsd", "authdns"):

@@ -96,18 +96,21 @@ def fresh_state_dir(zone_dir: Path) -> Path:
 
 
 def start_server(zone_dir: Path, *extra: str, host: str = "127.0.0.1", timeout: float = 15.0,
-                 workers: int | None = 1) -> ServerProcess:
+                 workers: int | None = 1, loop: str | None = "asyncio") -> ServerProcess:
     """Start the server on ``host`` port 0 and wait for its ``ready port=N`` line. Unless
     ``extra`` names one, the server gets a fresh ``--state-dir`` (``server.state_dir``).
 
     One process by default: tests of exact rotation sequences, ``explain`` predictions
     and per-process limits need one rotor and one listener. ``workers=None`` runs the
     server's own default (a worker per core), as the README does; test_workers.py
-    covers what changes with several."""
+    covers what changes with several. The standard asyncio loop by default (what a plain
+    ``pip install`` runs); ``loop=None`` lets the server pick (uvloop when installed)."""
     if "--state-dir" not in extra:
         extra = ("--state-dir", str(fresh_state_dir(zone_dir)), *extra)
     if workers is not None and "--workers" not in extra:
         extra = ("--workers", str(workers), *extra)
+    if loop is not None and "--loop" not in extra:
+        extra = ("--loop", loop, *extra)
     command = [sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen", f"{host}:0", *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
@@ -153,10 +156,11 @@ def zone_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def shipped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for a module, serving a copy of the shipped example zones (read-only use),
-    with the server's default number of workers, as the README runs it."""
+    with the server's defaults: a worker per core, uvloop when installed (the test extra
+    installs it)."""
     target = tmp_path_factory.mktemp("zones") / "zones"
     shutil.copytree(SHIPPED_ZONES, target)
-    server = start_server(target, workers=None)
+    server = start_server(target, workers=None, loop=None)
     try:
         yield server
     finally:

@@ -80,6 +80,10 @@ def assert_no_traceback(result: subprocess.CompletedProcess) -> None:
     ["serve", "--tcp-max-connections", "-3"],
     ["serve", "--tcp-max-connections", "many"],
     ["serve", "--log-level", "loud"],
+    ["serve", "--workers", "0"],
+    ["serve", "--workers", "257"],
+    ["serve", "--workers", "many"],
+    ["serve", "--loop", "fastest"],
 ], ids=lambda args: " ".join(args) or "no-arguments")
 def test_usage_error_exit_2(args: list[str]) -> None:
     result = run_authdns(*args)

@@ -1,4 +1,5 @@
-"""``authdns serve --workers 2``: a supervisor and two forked workers on shared sockets.
+"""``authdns serve --workers 2``: a supervisor and two forked workers on shared sockets,
+on the standard event loop and on uvloop.
 
 Checks, each from outside (queries from fresh source ports, so the kernel's SO_REUSEPORT
 hash spreads them over both workers; ``authdns status --json`` for who serves):
@@ -73,12 +74,15 @@ def ports(listeners: list[FakeSmtp]) -> list[int]:
     return [smtp.port for smtp in listeners]
 
 
-@pytest.fixture
-def server(tmp_path: Path, listeners: list[FakeSmtp]) -> Iterator[ServerProcess]:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def server(tmp_path: Path, listeners: list[FakeSmtp], request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """Two workers, on each event loop (uvloop: when installed; the test extra has it)."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
     zones = tmp_path / "zones"
     zones.mkdir()
     write_zone(zones, ORIGIN, zone_text(ports(listeners)))
-    started = start_server(zones, "--workers", "2")
+    started = start_server(zones, "--workers", "2", loop=request.param)
     yield started
     stop_server(started.process)
 
