@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import ctlcli, eventloop
+from . import configfile, ctlcli, eventloop
 from .eventloop import LOOPS
 from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen, serials_path
 from .serials import SerialStore
@@ -86,6 +86,19 @@ def _workers(text: str) -> int:
     return int(text)
 
 
+def _read_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Settings from the configuration file where no flag gave them (configfile.py)."""
+    path = args.config
+    if path is None:
+        if not configfile.DEFAULT_PATH.exists():
+            return
+        path = configfile.DEFAULT_PATH
+    serve = parser.serve_parser  # type: ignore[attr-defined]
+    values = configfile.load(path, serve)
+    given = configfile.given_on_command_line(serve, argv[argv.index("serve") + 1:])
+    configfile.apply(args, values, given)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authdns", description="Authoritative DNS server for YAML zones with load-aware MX and A/AAAA ordering."
@@ -94,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="answer queries for the zones in a directory")
+    serve.add_argument("--config", type=Path, metavar="FILE",
+                       help=f"settings file (YAML; keys are these flags with underscores; flags win; "
+                       f"default: {configfile.DEFAULT_PATH} when it exists)")
     serve.add_argument("--zones", type=Path, default=Path("zones"), metavar="DIR", help="zone directory (default: zones)")
     serve.add_argument(
         "--listen", type=_listen_arg, action="append", metavar="ADDR:PORT",
@@ -138,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-watch", dest="watch", action="store_false",
                        help="do not reload zone files when they change (SIGHUP and `ctl reload` still do)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    parser.serve_parser = serve  # type: ignore[attr-defined]  # read again for the configuration file
 
     check = commands.add_parser("check", help="validate zone files; exit 1 if any is invalid")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="zone files or directories")
@@ -215,8 +233,12 @@ async def _serve(config: ServerConfig) -> int:
     log.info("control socket %s", service.control.path)
     log.info("ready port=%d zones=%d workers=%d loop=%s", service.addresses[0][1],
              len(service.holder.current.snapshot.zones), service.config.workers, service.config.event_loop)
+    service.systemd.ready(service.status_line())  # every zone loaded, every socket bound
+    service.systemd.start_watchdog()
     await stop.wait()
     log.info("stopping")
+    service.systemd.stopping()
+    await service.systemd.close()
     await service.close()
     return 0
 
@@ -285,7 +307,15 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            _read_config(args, parser, argv)
+        except configfile.ConfigError as error:
+            print(f"authdns serve: {error}", file=sys.stderr)
+            return 1
     runners = {"serve": run_serve, "check": lambda a: run_check(a.paths, a.state_dir), "import": run_import, "export": run_export,
                "status": ctlcli.run, "explain": ctlcli.run, "ctl": ctlcli.run}
     try:

@@ -28,6 +28,7 @@ from .reload import ZoneWatcher
 from .serials import SerialStore
 from .snapshot import EMPTY, LoadResult, Snapshot, load_snapshot
 from .state import StateHolder
+from .systemd import SystemdNotifier
 from .transfer import Notifier, TransferResponder, unknown_keys
 from .watchlist import watch_list
 from .workers import WorkerError, WorkerPool
@@ -65,8 +66,11 @@ class Service:
             self.control.refresh = self.pool.collect
             self.control.workers = self.pool.describe
         self.problems: dict[str, list[str]] = {}  # file -> its problems at the last load
+        self.failed_files: list[str] = []  # files not loaded at the last load
         self.reloads = 0
+        self.failed_reloads = 0  # reloads in which some file could not be loaded
         self._reload_pending = False
+        self.systemd = SystemdNotifier()
 
     def _publish_health(self, view) -> None:
         # During a reload the monitor already watches the new snapshot's members while
@@ -136,26 +140,35 @@ class Service:
         Files that did not change are not parsed again; one that fails keeps its previous
         version; members still there keep their health, rotation and counters."""
         async with self._reloading:  # one reload at a time; a second waits for the first
-            result = await self._load_settled()
-            self.reloads += 1
-            log_load(result, first=False)
-            self._keep_problems(result)
-            if result.changes:
-                self._reload_pending = True
-                try:
-                    await self._watch(result.snapshot)  # new members probed before they are answered
-                finally:
-                    self._reload_pending = False
-                    # One assignment: the new zones with the health of their members.
-                    self.holder.publish(snapshot=result.snapshot, health=self.monitor.view())
-                self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
-                if self.pool is not None:
-                    await self.pool.caught_up()  # secondaries told now must get the new serial
-                self.notifier.zones_changed(result.snapshot.zones[change.origin] for change in result.changes
-                                            if change.new_serial is not None and change.new_serial != change.old_serial)
-            log.info("reload done trigger=%s changed=%d unchanged=%d failed=%d generation=%d", trigger,
-                     len(result.changes), result.unchanged, len(result.failed), self.holder.current.generation)
-            return result
+            self.systemd.reloading()
+            try:
+                return await self._reload(trigger)
+            finally:
+                self.systemd.ready(self.status_line())
+
+    async def _reload(self, trigger: str) -> LoadResult:
+        result = await self._load_settled()
+        self.reloads += 1
+        if result.failed:
+            self.failed_reloads += 1
+        log_load(result, first=False)
+        self._keep_problems(result)
+        if result.changes:
+            self._reload_pending = True
+            try:
+                await self._watch(result.snapshot)  # new members probed before they are answered
+            finally:
+                self._reload_pending = False
+                # One assignment: the new zones with the health of their members.
+                self.holder.publish(snapshot=result.snapshot, health=self.monitor.view())
+            self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
+            if self.pool is not None:
+                await self.pool.caught_up()  # secondaries told now must get the new serial
+            self.notifier.zones_changed(result.snapshot.zones[change.origin] for change in result.changes
+                                        if change.new_serial is not None and change.new_serial != change.old_serial)
+        log.info("reload done trigger=%s changed=%d unchanged=%d failed=%d generation=%d", trigger,
+                 len(result.changes), result.unchanged, len(result.failed), self.holder.current.generation)
+        return result
 
     async def _load_settled(self) -> LoadResult:
         """A load in which no file was read while being written. A file written during
@@ -192,9 +205,18 @@ class Service:
         for problem in result.problems:
             problems.setdefault(problem.where.path, []).append(str(problem))
         self.problems = problems
+        self.failed_files = list(result.failed)
 
     def zone_problems(self) -> dict[str, list[str]]:
         return self.problems
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (``systemctl status``)."""
+        zones = len(self.holder.current.snapshot.zones)
+        failing = len(self.failed_files)
+        workers = f", {self.config.workers} workers" if self.pool is not None else ""
+        trouble = f"; {failing} zone file(s) not loaded, see the log" if failing else ""
+        return f"serving {zones} zone(s){workers}, generation {self.holder.current.generation}{trouble}"
 
     async def close(self) -> None:
         if self.watcher is not None:

@@ -431,6 +431,7 @@ def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: 
         # The supervisor's loop wrote signals to a self-pipe this process shares: a
         # signal here must not wake the supervisor as if it were its own.
         signal.set_wakeup_fd(-1)
+        os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor speaks to systemd
         for signum in (signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # Ctrl-C and reloads are the supervisor's to act on
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
