@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from . import configfile, ctlcli, eventloop
+from . import configfile, ctlcli, eventloop, logformat
 from .eventloop import LOOPS
 from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen, serials_path
 from .serials import SerialStore
@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--loop", choices=LOOPS, default="auto",
                        help="event loop: uvloop answers faster when installed (pip install 'authdns[fast]'); "
                        "auto takes it when it is there (default: auto)")
+    serve.add_argument("--query-log", action="store_true",
+                       help="log every query from the start (`authdns ctl querylog on|off` switches it at runtime)")
+    serve.add_argument("--log-format", choices=["plain", "json"], default="plain",
+                       help="plain lines, or one JSON object per line (default: plain)")
     serve.add_argument("--no-watch", dest="watch", action="store_false",
                        help="do not reload zone files when they change (SIGHUP and `ctl reload` still do)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -244,11 +248,7 @@ async def _serve(config: ServerConfig) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.configure(args.log_level, args.log_format)
     if not args.zones.is_dir():
         log.error("zone directory %s does not exist", args.zones)
         return 1
@@ -267,7 +267,7 @@ def run_serve(args: argparse.Namespace) -> int:
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
         state_dir=args.state_dir, control=args.control, watch=args.watch,
         allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
-        notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop,
+        notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop, query_log=args.query_log,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:

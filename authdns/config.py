@@ -60,6 +60,7 @@ class ServerConfig:
     # Processes answering queries (workers.py); 1: this process answers, no supervisor.
     workers: int = 1
     event_loop: str = "asyncio"  # or "uvloop" (eventloop.py)
+    query_log: bool = False  # a line per query from the start (querylog.py)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

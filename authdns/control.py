@@ -60,6 +60,7 @@ class ControlServer:
         # before a command reads them, and describe them for ``status``.
         self.refresh: Callable[[], Awaitable[Any]] | None = None
         self.workers: Callable[[], list[dict[str, Any]]] | None = None
+        self.query_logger: Callable[[bool], Awaitable[None]] | None = None  # set by the service
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,16 @@ class ControlServer:
         return {"zones": zones, "problems": self.zone_problems(), "generation": state.generation,
                 "rrsets": rrsets, "fail_open_answers": self.balancer.fail_open_answers,
                 "overrides_not_served": orphans, "workers": self.workers() if self.workers is not None else None}
+
+    async def query_log(self, request: dict) -> dict[str, Any]:
+        """Switch the query log (querylog.py) on or off."""
+        enabled = request.get("enabled")
+        if not isinstance(enabled, bool):
+            raise ControlError("query_log needs \"enabled\": true or false")
+        if self.query_logger is None:
+            raise ControlError("this server has no query log")
+        await self.query_logger(enabled)
+        return {"query_log": enabled}
 
     async def reload(self, request: dict) -> dict[str, Any]:
         """Reload the zone directory now; say per zone what changed."""
@@ -285,6 +296,7 @@ COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
     "undrain": ControlServer.undrain,
     "weight": ControlServer.weight,
     "reload": ControlServer.reload,
+    "query_log": ControlServer.query_log,
 }
 # Commands that report members' counters (first positions, last given), which live in
 # the worker processes when there are several.

@@ -36,6 +36,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         parser = actions.add_parser(action, help=text)
         _member_arguments(parser)
     actions.add_parser("reload", help="reload the zone directory now and say what changed")
+    querylog = actions.add_parser("querylog", help="log every query (client, name, type, rcode, first answer)")
+    querylog.add_argument("state", choices=["on", "off"])
     weight = actions.add_parser("weight", help="a temporary weight (0-1000), or 'reset'")
     _member_arguments(weight)
     weight.add_argument("weight", metavar="N|reset")
@@ -53,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         payload.update(name=args.name, type=args.type)
     elif args.command == "ctl" and args.action == "reload":
         payload["command"] = "reload"
+    elif args.command == "ctl" and args.action == "querylog":
+        payload.update(command="query_log", enabled=args.state == "on")
     elif args.command == "ctl":
         payload.update(command=args.action, owner=args.owner, type=args.type, member=args.member)
         if args.action == "weight":
@@ -164,5 +168,9 @@ def _format_override(reply: dict[str, Any]) -> None:
         print(f"fully effective in {reply['effective_in']:g}s (the last answer carrying it, plus TTL {reply['ttl']})")
 
 
-FORMATTERS = {"status": _format_status, "reload": _format_reload, "explain": _format_explain, "drain": _format_override,
+def _format_query_log(reply: dict[str, Any]) -> None:
+    print(f"query log {'on' if reply['query_log'] else 'off'}")
+
+
+FORMATTERS = {"query_log": _format_query_log, "status": _format_status, "reload": _format_reload, "explain": _format_explain, "drain": _format_override,
               "undrain": _format_override, "weight": _format_override}

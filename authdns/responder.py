@@ -18,6 +18,7 @@ from dnslib import CLASS, QTYPE
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
 from .ordering import Balancer, arrange
+from .querylog import log_query
 from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
 from .cache import VARIANT_LIMIT, Dynamic, Static
@@ -56,6 +57,7 @@ class Responder:
         self.transfer = transfer  # answers AXFR/IXFR over UDP (peer-dependent); None: REFUSED
         self.counters = Counters()
         self.fast_hits = 0  # answers spliced from the cache (wire.py) rather than parsed
+        self.query_log = config.query_log  # querylog.py; switched at runtime by `ctl querylog`
         self.udp_max = config.udp_payload
         self._last_error_log = 0.0
 
@@ -86,6 +88,8 @@ class Responder:
             counters.answers[via * 16 + (reply[3] & 0xF)] += 1
             if reply[2] & 0x02:
                 counters.truncated += 1
+        if self.query_log:
+            log_query(packet, reply, via, peer)
         return reply
 
     def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState) -> bytes:

@@ -289,7 +289,7 @@ class TcpListener:
                         async with asyncio.timeout(whole):
                             await writer.drain()
                     continue
-            reply = respond(packet, Via.TCP)
+            reply = respond(packet, Via.TCP, peer)
             if reply is None:
                 continue
             writer.write(struct.pack("!H", len(reply)) + reply)

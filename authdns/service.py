@@ -62,6 +62,7 @@ class Service:
         self.watcher = ZoneWatcher(config.zone_dir, self.reload) if config.watch else None
         self.control.reloader = self.reload
         self.control.zone_problems = self.zone_problems
+        self.control.query_logger = self.set_query_log
         if self.pool is not None:
             self.control.refresh = self.pool.collect
             self.control.workers = self.pool.describe
@@ -209,6 +210,13 @@ class Service:
 
     def zone_problems(self) -> dict[str, list[str]]:
         return self.problems
+
+    async def set_query_log(self, enabled: bool) -> None:
+        """The query log on or off, in every process that answers (querylog.py)."""
+        self.responder.query_log = enabled
+        if self.pool is not None:
+            await self.pool.set_query_log(enabled)
+        log.info("query log %s", "on" if enabled else "off")
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= (``systemctl status``)."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from . import eventloop
+from . import eventloop, logformat
 from .config import ServerConfig
 from .health import HealthView
 from .ordering import Balancer, MemberCounters
@@ -153,6 +153,7 @@ class Worker:
     reported: asyncio.Event = field(default_factory=asyncio.Event)
     retiring: bool = False
     paused: asyncio.Event = field(default_factory=asyncio.Event)  # reads nothing more
+    switched: asyncio.Event = field(default_factory=asyncio.Event)  # applied the last query-log switch
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -175,6 +176,7 @@ class WorkerPool:
         self._rolled = asyncio.Event()
         self.closing = False
         self._rollout_wanted = asyncio.Event()
+        self.query_log = config.query_log  # switched at runtime (set_query_log)
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> list[tuple[str, int]]:
@@ -211,7 +213,8 @@ class WorkerPool:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _become_worker(slot, self.config, state, [pairs[slot] for pairs in self.bound], theirs, serving)
+            _become_worker(slot, self.config, state, [pairs[slot] for pairs in self.bound], theirs, serving,
+                           self.query_log)
         theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         worker = Worker(slot, pid, state.generation, time.time(), reader, writer,
@@ -235,6 +238,8 @@ class WorkerPool:
                 kind = message[0]
                 if kind == "ready" and not worker.ready.done():
                     worker.ready.set_result(None)
+                elif kind == "switched":
+                    worker.switched.set()
                 elif kind == "paused":
                     worker.paused.set()
                 elif kind == "counted":
@@ -294,6 +299,18 @@ class WorkerPool:
             if not worker.retiring:
                 for message in messages:
                     self._spawn_task(self._tell(worker, message))
+
+    async def set_query_log(self, enabled: bool) -> None:
+        """Every worker, and those forked from now on, log queries or stop; returns once
+        the workers have switched (or STATS_TIMEOUT passed), so the next query obeys."""
+        self.query_log = enabled
+        telling = [worker for worker in self.live if not worker.retiring]
+        for worker in telling:
+            worker.switched.clear()
+            await self._tell(worker, ("query_log", enabled))
+        if telling:
+            await asyncio.wait([self._spawn_task(worker.switched.wait()) for worker in telling],
+                               timeout=STATS_TIMEOUT)
 
     async def _tell(self, worker: Worker, message: tuple) -> None:
         try:
@@ -424,7 +441,7 @@ def _exit_text(status: int) -> str:
 # -- the worker's side -------------------------------------------------------------------
 
 def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: list, channel: socket.socket,
-                   serving: bool) -> NoReturn:
+                   serving: bool, query_log: bool) -> NoReturn:
     """In the forked child: shed what belongs to the supervisor, serve, never return."""
     code = 1
     try:
@@ -440,7 +457,7 @@ def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: 
         keep = {0, 1, 2, channel.fileno()} | {sock.fileno() for pair in pairs for sock in pair} | _log_fds()
         _close_inherited(keep)
         _label_logs(slot)
-        code = eventloop.run(_serve_worker(config, state, pairs, channel, serving), config.event_loop)
+        code = eventloop.run(_serve_worker(config, state, pairs, channel, serving, query_log), config.event_loop)
     except BaseException:
         log.exception("worker slot=%d failed", slot)
     finally:
@@ -476,27 +493,18 @@ def _log_fds() -> set[int]:
 
 
 def _label_logs(slot: int) -> None:
-    label = f"worker={slot} pid={os.getpid()}"
-
-    class Label(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            if not getattr(record, "worker_label", False):
-                record.msg = f"{label} {record.msg}"
-                record.worker_label = True
-            return True
-
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(Label())
+    logformat.label_process(worker=slot, pid=os.getpid())
 
 
 async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, channel: socket.socket,
-                        serving: bool) -> int:
+                        serving: bool, query_log: bool) -> int:
     """Answer on ``pairs`` (at once, or from the "serve" message on) until told to stop."""
     holder = StateHolder()
     holder.publish(snapshot=state.snapshot, health=state.health, overrides=state.overrides)
     balancer = Balancer()
     transfer = TransferResponder(holder, config)
     responder = Responder(holder, config, balancer, transfer=transfer)
+    responder.query_log = query_log
     dns = DnsServer(config, responder, transfer=transfer)
     await dns.start(pairs, serving=serving)
     reader, writer = await asyncio.open_unix_connection(sock=channel)
@@ -522,6 +530,9 @@ async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, 
             holder.publish(health=HealthView(MappingProxyType(message[1])))
         elif kind == "overrides":
             holder.publish(overrides=Overrides(MappingProxyType(message[1])))
+        elif kind == "query_log":
+            responder.query_log = message[1]
+            await _send(writer, ("switched",))
         elif kind == "serve":
             await dns.serve()
         elif kind == "count":
