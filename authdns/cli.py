@@ -39,6 +39,15 @@ def _listen_arg(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _http_arg(text: str) -> tuple[str, int]:
+    """``ADDR:PORT`` for the metrics server: the port must be given (no DNS default)."""
+    text = text.strip()
+    has_port = "]:" in text if text.startswith("[") else text.count(":") == 1
+    if not has_port:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the port too, as ADDR:PORT or [V6]:PORT")
+    return _listen_arg(text)
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or not 512 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size from 512 to 65535")
@@ -84,6 +93,12 @@ def _workers(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a whole number from 1 to {MAX_WORKERS}")
     return int(text)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from . import demo  # imports dnspython's async client only when asked
+
+    return demo.main(args.seconds)
 
 
 def _read_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -151,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--loop", choices=LOOPS, default="auto",
                        help="event loop: uvloop answers faster when installed (pip install 'authdns[fast]'); "
                        "auto takes it when it is there (default: auto)")
+    serve.add_argument("--metrics", type=_http_arg, metavar="ADDR:PORT",
+                       help="serve Prometheus /metrics and the status page / over HTTP here "
+                       "(e.g. 127.0.0.1:9153; port 0 picks one; default: off)")
     serve.add_argument("--query-log", action="store_true",
                        help="log every query from the start (`authdns ctl querylog on|off` switches it at runtime)")
     serve.add_argument("--log-format", choices=["plain", "json"], default="plain",
@@ -160,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     parser.serve_parser = serve  # type: ignore[attr-defined]  # read again for the configuration file
+
+    demo = commands.add_parser("demo", help="show DNS-side mail load balancing live, on loopback (needs aiosmtpd)")
+    demo.add_argument("--seconds", type=_seconds, default=45.0, metavar="S",
+                      help="how long it runs; mx2 stops at a third, returns at two thirds (default: 45)")
 
     check = commands.add_parser("check", help="validate zone files; exit 1 if any is invalid")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="zone files or directories")
@@ -235,6 +257,10 @@ async def _serve(config: ServerConfig) -> int:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("listening udp+tcp %s", shown)
     log.info("control socket %s", service.control.path)
+    if service.http_address is not None:
+        host, port = service.http_address
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("metrics and status page http://%s/ port=%d", shown, port)
     log.info("ready port=%d zones=%d workers=%d loop=%s", service.addresses[0][1],
              len(service.holder.current.snapshot.zones), service.config.workers, service.config.event_loop)
     service.systemd.ready(service.status_line())  # every zone loaded, every socket bound
@@ -267,7 +293,7 @@ def run_serve(args: argparse.Namespace) -> int:
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
         state_dir=args.state_dir, control=args.control, watch=args.watch,
         allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
-        notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop, query_log=args.query_log,
+        notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop, query_log=args.query_log, metrics=args.metrics,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:
@@ -317,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"authdns serve: {error}", file=sys.stderr)
             return 1
     runners = {"serve": run_serve, "check": lambda a: run_check(a.paths, a.state_dir), "import": run_import, "export": run_export,
-               "status": ctlcli.run, "explain": ctlcli.run, "ctl": ctlcli.run}
+               "status": ctlcli.run, "explain": ctlcli.run, "ctl": ctlcli.run, "demo": _run_demo}
     try:
         return runners[args.command](args)
     except BrokenPipeError:

@@ -61,6 +61,7 @@ class ServerConfig:
     workers: int = 1
     event_loop: str = "asyncio"  # or "uvloop" (eventloop.py)
     query_log: bool = False  # a line per query from the start (querylog.py)
+    metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (metrics.py)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -31,7 +31,8 @@ from .state import StateHolder
 from .systemd import SystemdNotifier
 from .transfer import Notifier, TransferResponder, unknown_keys
 from .watchlist import watch_list
-from .workers import WorkerError, WorkerPool
+from .metrics import Observation, StatusHttpServer
+from .workers import WorkerError, WorkerPool, count_of
 
 log = logging.getLogger("authdns")
 
@@ -72,6 +73,9 @@ class Service:
         self.failed_reloads = 0  # reloads in which some file could not be loaded
         self._reload_pending = False
         self.systemd = SystemdNotifier()
+        self.zones_loaded_at: dict[str, float] = {}  # zone origin (text) -> wall time of its served version
+        self.http = StatusHttpServer(config.metrics, self.observe) if config.metrics is not None else None
+        self.http_address: tuple[str, int] | None = None
 
     def _publish_health(self, view) -> None:
         # During a reload the monitor already watches the new snapshot's members while
@@ -85,6 +89,7 @@ class Service:
             log.error("%s", self.serials.warning)
         result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, EMPTY, self.serials)
         log_load(result, first=True)
+        self._note_loaded(result)
         self._keep_problems(result)
         # The zones just loaded live as long as the server does: keep the cyclic garbage
         # collector from walking them (a full collection over a large zone held the GIL
@@ -103,6 +108,8 @@ class Service:
             # Health is known by now: workers are forked with it (and the zones) in hand.
             self.addresses = await (self.pool.start() if self.pool is not None else self.dns.start())
             await self.control.start()
+            if self.http is not None:
+                self.http_address = self.http.start()
             # Secondaries learn of our serials at once, as BIND does at start (RFC 1996 §3.6).
             self.notifier.zones_changed(result.snapshot.zones.values())
             if self.watcher is not None:
@@ -153,6 +160,7 @@ class Service:
         if result.failed:
             self.failed_reloads += 1
         log_load(result, first=False)
+        self._note_loaded(result)
         self._keep_problems(result)
         if result.changes:
             self._reload_pending = True
@@ -208,6 +216,23 @@ class Service:
         self.problems = problems
         self.failed_files = list(result.failed)
 
+    def _note_loaded(self, result: LoadResult) -> None:
+        now = time.time()
+        for change in result.changes:
+            origin = names.to_text(change.origin)
+            if change.new_serial is None:
+                self.zones_loaded_at.pop(origin, None)
+            else:
+                self.zones_loaded_at[origin] = now
+
+    async def observe(self) -> Observation:
+        """What /metrics and the status page show, read now (workers asked for counts)."""
+        totals = await self.pool.collect() if self.pool is not None else count_of(self.responder, self.balancer)
+        probes = [(host, port, state.probes, state.failures, state.rtt)
+                  for (host, port, _), state in self.monitor.targets().items()]
+        return Observation(time.time(), totals, self.control.status({}), dict(self.zones_loaded_at), self.reloads,
+                           self.failed_reloads, probes)
+
     def zone_problems(self) -> dict[str, list[str]]:
         return self.problems
 
@@ -227,6 +252,8 @@ class Service:
         return f"serving {zones} zone(s){workers}, generation {self.holder.current.generation}{trouble}"
 
     async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
         if self.watcher is not None:
             await self.watcher.close()
         await self.control.close()

@@ -42,7 +42,7 @@ from .config import ServerConfig
 from .health import HealthView
 from .ordering import Balancer, MemberCounters
 from .overrides import Overrides
-from .responder import Responder
+from .responder import LATENCY_BOUNDS, Responder
 from .server import DnsServer, bind_all, close_pairs
 from .state import ServingState, StateHolder
 from .transfer import TransferResponder
@@ -107,6 +107,9 @@ class Totals:
     fast_hits: int = 0
     fail_open_answers: int = 0
     members: dict[Any, list] = field(default_factory=dict)  # key -> [first, given, last_given, ttl]
+    types: dict[int, int] = field(default_factory=dict)  # queries by QTYPE
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    latency_sum: float = 0.0
 
     def add(self, other: Totals) -> None:
         self.answers = [a + b for a, b in zip(self.answers, other.answers)]
@@ -115,6 +118,10 @@ class Totals:
         self.internal_errors += other.internal_errors
         self.fast_hits += other.fast_hits
         self.fail_open_answers += other.fail_open_answers
+        for qtype, count in other.types.items():
+            self.types[qtype] = self.types.get(qtype, 0) + count
+        self.latency = [a + b for a, b in zip(self.latency, other.latency)]
+        self.latency_sum += other.latency_sum
         for key, (first, given, last_given, ttl) in other.members.items():
             mine = self.members.get(key)
             if mine is None:
@@ -135,7 +142,8 @@ def count_of(responder: Responder, balancer: Balancer) -> Totals:
     return Totals(
         list(counters.answers), counters.dropped, counters.truncated, counters.internal_errors,
         responder.fast_hits, balancer.fail_open_answers,
-        {key: [c.first, c.given, c.last_given, c.ttl] for key, c in balancer.counters.items()})
+        {key: [c.first, c.given, c.last_given, c.ttl] for key, c in balancer.counters.items()},
+        dict(counters.types), list(counters.latency), counters.latency_sum)
 
 
 # -- the supervisor's side ---------------------------------------------------------------
