@@ -48,6 +48,29 @@ def _http_arg(text: str) -> tuple[str, int]:
     return _listen_arg(text)
 
 
+def _rate(text: str) -> int:
+    if not text.isdigit() or int(text) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of answers per second (0 to 1000000)")
+    return int(text)
+
+
+def _slip(text: str) -> int:
+    if not text.isdigit() or int(text) > 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 100")
+    return int(text)
+
+
+def _mebibytes(text: str) -> float:
+    """A size in MiB, above 0 (fractions allowed: 0.5 is 512 KiB), at most 64 GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in MiB above 0 and at most 65536")
+    return value
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or not 512 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size from 512 to 65535")
@@ -144,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="most concurrent TCP connections per worker process (as NSD's tcp-count); one more is closed at once "
         f"(RFC 7766 §6.2.2; default: {DEFAULTS.tcp_max_connections})",
     )
+    serve.add_argument(
+        "--tcp-max-per-client", type=_count, default=DEFAULTS.tcp_max_per_client, metavar="N",
+        help=f"most concurrent TCP connections from one address, per worker (default: {DEFAULTS.tcp_max_per_client})",
+    )
     serve.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                        help=f"where drains are kept and the control socket lives (default: {DEFAULT_STATE_DIR})")
     serve.add_argument("--control", type=Path, metavar="SOCKET",
@@ -169,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics", type=_http_arg, metavar="ADDR:PORT",
                        help="serve Prometheus /metrics and the status page / over HTTP here "
                        "(e.g. 127.0.0.1:9153; port 0 picks one; default: off)")
+    serve.add_argument("--rrl-rate", type=_rate, default=0, metavar="N",
+                       help="response rate limiting: UDP answers per second per client /24 (/56) and per "
+                       "answer, per worker; 0: off (default: 0)")
+    serve.add_argument("--rrl-slip", type=_slip, default=DEFAULTS.rrl_slip, metavar="N",
+                       help="over the rate, every Nth answer goes out truncated so real clients retry over TCP; "
+                       f"0: drop all (default: {DEFAULTS.rrl_slip})")
+    serve.add_argument("--max-zone-size", type=_mebibytes, default=DEFAULTS.max_zone_bytes >> 20, metavar="MIB",
+                       help="refuse zone files larger than this, in MiB (default: "
+                       f"{DEFAULTS.max_zone_bytes >> 20})")
     serve.add_argument("--query-log", action="store_true",
                        help="log every query from the start (`authdns ctl querylog on|off` switches it at runtime)")
     serve.add_argument("--log-format", choices=["plain", "json"], default="plain",
@@ -291,9 +327,11 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         zone_dir=args.zones, listen=listen, optional_listen=optional, udp_payload=args.udp_payload,
         tcp_idle_timeout=args.tcp_idle_timeout, tcp_max_connections=args.tcp_max_connections,
+        tcp_max_per_client=args.tcp_max_per_client,
         state_dir=args.state_dir, control=args.control, watch=args.watch,
         allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
         notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop, query_log=args.query_log, metrics=args.metrics,
+        max_zone_bytes=int(args.max_zone_size * (1 << 20)), rrl_rate=args.rrl_rate, rrl_slip=args.rrl_slip,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:

@@ -44,6 +44,7 @@ class ServerConfig:
     udp_payload: int = DEFAULT_UDP_PAYLOAD
     tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
     tcp_max_connections: int = 256
+    tcp_max_per_client: int = 32  # connections from one address at once (slowloris)
     tcp_query_timeout: float = 30.0  # a whole query must arrive within this once started
     state_dir: Path = DEFAULT_STATE_DIR
     control: Path | None = None  # the control socket; None: state_dir/control.sock
@@ -61,6 +62,9 @@ class ServerConfig:
     workers: int = 1
     event_loop: str = "asyncio"  # or "uvloop" (eventloop.py)
     query_log: bool = False  # a line per query from the start (querylog.py)
+    rrl_rate: int = 0  # answers per second per prefix and answer over UDP; 0: no rate limiting (rrl.py)
+    rrl_slip: int = 2  # over the limit, every slip-th answer goes out truncated, the rest dropped
+    max_zone_bytes: int = 256 << 20  # a larger zone file is refused with file:line (snapshot.py)
     metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (metrics.py)
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -86,6 +87,15 @@ class ControlServer:
                 self.path.unlink(missing_ok=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = _peer_uid(writer)
+        if uid is not None and uid not in (os.geteuid(), 0):
+            # The socket is mode 0600, so only our user (or root) can connect at all; the
+            # kernel's word on who connected is checked too, in case the mode was widened.
+            log.warning("control connection from uid %d refused: only uid %d and root may control this server",
+                        uid, os.geteuid())
+            writer.write(json.dumps({"ok": False, "error": "not the server's owner"}).encode() + b"\n")
+            writer.close()
+            return
         try:
             try:
                 line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
@@ -301,6 +311,19 @@ COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
 # Commands that report members' counters (first positions, last given), which live in
 # the worker processes when there are several.
 COUNTING_COMMANDS = frozenset({"status", "drain", "undrain", "weight"})
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The connecting process's uid (SO_PEERCRED, Linux), or None where unknown."""
+    sock = writer.get_extra_info("socket")
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return uid
 
 
 def _balanced(snapshot) -> list[RRset]:

@@ -83,6 +83,11 @@ def _query_metrics(totals: Totals):
             ("authdns_fast_path_answers", "Answers spliced from precompiled responses", totals.fast_hits),
             ("authdns_fail_open_answers", "Balanced answers given with every member down", totals.fail_open_answers)):
         yield CounterMetricFamily(name, documentation, value=value)
+    limited = CounterMetricFamily("authdns_rrl_limited", "UDP answers over the response rate limit, by what "
+                                  "was done (dropped, or sent truncated: slip)", labels=["action"])
+    limited.add_metric(["dropped"], totals.rrl_dropped)
+    limited.add_metric(["slipped"], totals.rrl_slipped)
+    yield limited
     cumulative, buckets = 0, []
     for bound, count in zip((*map(str, LATENCY_BOUNDS), "+Inf"), totals.latency):
         cumulative += count

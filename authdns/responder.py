@@ -54,6 +54,8 @@ class Counters:
     # (upper bounds LATENCY_BOUNDS seconds, then one for anything slower).
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
     latency_sum: float = 0.0  # seconds, over the timed queries
+    rrl_dropped: int = 0  # UDP answers response rate limiting dropped (rrl.py)
+    rrl_slipped: int = 0  # ... and sent truncated instead
 
     def by_transport_and_rcode(self) -> dict[tuple[str, int], int]:
         return {(Via(index // 16).name, index % 16): count for index, count in enumerate(self.answers) if count}

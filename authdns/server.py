@@ -18,6 +18,7 @@ import struct
 from .config import ServerConfig
 from .query import Via
 from .responder import Responder
+from .rrl import RateLimiter
 from .transfer import TransferResponder, is_transfer_query
 
 log = logging.getLogger("authdns.server")
@@ -158,9 +159,10 @@ def bind_all(config: ServerConfig, copies: int = 1) -> list[list[tuple[socket.so
 
 
 class UdpListener:
-    def __init__(self, sock: socket.socket, responder: Responder) -> None:
+    def __init__(self, sock: socket.socket, responder: Responder, limiter: RateLimiter | None = None) -> None:
         self.sock = sock
         self.responder = responder
+        self.limiter = limiter  # response rate limiting (rrl.py); None: off
         self.send_errors = 0
         # Read into one buffer big enough for any datagram, then copy out what came:
         # recvfrom(65535) allocates 64 KiB per datagram and shrinks it, which measured
@@ -175,7 +177,7 @@ class UdpListener:
             loop.remove_reader(self.sock.fileno())
 
     def on_readable(self) -> None:
-        sock, respond, buffer = self.sock, self.responder.respond, self.buffer
+        sock, respond, buffer, limiter = self.sock, self.responder.respond, self.buffer, self.limiter
         view = memoryview(buffer)
         for _ in range(UDP_BATCH):
             try:
@@ -188,6 +190,15 @@ class UdpListener:
             reply = respond(data, Via.UDP, address)  # the address: IXFR access rules (transfer.py)
             if reply is None:
                 continue
+            if limiter is not None:
+                limited = limiter.check(address, reply)
+                if limited is not reply:
+                    counters = self.responder.counters
+                    if limited is None:
+                        counters.rrl_dropped += 1
+                        continue
+                    counters.rrl_slipped += 1
+                    reply = limited
             try:
                 sock.sendto(reply, address)
             except OSError:
@@ -216,6 +227,7 @@ class TcpListener:
         self.config = config
         self.transfer = transfer  # AXFR/IXFR (RFC 5936); None: the responder refuses them
         self.active = 0
+        self.per_client: dict[str, int] = {}  # open connections per client address
         self.refused = 0
         self.server: asyncio.base_events.Server | None = None
         self.connections: set[asyncio.Task] = set()
@@ -230,11 +242,18 @@ class TcpListener:
             await self.server.start_serving()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.active >= self.config.tcp_max_connections:
-            self.refused += 1  # over the cap: close at once rather than queue (RFC 7766 §6.2.2)
+        peer = writer.get_extra_info("peername")
+        client = peer[0] if peer else ""
+        if self.active >= self.config.tcp_max_connections or \
+                self.per_client.get(client, 0) >= self.config.tcp_max_per_client:
+            # Over a cap: close at once rather than queue (RFC 7766 §6.2.2). The cap per
+            # address keeps one client's idle or trickling connections (slowloris) from
+            # taking every slot from the others.
+            self.refused += 1
             writer.close()
             return
         self.active += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
         _no_delay(writer)
         task = asyncio.current_task()
         if task is not None:
@@ -249,6 +268,11 @@ class TcpListener:
             pass
         finally:
             self.active -= 1
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]
             if task is not None:
                 self.connections.discard(task)
             writer.close()
@@ -345,8 +369,9 @@ class DnsServer:
         read until ``serve()``: a new worker waits so while the old one hands over."""
         if bound is None:
             bound = [pairs[0] for pairs in bind_all(self.config)]
+        limiter = RateLimiter(self.config.rrl_rate, self.config.rrl_slip) if self.config.rrl_rate else None
         for udp_sock, tcp_sock in bound:
-            self.udp.append(UdpListener(udp_sock, self.responder))
+            self.udp.append(UdpListener(udp_sock, self.responder, limiter))
             tcp = TcpListener(tcp_sock, self.responder, self.config, self.transfer)
             await tcp.start(serving=False)
             self.tcp.append(tcp)

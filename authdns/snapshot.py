@@ -44,8 +44,12 @@ class Snapshot:
 EMPTY = Snapshot(MappingProxyType({}))
 
 
+DEFAULT_MAX_ZONE_BYTES = 256 << 20  # a million-record zone is about 30 MiB of YAML
+
+
 def load_zone_file(
-    path: Path, serials: SerialStore | None = None, previous: Zone | None = None, parsed: Zone | None = None
+    path: Path, serials: SerialStore | None = None, previous: Zone | None = None, parsed: Zone | None = None,
+    max_bytes: int = DEFAULT_MAX_ZONE_BYTES,
 ) -> tuple[Zone | None, list[Problem]]:
     """Read, parse and validate one file.
 
@@ -61,9 +65,16 @@ def load_zone_file(
     except names.BadName as error:
         return None, [Problem(where, f"file name does not give a zone origin: {error}")]
     try:
+        size = path.stat().st_size
+        if size > max_bytes:  # checked before reading: a huge file must not cost the memory
+            return None, [Problem(where, f"file is {size:,} octets, over the limit of {max_bytes:,} "
+                                         f"(--max-zone-size)")]
         data = path.read_bytes()
     except OSError as error:
         return None, [Problem(where, f"cannot read: {error.strerror}")]
+    if len(data) > max_bytes:  # grew between the two looks
+        return None, [Problem(where, f"file is {len(data):,} octets, over the limit of {max_bytes:,} "
+                                     f"(--max-zone-size)")]
     content_hash = hashlib.sha256(data).hexdigest()
     if previous is not None and previous.content_hash == content_hash and previous.path == str(path):
         return previous, []
@@ -175,7 +186,8 @@ class LoadResult:
 
 
 def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None,
-                  save: bool = True, parsed: Snapshot = EMPTY, hold: frozenset[str] = frozenset()) -> LoadResult:
+                  save: bool = True, parsed: Snapshot = EMPTY, hold: frozenset[str] = frozenset(),
+                  max_bytes: int = DEFAULT_MAX_ZONE_BYTES) -> LoadResult:
     """Load every zone file in ``zone_dir``. ``hold``: names of files being written,
     kept at their served version (service.py reads them once their writer is done).
 
@@ -206,7 +218,7 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
                 result.unchanged += 1
             continue
         zone, problems = load_zone_file(path, serials, before, parsed.zones.get(before.origin if before else
-                                                                                 _origin_or_none(path)))
+                                                                                 _origin_or_none(path)), max_bytes)
         result.problems.extend(problems)
         if zone is None:
             result.failed.append(str(path))

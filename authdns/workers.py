@@ -110,6 +110,8 @@ class Totals:
     types: dict[int, int] = field(default_factory=dict)  # queries by QTYPE
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
     latency_sum: float = 0.0
+    rrl_dropped: int = 0
+    rrl_slipped: int = 0
 
     def add(self, other: Totals) -> None:
         self.answers = [a + b for a, b in zip(self.answers, other.answers)]
@@ -122,6 +124,8 @@ class Totals:
             self.types[qtype] = self.types.get(qtype, 0) + count
         self.latency = [a + b for a, b in zip(self.latency, other.latency)]
         self.latency_sum += other.latency_sum
+        self.rrl_dropped += other.rrl_dropped
+        self.rrl_slipped += other.rrl_slipped
         for key, (first, given, last_given, ttl) in other.members.items():
             mine = self.members.get(key)
             if mine is None:
@@ -143,7 +147,8 @@ def count_of(responder: Responder, balancer: Balancer) -> Totals:
         list(counters.answers), counters.dropped, counters.truncated, counters.internal_errors,
         responder.fast_hits, balancer.fail_open_answers,
         {key: [c.first, c.given, c.last_given, c.ttl] for key, c in balancer.counters.items()},
-        dict(counters.types), list(counters.latency), counters.latency_sum)
+        dict(counters.types), list(counters.latency), counters.latency_sum, counters.rrl_dropped,
+        counters.rrl_slipped)
 
 
 # -- the supervisor's side ---------------------------------------------------------------

@@ -78,7 +78,11 @@ class Mapping:
 Value = Union[Scalar, Sequence, Mapping]
 
 
-MIN_NODE_BUDGET = 2_000_000  # values a document may expand to, whatever its size
+# Values a document may expand to: twice its size in characters (written out, every
+# value takes at least one), and at least this many, for files that share a few
+# anchors. A small file built to expand (billion laughs) stops after this many visits,
+# in well under a second; 2,000,000 took several seconds of a reload thread.
+MIN_NODE_BUDGET = 100_000
 
 # libyaml's composer when PyYAML was built with it: the same safe loading (no Python
 # objects are constructed), about twice as fast on large zones.
@@ -168,6 +172,6 @@ def parse_tree(
         # Written out, every value takes at least one character of the file; only aliases
         # expand beyond that. So a large zone (a million records) is fine, a small file
         # built to expand (billion laughs) is not.
-        max_nodes = max(MIN_NODE_BUDGET, len(text))
+        max_nodes = max(MIN_NODE_BUDGET, 2 * len(text))
     walker = _Walker(path, max_nodes)
     return walker.convert(node), walker.problems

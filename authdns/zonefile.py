@@ -89,6 +89,11 @@ class ZoneSource:
     transfer: TransferSpec | None = None  # `transfer:`: who may AXFR/IXFR, whom to NOTIFY
 
 
+# An RRset no DNS message could carry is a mistake (a generator gone wrong), not a zone:
+# 4,096 A records already take about 65,000 octets.
+MAX_RRSET_RECORDS = 4096
+
+
 def origin_from_path(path: Path) -> Name:
     """``zones/example.test.yaml`` serves ``example.test.`` (one zone per file)."""
     stem = path.name
@@ -495,6 +500,10 @@ class _Reader:
         values = items.items if isinstance(items, Sequence) else (items,)
         if isinstance(items, Sequence) and not values:
             self.error(items.where, f"{type_name}: empty list; leave the type out instead")
+        if len(values) > MAX_RRSET_RECORDS:
+            self.error(items.where, f"{type_name}: {len(values)} records; an RRset holds at most "
+                       f"{MAX_RRSET_RECORDS} (more cannot fit in one DNS message of 65,535 octets, RFC 1035 §4.2.2)")
+            return [], []
         records: list[RecordSpec] = []
         members: list[MemberSpec] = []
         ctx = _Context(self.origin)

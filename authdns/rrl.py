@@ -1,0 +1,89 @@
+"""Response rate limiting over UDP, as NSD, Knot and BIND do it: a spoofed flood must not
+turn the server into an amplifier aimed at the spoofed address.
+
+Answers are counted per client prefix (/24 for IPv4, /56 for IPv6: one host or network
+behind many addresses counts once) and per kind of answer: positive answers and NODATA
+by question (name and type); NXDOMAIN, and each error rcode, for the prefix as a whole,
+so random names do not open a bucket each. Each bucket refills at ``rate`` answers a
+second, holding at most one second's worth. Over the limit, every ``slip``-th answer goes
+out truncated (TC=1, question only: a real client retries over TCP, which is never
+limited) and the others are dropped; ``slip`` 0 drops them all, 1 truncates them all.
+
+Off by default (``--rrl-rate``). Bounded: past ``max_buckets`` the table starts over.
+In the transport, after the responder; TCP never comes here.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+NOERROR, NXDOMAIN = 0, 3
+MAX_BUCKETS = 200_000
+
+
+class RateLimiter:
+    __slots__ = ("rate", "slip", "clock", "buckets", "max_buckets")
+
+    def __init__(self, rate: int, slip: int = 2, clock: Callable[[], float] = time.monotonic,
+                 max_buckets: int = MAX_BUCKETS) -> None:
+        self.rate = float(rate)
+        self.slip = slip
+        self.clock = clock
+        self.buckets: dict[bytes, list[float]] = {}  # key -> [tokens, last refill, answers limited]
+        self.max_buckets = max_buckets
+
+    def check(self, address: tuple, reply: bytes) -> bytes | None:
+        """``reply`` when within the limit; else a truncated reply (a slip) or None (drop)."""
+        key = _prefix(address[0]) + _answer_key(reply)
+        now = self.clock()
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.max_buckets:
+                self.buckets.clear()  # start over rather than grow: a flood of sources stays bounded
+            bucket = self.buckets[key] = [self.rate, now, 0.0]
+        else:
+            bucket[0] = min(self.rate, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return reply
+        bucket[2] += 1
+        if self.slip and bucket[2] % self.slip == 0:
+            return truncated(reply)
+        return None
+
+
+def _prefix(host: str) -> bytes:
+    """The client's /24 (IPv4) or /56 (IPv6), as the start of a bucket key."""
+    if ":" in host:
+        packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+        if packed[:12] == b"\x00" * 10 + b"\xff\xff":  # v4-mapped: count as the IPv4 client it is
+            return b"4" + packed[12:15]
+        return b"6" + packed[:7]
+    return b"4" + socket.inet_aton(host)[:3]
+
+
+def _question_end(reply: bytes) -> int:
+    """End of the first question (names in a question are never compressed by us)."""
+    offset = 12
+    while offset < len(reply) and reply[offset]:
+        if reply[offset] & 0xC0:
+            return offset + 2 + 4
+        offset += reply[offset] + 1
+    return offset + 1 + 4
+
+
+def _answer_key(reply: bytes) -> bytes:
+    rcode = reply[3] & 0x0F
+    if rcode != NOERROR or reply[5] == 0 and reply[4] == 0:
+        return bytes((0, rcode))  # NXDOMAIN and errors: one bucket per prefix and rcode
+    return b"\x01" + reply[12:_question_end(reply)].lower()
+
+
+def truncated(reply: bytes) -> bytes:
+    """The header with TC set and only the question: "ask again over TCP" (RFC 7766 §3)."""
+    end = _question_end(reply) if reply[5] or reply[4] else 12
+    return reply[:2] + bytes((reply[2] | 0x02, reply[3])) + bytes((0, 1 if end > 12 else 0, 0, 0, 0, 0, 0, 0)) \
+        + reply[12:end]
