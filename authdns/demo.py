@@ -130,7 +130,7 @@ async def run_demo(seconds: float, out=sys.stdout) -> int:
             await listener.start()
         (work / "zones").mkdir()
         (work / "zones" / f"{ORIGIN}.yaml").write_text(zone_text({n: l.port for n, l in listeners.items()}))
-        print(f"SMTP listeners: " + ", ".join(f"{n} 127.0.0.1:{l.port}" for n, l in listeners.items()), file=out)
+        print("SMTP listeners: " + ", ".join(f"{n} 127.0.0.1:{l.port}" for n, l in listeners.items()), file=out)
         server, port, page = await _start_server(work)
         print(f"authdns pid {server.pid} answers on 127.0.0.1:{port}; status page {page}", file=out)
         print(f"asking {ORIGIN} MX and smtp.{ORIGIN} A {QUERIES_PER_SECOND} times a second for {seconds:g} s; "

@@ -17,7 +17,6 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dns.edns
 import dns.exception

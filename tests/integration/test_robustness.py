@@ -221,3 +221,31 @@ def test_control_socket_refuses_other_users(zone_dir: Path) -> None:
     finally:
         stop_server(server.process)
         shutil.rmtree(reachable, ignore_errors=True)
+
+
+def test_udp_answers_never_exceed_the_advertised_size(zone_dir: Path) -> None:
+    """Every UDP answer fits min(the client's EDNS size, ours) (512 without EDNS, RFC 6891
+    §6.2.3/§6.2.5), large answers included: truncated (TC) rather than oversized."""
+    txt = ", ".join(f'"{"t" * 200}-{index}"' for index in range(20))
+    write_zone(zone_dir, "big.test", f'ttl: 60\nrecords:\n  "@": {{NS: ns1, TXT: [{txt}]}}\n  ns1: {{A: 192.0.2.1}}\n'
+               + "".join(f"  many: {{A: [{', '.join(f'10.1.{i}.{j}' for j in range(60))}]}}\n" for i in range(1)))
+    server = start_server(zone_dir, workers=2)
+    try:
+        checked = truncated = 0
+        for name in ("big.test", "many.big.test", "example.test", "pool.example.test", "nope.example.test"):
+            for rdtype in ("TXT", "A", "MX", "ANY", "NS", "SOA"):
+                for payload in (None, 512, 700, 1232, 4096):
+                    query = dns.message.make_query(name, rdtype, use_edns=None if payload is None else 0,
+                                                   payload=payload or 0)
+                    limit = 512 if payload is None else min(max(payload, 512), 1232)
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                        sock.settimeout(2)
+                        sock.sendto(query.to_wire(), (server.host, server.port))
+                        reply = sock.recv(65535)
+                    assert len(reply) <= limit, (name, rdtype, payload, len(reply))
+                    checked += 1
+                    truncated += bool(reply[2] & 0x02)
+        print(f"\npayload sweep: {checked} answers within their limit, {truncated} of them truncated")
+        assert truncated > 0, "the sweep must include answers too large for some limits"
+    finally:
+        stop_server(server.process)

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.message
+import dns.query
 import dns.rcode
 import pytest
 
@@ -75,9 +77,6 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[str, NotifyListener]]:
 
 
 def answers_now(server_port: int) -> bool:
-    import dns.message
-    import dns.query
-
     reply = dns.query.udp(dns.message.make_query("example.test", "SOA"), "127.0.0.1", port=server_port, timeout=2)
     return reply.rcode() == dns.rcode.NOERROR
 
