@@ -206,3 +206,28 @@ def big_zone_text() -> str:
     for i in range(MANY_MX_COUNT):
         lines.append(f'  exchanger{i}: {{A: 203.0.113.{i + 1}, AAAA: "2001:db8:1::{i + 1:x}"}}')
     return "\n".join(lines) + "\n"
+
+
+PROBE_INTERVAL = 0.2  # seconds, in probed_pool_zone()'s health check
+
+
+def probed_pool_zone(ports: list[int], serial: int = 1) -> str:
+    """A zone whose ``pool`` MX (mx1, mx2, ... round robin) is health-checked on the SMTP
+    listeners at ``ports`` (127.0.0.1), probed every PROBE_INTERVAL, rise and fall 1."""
+    members = "".join(f"        - {{preference: 10, exchange: mx{index + 1}, probe: '127.0.0.1:{port}'}}\n"
+                      for index, port in enumerate(ports))
+    hosts = "".join(f"  mx{index + 1}: {{A: 192.0.2.{11 + index}}}\n" for index in range(len(ports)))
+    return f"""
+ttl: 30
+checks:
+  smtp: {{kind: smtp, interval: {PROBE_INTERVAL}, timeout: 0.5, rise: 1, fall: 1}}
+records:
+  "@":
+    SOA: {{serial: {serial}}}
+    NS: ns1
+  ns1: {{A: 192.0.2.1}}
+  pool:
+    MX:
+      check: smtp
+      records:
+{members}{hosts}"""

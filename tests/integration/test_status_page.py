@@ -26,32 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, ServerProcess, start_server, stop_server, wait_until
 from smtp_listeners import FakeSmtp
-from support import write_zone
+from support import probed_pool_zone, write_zone
 
 ORIGIN = "page.test"
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def zone_text(ports: list[int], serial: int = 1) -> str:
-    members = "".join(f"        - {{preference: 10, exchange: mx{index + 1}, probe: '127.0.0.1:{port}'}}\n"
-                      for index, port in enumerate(ports))
-    return f"""
-ttl: 30
-checks:
-  smtp: {{kind: smtp, interval: 0.2, timeout: 0.5, rise: 1, fall: 1}}
-records:
-  "@":
-    SOA: {{serial: {serial}}}
-    NS: ns1
-  ns1: {{A: 192.0.2.1}}
-  pool:
-    MX:
-      check: smtp
-      records:
-{members}  mx1: {{A: 192.0.2.11}}
-  mx2: {{A: 192.0.2.12}}
-  mx3: {{A: 192.0.2.13}}
-"""
 
 
 @pytest.fixture
@@ -59,7 +37,7 @@ def served(tmp_path: Path) -> Iterator[tuple[ServerProcess, str, list[FakeSmtp]]
     listeners = [FakeSmtp("ok").start() for _ in range(3)]
     zones = tmp_path / "zones"
     zones.mkdir()
-    write_zone(zones, ORIGIN, zone_text([smtp.port for smtp in listeners]))
+    write_zone(zones, ORIGIN, probed_pool_zone([smtp.port for smtp in listeners]))
     server = start_server(zones, "--metrics", "127.0.0.1:0", workers=2)
     try:
         port = int(re.search(r"port=(\d+)", server.wait_for_log(r"metrics and status page http://")).group(1))

@@ -32,33 +32,9 @@ import dns.rcode
 import pytest
 from conftest import ServerProcess, start_server, stop_server, wait_until
 from smtp_listeners import FakeSmtp
-from support import write_zone
+from support import PROBE_INTERVAL as INTERVAL, probed_pool_zone, write_zone
 
 ORIGIN = "workers.test"
-INTERVAL = 0.2  # health probe interval, seconds
-
-
-def zone_text(ports: list[int], serial: int = 1) -> str:
-    return f"""
-ttl: 30
-checks:
-  smtp: {{kind: smtp, interval: {INTERVAL}, timeout: 0.5, rise: 1, fall: 1}}
-records:
-  "@":
-    SOA: {{serial: {serial}}}
-    NS: ns1
-  ns1: {{A: 192.0.2.1}}
-  pool:
-    MX:
-      check: smtp
-      records:
-        - {{preference: 10, exchange: mx1, probe: '127.0.0.1:{ports[0]}'}}
-        - {{preference: 10, exchange: mx2, probe: '127.0.0.1:{ports[1]}'}}
-        - {{preference: 10, exchange: mx3, probe: '127.0.0.1:{ports[2]}'}}
-  mx1: {{A: 192.0.2.11}}
-  mx2: {{A: 192.0.2.12}}
-  mx3: {{A: 192.0.2.13}}
-"""
 
 
 @pytest.fixture
@@ -81,7 +57,7 @@ def server(tmp_path: Path, listeners: list[FakeSmtp], request: pytest.FixtureReq
         pytest.importorskip("uvloop")
     zones = tmp_path / "zones"
     zones.mkdir()
-    write_zone(zones, ORIGIN, zone_text(ports(listeners)))
+    write_zone(zones, ORIGIN, probed_pool_zone(ports(listeners)))
     started = start_server(zones, "--workers", "2", loop=request.param)
     yield started
     stop_server(started.process)
@@ -152,7 +128,7 @@ def test_both_workers_answer_and_status_adds_them_up(server: ServerProcess) -> N
 
 def test_reload_reaches_every_worker(server: ServerProcess, listeners: list[FakeSmtp]) -> None:
     old_pids = worker_pids(server)
-    write_zone(server.zone_dir, ORIGIN, zone_text(ports(listeners), serial=2))
+    write_zone(server.zone_dir, ORIGIN, probed_pool_zone(ports(listeners), serial=2))
     wait_until(lambda: 2 in serials(server, 1) or None, timeout=10)
     assert serials(server, 100) == {2}  # every worker, whichever a source port reaches
     wait_until(lambda: not any(alive(pid) for pid in old_pids) or None, timeout=10)
@@ -167,7 +143,7 @@ def test_no_query_lost_while_zones_reload(server: ServerProcess, listeners: list
     deadline = time.monotonic() + 20
     while serial < 6 and time.monotonic() < deadline:
         serial += 1
-        write_zone(server.zone_dir, ORIGIN, zone_text(ports(listeners), serial=serial))
+        write_zone(server.zone_dir, ORIGIN, probed_pool_zone(ports(listeners), serial=serial))
         seen: set[int] = set()
         while serial not in seen and time.monotonic() < deadline:
             for _ in range(25):
@@ -219,7 +195,7 @@ def test_a_killed_worker_is_replaced(server: ServerProcess) -> None:
 def test_workers_end_with_the_supervisor(tmp_path: Path, listeners: list[FakeSmtp]) -> None:
     zones = tmp_path / "zones"
     zones.mkdir()
-    write_zone(zones, ORIGIN, zone_text(ports(listeners)))
+    write_zone(zones, ORIGIN, probed_pool_zone(ports(listeners)))
     killed = start_server(zones, "--workers", "2")
     pids = worker_pids(killed)
     killed.process.send_signal(signal.SIGKILL)  # no goodbye: the workers see their channel close
