@@ -135,12 +135,13 @@ def _answers(server: ServerProcess) -> bool | None:
         return None
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    """Stop only the process we started, by its PID: SIGTERM, then SIGKILL after a deadline."""
+def stop_server(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop only the process we started, by its PID: SIGTERM, then SIGKILL after ``grace``
+    seconds (a server, NSD, anything the tests start)."""
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=5)

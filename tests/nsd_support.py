@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -23,21 +20,6 @@ def find_nsd() -> str | None:
 
 
 NSD = find_nsd()
-
-
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP at the time of asking."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
-                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            try:
-                tcp.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no loopback port free for both UDP and TCP")
 
 
 def server_lines(base: Path, port: int, zonesdir: Path, verbosity: int = 1) -> list[str]:
@@ -64,14 +46,3 @@ def server_lines(base: Path, port: int, zonesdir: Path, verbosity: int = 1) -> l
         "remote-control:",
         "    control-enable: no",
     ]
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """Stop a process we started, by its PID: SIGTERM, then SIGKILL after a deadline."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)

@@ -231,3 +231,18 @@ records:
       check: smtp
       records:
 {members}{hosts}"""
+
+
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP at the time of asking."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no loopback port free for both UDP and TCP")

@@ -10,7 +10,6 @@ each kind of mistake exits 1 with the exact place and no traceback.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -21,13 +20,7 @@ import dns.query
 import pytest
 
 from conftest import ROOT, SHIPPED_ZONES, start_server, stop_server, wait_until
-from support import closed_by_peer, tcp_connect
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from support import closed_by_peer, free_port, tcp_connect
 
 
 def test_a_config_file_alone_runs_the_server(tmp_path: Path) -> None:

@@ -47,8 +47,8 @@ import dns.update
 import pytest
 
 from conftest import ROOT, SHIPPED_ZONES, ServerProcess, fresh_state_dir, start_server, stop_server, wait_until
-from nsd_support import HOST, NSD, free_port, server_lines, stop_process
-from support import frame, question_bytes, tcp_read_message
+from nsd_support import HOST, NSD, server_lines
+from support import frame, free_port, question_bytes, tcp_read_message
 
 
 if NSD is None:
@@ -132,7 +132,7 @@ def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3, state_dir: 
 
 def stop_nsd(nsd: NsdProcess) -> None:
     """Stop the NSD we started, by its PID (it stops its own children)."""
-    stop_process(nsd.process)
+    stop_server(nsd.process, grace=10.0)
 
 
 @pytest.fixture(scope="module")

@@ -36,9 +36,9 @@ import dns.rdatatype
 import pytest
 
 from conftest import start_server, stop_server, wait_until
-from nsd_support import HOST, NSD, free_port, server_lines, stop_process
+from nsd_support import HOST, NSD, server_lines
 from inprocess import serve_in_process
-from support import write_zone
+from support import free_port, write_zone
 
 from authdns import names
 from authdns.transfer import Notifier
@@ -143,7 +143,7 @@ def start_secondary(base: Path, port: int, master_port: int, key: str | None = N
 
 def stop_secondary(secondary: Secondary) -> None:
     """Stop the NSD we started, by its PID."""
-    stop_process(secondary.process)
+    stop_server(secondary.process, grace=10.0)
 
 
 @pytest.mark.parametrize("key", [None, "sec1"], ids=["nokey", "tsig"])
