@@ -469,7 +469,7 @@ def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: 
         gc.collect()  # garbage the supervisor left closes its descriptors now, not after we reuse them
         keep = {0, 1, 2, channel.fileno()} | {sock.fileno() for pair in pairs for sock in pair} | _log_fds()
         _close_inherited(keep)
-        _label_logs(slot)
+        logformat.label_process(worker=slot, pid=os.getpid())
         code = eventloop.run(_serve_worker(config, state, pairs, channel, serving, query_log), config.event_loop)
     except BaseException:
         log.exception("worker slot=%d failed", slot)
@@ -503,10 +503,6 @@ def _log_fds() -> set[int]:
         except (AttributeError, OSError, ValueError):
             pass
     return fds
-
-
-def _label_logs(slot: int) -> None:
-    logformat.label_process(worker=slot, pid=os.getpid())
 
 
 async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, channel: socket.socket,
