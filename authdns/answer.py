@@ -3,7 +3,8 @@ no randomness, no health — the same snapshot and question always give the same
 
 It follows the authoritative part of RFC 1034 §4.3.2, with the clarifications of
 RFC 2181 (CNAME, glue), RFC 2308 (negative answers), RFC 4592 (wildcards), RFC 6604
-(rcode after a CNAME chain), RFC 8020 (empty non-terminals) and RFC 8482 (ANY).
+(rcode after a CNAME chain), RFC 6672 (DNAME), RFC 8020 (empty non-terminals) and
+RFC 8482 (ANY).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from dnslib import CLASS, QTYPE, TXT
+from dnslib import CLASS, CNAME, QTYPE, TXT
 
-from . import names
+from . import names, rrtypes
 from .names import Name
-from .query import EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED
+from .query import (EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED,
+                    RCODE_YXDOMAIN)
 from .snapshot import Snapshot
 from .zone import ADDRESS_TYPES, Node, RRset, Zone, make_rrset
 
@@ -114,6 +116,11 @@ def _resolve_in_zone(builder: _Builder, zone: Zone, qname: Name, qtype: int) -> 
     owner = qname
     if node is None:
         encloser = _closest_encloser(zone, qname)
+        dname = zone.nodes[encloser].rrsets.get(rrtypes.DNAME)
+        if dname is not None:
+            # No data lies below a DNAME (zone.py refuses it), so a DNAME above the name
+            # asked is always at its closest encloser, and it wins over wildcards.
+            return answer_dname(builder, encloser, dname, qname)
         node = zone.nodes.get(names.wildcard_of(encloser))
         if node is None:
             builder.negative(zone, RCODE_NXDOMAIN)  # RFC 6604 §3: the rcode of the last name
@@ -165,6 +172,21 @@ def answer_from_node(builder: _Builder, zone: Zone, node: Node, owner: Name, qty
     return None
 
 
+def answer_dname(builder: _Builder, owner: Name, dname: RRset, qname: Name) -> Name | None:
+    """A name below a DNAME: the DNAME itself, then a CNAME synthesized from it with the
+    DNAME's TTL, whose target replaces the DNAME's owner by its target; the lookup goes
+    on from there (RFC 6672 §3.2 step 3c, §3.1). A target longer than 255 octets is
+    YXDOMAIN, with the DNAME alone (RFC 6672 §2.2)."""
+    builder.answer.append(Placed(owner, dname))
+    target = qname[: len(qname) - len(owner)] + rrtypes.dname_target(dname.rdatas[0])
+    if len(target) > names.MAX_NAME_OCTETS:
+        builder.rcode = RCODE_YXDOMAIN
+        return None
+    synthesized = make_rrset(qname, QTYPE.CNAME, dname.ttl, (CNAME(names.to_dnslabel(target)),))
+    builder.answer.append(Placed(qname, synthesized))
+    return target
+
+
 def answer_any(builder: _Builder, zone: Zone, node: Node, owner: Name) -> None:
     """ANY gets one RRset, not all of them (RFC 8482 §4.1): the lowest type number present."""
     if not node.rrsets:
@@ -202,8 +224,11 @@ def _add_additional(builder: _Builder) -> None:
     any AAAA, as in referrals."""
     present = {(placed.owner, placed.rrset.rtype) for placed in builder.answer}
     present.update((placed.owner, placed.rrset.rtype) for placed in builder.additional)
-    targets = dict.fromkeys(target for placed in builder.answer for target in placed.rrset.targets)
-    found = [(target, _authoritative_addresses(builder.snapshot, target)) for target in targets]
+    targets: dict[Name, bool] = {}  # target -> may its addresses be glue
+    for placed in builder.answer:
+        for target in placed.rrset.targets:
+            targets[target] = targets.get(target, False) or placed.rrset.rtype == QTYPE.NS
+    found = [(target, _authoritative_addresses(builder.snapshot, target, glue)) for target, glue in targets.items()]
     for rtype in ADDRESS_TYPES:
         for target, rrsets in found:
             rrset = rrsets.get(rtype)
@@ -212,13 +237,19 @@ def _add_additional(builder: _Builder) -> None:
                 builder.additional.append(Placed(target, rrset))
 
 
-def _authoritative_addresses(snapshot: Snapshot, target: Name) -> Mapping[int, RRset]:
+def _authoritative_addresses(snapshot: Snapshot, target: Name, glue: bool = False) -> Mapping[int, RRset]:
     """The RRsets a lookup of ``target`` finds in the zone we serve it from: the node's
     own, or those of the wildcard that matches it (RFC 4592 §3.3.1; NSD synthesizes
-    these too). Nothing below a zone cut: glue is not authoritative data (RFC 1034 §4.2.1)."""
+    these too). Nothing below a zone cut: glue is not authoritative data (RFC 1034 §4.2.1)
+    -- except for the servers of an NS answer (``glue``), whose addresses below another
+    cut are how a resolver reaches them (a root zone's NS under a delegated TLD; NSD adds
+    them the same way)."""
     zone = snapshot.find_zone(target)
-    if zone is None or _zone_cut(zone, target, QTYPE.A) is not None:
+    if zone is None:
         return {}
+    if _zone_cut(zone, target, QTYPE.A) is not None:
+        node = zone.nodes.get(target) if glue else None
+        return {} if node is None else node.rrsets
     node = zone.nodes.get(target)
     if node is None:
         node = zone.nodes.get(names.wildcard_of(_closest_encloser(zone, target)))

@@ -22,7 +22,7 @@ from .serials import SerialStore
 from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_retry, parse_tsig_key, tsig_keyring
 from .masterfile import ImportError_, export_zone, import_master
 from .service import Service, StartError
-from .snapshot import cross_zone_problems, load_zone_file, zone_files
+from .snapshot import cross_zone_problems, load_zone_file, unserved_files, zone_files
 from .workers import default_count
 
 log = logging.getLogger("authdns")
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                        help="the server's state dir: warn when an explicit serial did not grow "
                        f"since the version served (default: {DEFAULT_STATE_DIR})")
+    check.add_argument("--strict", action="store_true",
+                       help="fail (exit 1) on warnings too: what BIND and NSD would load with a warning")
 
     importer = commands.add_parser("import", help="convert an RFC 1035 master file to YAML (stdout)")
     importer.add_argument("file", type=Path, metavar="FILE")
@@ -241,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- check
 
 
-def run_check(paths: list[Path], state_dir: Path) -> int:
+def run_check(paths: list[Path], state_dir: Path, strict: bool = False) -> int:
+    """Every problem of every file; exit 1 on an error (on a warning too with ``strict``,
+    for CI: what BIND and NSD load with a warning fails the check)."""
     missing = [path for path in paths if not path.exists()]
     for path in missing:
         print(f"{path}: no such file or directory")
@@ -249,6 +253,9 @@ def run_check(paths: list[Path], state_dir: Path) -> int:
     zones = {}
     errors = warnings = 0
     serials = SerialStore.load(serials_path(state_dir), set_aside=False)  # read only: check changes nothing
+    for problem in (problem for path in paths if path.is_dir() for problem in unserved_files(path)):
+        print(problem)
+        warnings += 1
     for path in files:
         zone, problems = load_zone_file(path, serials)
         for problem in problems:
@@ -262,8 +269,10 @@ def run_check(paths: list[Path], state_dir: Path) -> int:
         errors += not problem.warning
         warnings += problem.warning
     summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
+    if strict and warnings:
+        summary += " (--strict: warnings fail the check)"
     print(summary, file=sys.stderr)
-    return 1 if errors or missing or not files else 0
+    return 1 if errors or missing or not files or (strict and warnings) else 0
 
 
 # ---------------------------------------------------------------- serve
@@ -380,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         except configfile.ConfigError as error:
             print(f"authdns serve: {error}", file=sys.stderr)
             return 1
-    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths, a.state_dir), "import": run_import, "export": run_export,
+    runners = {"serve": run_serve, "check": lambda a: run_check(a.paths, a.state_dir, a.strict), "import": run_import, "export": run_export,
                "status": ctlcli.run, "explain": ctlcli.run, "ctl": ctlcli.run, "demo": _run_demo}
     try:
         return runners[args.command](args)

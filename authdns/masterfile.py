@@ -20,7 +20,7 @@ from dnslib import QTYPE
 
 from . import names
 from .zone import Zone
-from .zonefile import SUPPORTED_TYPES
+from .rrtypes import NATIVE_TYPES as SUPPORTED_TYPES, WireRdata, type_name
 
 
 class ImportError_(Exception):
@@ -45,6 +45,8 @@ def _quote(data: bytes) -> str:
 
 def rdata_text(rtype: int, rdata) -> str:
     """Presentation form of one rdata, names absolute."""
+    if isinstance(rdata, WireRdata):
+        return repr(rdata)  # dnspython's presentation of the wire form
     name = lambda label: names.to_text(names.from_dnslabel(label))  # noqa: E731
     if rtype in (QTYPE.A, QTYPE.AAAA):
         return rdata.toZone()
@@ -74,7 +76,7 @@ def export_zone(zone: Zone) -> str:
     for rrset in rrsets:
         owner = names.to_text(rrset.name)
         for rdata in rrset.rdatas:
-            lines.append(f"{owner}\t{rrset.ttl}\tIN\t{QTYPE[rrset.rtype]}\t{rdata_text(rrset.rtype, rdata)}")
+            lines.append(f"{owner}\t{rrset.ttl}\tIN\t{type_name(rrset.rtype)}\t{rdata_text(rrset.rtype, rdata)}")
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,7 @@ RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 RCODE_NOTIMP = 4
 RCODE_REFUSED = 5
+RCODE_YXDOMAIN = 6  # RFC 6672 §2.2: a DNAME substitution longer than 255 octets
 RCODE_BADVERS = 16  # RFC 6891 §9: extended rcode 1 in the OPT, 0 in the header
 
 OPCODE_QUERY = 0

@@ -31,7 +31,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from .zonefile import ZONE_FILE_SUFFIXES
+from .zonefile import is_zone_file_name
 
 log = logging.getLogger("authdns.reload")
 
@@ -44,8 +44,7 @@ WRITER_LONGEST = 5.0
 
 
 def _is_zone_file(path: str) -> bool:
-    name = Path(path).name
-    return name.endswith(ZONE_FILE_SUFFIXES) and not name.startswith(".")
+    return is_zone_file_name(Path(path).name)
 
 
 class _Handler(FileSystemEventHandler):

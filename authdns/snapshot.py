@@ -22,7 +22,8 @@ from .serials import SerialStore, serial_gt
 from .yamltree import Where
 from .zonediff import ZoneDiff, diff_zones
 from .zone import Zone, build_zone
-from .zonefile import ZONE_FILE_SUFFIXES, Problem, origin_from_path, read_zone_text
+from .zonefile import (BACKUP_SUFFIXES, Problem, is_zone_file_name, not_yaml_hint, origin_from_path,
+                       read_zone_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ def load_zone_file(
     about (secondaries would not transfer the change, RFC 1996 §4.7).
     """
     where = Where(str(path), 1, 1)
+    if not is_zone_file_name(path.name):
+        return None, [Problem(where, not_yaml_hint(path))]
     try:
         origin = origin_from_path(path)
     except names.BadName as error:
@@ -131,13 +134,22 @@ def zone_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            # Hidden files are editors' and tools' (".x.yaml.swp", ".x.yaml.tmp"): never zones;
-            # reload.py ignores them the same way.
-            found.extend(sorted(p for p in path.iterdir()
-                                if p.suffix in ZONE_FILE_SUFFIXES and not p.name.startswith(".") and p.is_file()))
+            found.extend(sorted(p for p in path.iterdir() if is_zone_file_name(p.name) and p.is_file()))
         else:
             found.append(path)
     return found
+
+
+def unserved_files(directory: Path) -> list[Problem]:
+    """A warning for each file in a zones directory that is not a zone file (say
+    ``example.com.zone`` copied from BIND): never skipped without a word."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    return [Problem(Where(str(path), 1, 1), not_yaml_hint(path), True) for path in entries
+            if not is_zone_file_name(path.name) and not path.name.startswith(".")
+            and not path.name.endswith(BACKUP_SUFFIXES) and path.is_file()]
 
 
 def cross_zone_problems(zones: Mapping[Name, Zone]) -> list[Problem]:
@@ -207,6 +219,7 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
         result.problems.append(Problem(Where(str(zone_dir), 1, 1), "zone directory is missing or not a directory; "
                                        "the zones already served keep serving", True))
         return result
+    result.problems.extend(unserved_files(zone_dir))
     for path in zone_files([zone_dir]):
         try:
             before = previous.zones.get(origin_from_path(path))

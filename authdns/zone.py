@@ -11,13 +11,13 @@ This module knows nothing of health, rotation or sockets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Mapping
 
 from dnslib import CLASS, QTYPE, RD, RR, DNSBuffer
 
-from . import names
+from . import names, rrtypes
 from .names import Name
 from .balancespec import BALANCED_TTL_WARNING, BalanceSpec, Policy
 from .transferspec import TransferSpec
@@ -124,8 +124,11 @@ class Zone:
         return [rrset for node in self.nodes.values() for rrset in node.rrsets.values()]
 
 
-def rdata_key(rdata: RD) -> bytes:
-    """Wire form of one rdata, to find duplicates (names are lowercase already)."""
+def rdata_key(rtype: int, rdata: RD) -> bytes:
+    """Canonical wire form of one rdata, to find duplicates: the native types' names are
+    lowercase already; other types' are lowercased where RFC 4034 §6.2 says so."""
+    if isinstance(rdata, rrtypes.WireRdata):
+        return rrtypes.canonical_wire(rtype, rdata.data)
     buffer = DNSBuffer()
     rdata.pack(buffer)
     return bytes(buffer.data)
@@ -138,7 +141,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.specs: dict[Name, dict[int, RRsetSpec]] = {}
         for spec in source.rrsets:
-            self.specs.setdefault(spec.owner, {})[spec.rtype] = spec
+            self.specs.setdefault(spec.owner, {})[spec.rtype] = self.without_duplicates(spec)
         self.cuts = frozenset(
             owner for owner, types in self.specs.items() if QTYPE.NS in types and owner != self.origin
         )
@@ -167,14 +170,20 @@ class _Builder:
         if QTYPE.NS not in apex:
             self.error(self.source.where, f"zone apex {names.to_text(self.origin)} has no NS records (RFC 1034 §4.2.1)")
 
-    def check_duplicates(self, spec: RRsetSpec) -> None:
+    def without_duplicates(self, spec: RRsetSpec) -> RRsetSpec:
+        """An RRset is a set (RFC 2181 §5): a record given twice is served once. BIND and
+        NSD drop the copy silently; here it is a warning, since it is usually a typo."""
         seen: dict[bytes, Where] = {}
+        kept = []
         for record in spec.records:
-            key = rdata_key(record.rdata)
+            key = rdata_key(spec.rtype, record.rdata)
             if key in seen:
-                self.error(record.where, f"duplicate record: same {QTYPE[spec.rtype]} data as line {seen[key].line}")
+                self.warn(record.where, f"duplicate record ignored: same {rrtypes.type_name(spec.rtype)} data as "
+                          f"line {seen[key].line}")
             else:
                 seen[key] = record.where
+                kept.append(record)
+        return spec if len(kept) == len(spec.records) else replace(spec, records=tuple(kept))
 
     def check_cname(self, owner: Name, types: dict[int, RRsetSpec]) -> None:
         """CNAME stands alone at its name (RFC 1034 §3.6.2, RFC 2181 §10.1)."""
@@ -183,7 +192,7 @@ class _Builder:
             return
         if len(spec.records) > 1:
             self.error(spec.records[1].where, f"{names.to_text(owner)} has more than one CNAME (RFC 2181 §10.1)")
-        others = [QTYPE[rtype] for rtype in types if rtype != QTYPE.CNAME]
+        others = [rrtypes.type_name(rtype) for rtype in types if rtype != QTYPE.CNAME]
         if others:
             self.error(
                 spec.where,
@@ -192,17 +201,24 @@ class _Builder:
             )
 
     def check_null_mx(self, spec: RRsetSpec) -> None:
-        """A null MX ("0 .") says the domain takes no mail; it must stand alone (RFC 7505 §3)."""
+        """A null MX ("0 .") says the domain takes no mail; it stands alone with
+        preference 0 (RFC 7505 §3). BIND and NSD load it either way, so a warning: a
+        sender skips a null MX beside real ones, and "10 ." still means no mail."""
         null = [r for r in spec.records if names.from_dnslabel(r.rdata.label) == names.ROOT]
         if null and len(spec.records) > 1:
-            self.error(null[0].where, "null MX (0 .) must be the only MX record at its name (RFC 7505 §3)")
+            self.warn(null[0].where, "null MX (0 .) should be the only MX record at its name (RFC 7505 §3)")
         for record in null:
             if record.rdata.preference != 0:
-                self.error(record.where, "null MX must have preference 0 (RFC 7505 §3)")
+                self.warn(record.where, f"null MX should have preference 0, not {record.rdata.preference} "
+                          "(RFC 7505 §3)")
 
     def check_targets(self, owner: Name, spec: RRsetSpec) -> None:
-        """MX and NS targets: not an alias (RFC 2181 §10.3), with addresses when in zone."""
-        kind = "MX exchange" if spec.rtype == QTYPE.MX else "NS target"
+        """MX, NS and SRV targets: not an alias (RFC 2181 §10.3; RFC 2782 for SRV), with
+        addresses when in zone. Strictness as BIND's named-checkzone has it: an alias MX or
+        NS target is an error here (the issue's rule; BIND only warns for MX), an SRV one
+        a warning; an in-zone NS target without an address is an error (BIND refuses the
+        zone), an MX or SRV one a warning (BIND warns, NSD loads it)."""
+        kind = {QTYPE.MX: "MX exchange", QTYPE.NS: "NS target", QTYPE.SRV: "SRV target"}[spec.rtype]
         delegation = owner in self.cuts and spec.rtype == QTYPE.NS
         for record in spec.records:
             target = _target(spec.rtype, record.rdata)
@@ -215,39 +231,63 @@ class _Builder:
                 if delegation and names.is_subdomain(target, owner) and not self.has_address(target):
                     self.warn(record.where, f"delegation {names.to_text(owner)}: no glue address (A/AAAA) for {text}")
                 continue
+            report = self.error if spec.rtype != QTYPE.SRV else self.warn
             if QTYPE.CNAME in self.specs.get(target, {}):
-                self.error(record.where, f"{kind} {text} is a CNAME; it must name a host (RFC 2181 §10.3)")
+                report(record.where, f"{kind} {text} is a CNAME; it must name a host (RFC 2181 §10.3)")
+            elif self.dname_above(target) is not None:
+                report(record.where, f"{kind} {text} is below a DNAME; it must name a host (RFC 2181 §10.3)")
             elif not self.has_address(target):
-                self.error(record.where, f"{kind} {text} is in this zone but has no A or AAAA records")
+                report = self.error if spec.rtype == QTYPE.NS else self.warn
+                report(record.where, f"{kind} {text} is in this zone but has no A or AAAA records")
 
     def check_occluded(self, owner: Name, types: dict[int, RRsetSpec]) -> None:
         """Data below a zone cut is not authoritative; only glue addresses are used (RFC 1034 §4.2.1)."""
         cut = self.cut_above(owner)
         if cut is None or cut == owner:
             if cut == owner:
-                extra = [QTYPE[t] for t in types if t not in (QTYPE.NS, QTYPE.A, QTYPE.AAAA)]
+                # DS is the parent side of the cut (RFC 4035 §3.1.4.1): answered here, not hidden
+                extra = [rrtypes.type_name(t) for t in types if t not in (QTYPE.NS, QTYPE.A, QTYPE.AAAA, QTYPE.DS)]
                 if extra:
                     self.warn(
                         types[QTYPE.NS].where,
                         f"{', '.join(extra)} at delegation {names.to_text(owner)} is hidden by the referral",
                     )
             return
-        hidden = [QTYPE[t] for t in types if t not in ADDRESS_TYPES]
+        hidden = [rrtypes.type_name(t) for t in types if t not in ADDRESS_TYPES]
         if hidden:
             first = next(iter(types.values()))
             self.warn(first.where, f"{', '.join(hidden)} at {names.to_text(owner)} is below the delegation "
                       f"{names.to_text(cut)} and will not be served")
 
+    def dname_above(self, name: Name) -> Name | None:
+        """The owner of a DNAME strictly above ``name`` in this zone, if any."""
+        for ancestor in names.ancestors_below(names.parent(name), self.origin) + [self.origin]:
+            if ancestor != name and rrtypes.DNAME in self.specs.get(ancestor, {}):
+                return ancestor
+        return None
+
+    def check_dname(self, owner: Name, types: dict[int, RRsetSpec]) -> None:
+        """A DNAME is alone of its type at its name, and no data lies below it: the
+        names below are redirected (RFC 6672 §2.4; NSD and BIND refuse both)."""
+        spec = types.get(rrtypes.DNAME)
+        if spec is not None and len(spec.records) > 1:
+            self.error(spec.records[1].where, f"{names.to_text(owner)} has more than one DNAME (RFC 6672 §2.4)")
+        above = self.dname_above(owner)
+        if above is not None and self.cut_above(owner) is None:
+            first = next(iter(types.values()))
+            self.error(first.where, f"{names.to_text(owner)} is below the DNAME at {names.to_text(above)}: "
+                       "no data may exist below a DNAME (RFC 6672 §2.4)")
+
     def check(self) -> None:
         self.check_apex()
         for owner, types in self.specs.items():
             self.check_cname(owner, types)
+            self.check_dname(owner, types)
             self.check_occluded(owner, types)
             for spec in types.values():
-                self.check_duplicates(spec)
                 if spec.rtype == QTYPE.MX:
                     self.check_null_mx(spec)
-                if spec.rtype in (QTYPE.MX, QTYPE.NS):
+                if spec.rtype in (QTYPE.MX, QTYPE.NS, QTYPE.SRV):
                     self.check_targets(owner, spec)
                 if spec.balance is not None:
                     self.check_balance(spec, spec.balance)
@@ -256,7 +296,7 @@ class _Builder:
         """Balancing that cannot work as written (README, "Load balancing")."""
         rotates = balance.policy is not Policy.FIXED or balance.answer is not None or balance.check is not None
         if rotates and _largest_group(spec) > 1 and spec.ttl > BALANCED_TTL_WARNING:
-            self.warn(spec.where, f"balanced {QTYPE[spec.rtype]} RRset has TTL {spec.ttl}: resolvers cache one "
+            self.warn(spec.where, f"balanced {rrtypes.type_name(spec.rtype)} RRset has TTL {spec.ttl}: resolvers cache one "
                       f"order that long, so keep it at {BALANCED_TTL_WARNING} s or less")
         for member in balance.members:
             if member.weight is None and balance.check is None:
@@ -304,7 +344,7 @@ class _Builder:
             soa=soa,
             negative_soa=negative,
             serial=soa.rdatas[0].times[0],
-            record_count=sum(len(spec.records) for spec in self.source.rrsets),
+            record_count=sum(len(spec.records) for types in self.specs.values() for spec in types.values()),
             has_wildcards=any(names.is_wildcard(name) for name in nodes),
             serial_given=self.source.serial_given,
             transfer=self.source.transfer,
