@@ -33,6 +33,7 @@ from .ordering import UP_FACTOR, Balancer, Plan
 from .overrides import Override, Overrides, save_overrides
 from .state import StateHolder
 from .zone import RRset, member_text
+from .rrtypes import type_name
 
 log = logging.getLogger("authdns.control")
 
@@ -208,7 +209,7 @@ class ControlServer:
             })
         check = balance.check
         return {
-            "owner": names.to_text(rrset.name), "type": QTYPE[rrset.rtype], "ttl": rrset.ttl,
+            "owner": names.to_text(rrset.name), "type": type_name(rrset.rtype), "ttl": rrset.ttl,
             "policy": balance.policy.value, "answer": balance.answer, "promote": balance.promote,
             "check": None if check is None else {
                 "kind": check.kind.value, "port": check.port, "interval": check.interval,
@@ -229,13 +230,13 @@ class ControlServer:
         for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
             for placed in placed_list:
                 rrset = placed.rrset
-                entry = {"section": section, "owner": names.to_text(placed.owner), "type": QTYPE[rrset.rtype]}
+                entry = {"section": section, "owner": names.to_text(placed.owner), "type": type_name(rrset.rtype)}
                 plan = plans.get((section, placed.owner, rrset.rtype))
                 if plan is None:
                     sections.append({**entry, "balanced": False, "records": [str(rdata) for rdata in rrset.rdatas]})
                 else:
                     sections.append({**entry, "balanced": True, **_plan_entry(plan)})
-        return {"name": names.to_text(qname), "type": QTYPE[qtype], "rcode": RCODE[answer.rcode], "rrsets": sections}
+        return {"name": names.to_text(qname), "type": type_name(qtype), "rcode": RCODE[answer.rcode], "rrsets": sections}
 
     async def drain(self, request: dict) -> dict[str, Any]:
         return await self._override(request, lambda old: Override(True, old.weight if old else None, self.clock()))
@@ -272,9 +273,9 @@ class ControlServer:
         self.holder.publish(overrides=overrides)
         override = overrides.get(key)
         log.info("override owner=%s type=%s member=%s drained=%s weight=%s", names.to_text(key[0]),
-                 QTYPE[key[1]], key[2], bool(override and override.drained), override.weight if override else None)
+                 type_name(key[1]), key[2], bool(override and override.drained), override.weight if override else None)
         found = self.balancer.counters.get(key)
-        return {"owner": names.to_text(key[0]), "type": QTYPE[key[1]], "member": key[2],
+        return {"owner": names.to_text(key[0]), "type": type_name(key[1]), "member": key[2],
                 "drained": bool(override and override.drained),
                 "temporary_weight": override.weight if override else None,
                 "effective_in": _effective_in(found, self.clock()), "ttl": rrset.ttl if rrset else None}
@@ -289,12 +290,12 @@ class ControlServer:
                 rrset is None or rrset.balance is None):
             return (owner, rtype, member), None  # an override left from a member no longer served
         if rrset is None or rrset.balance is None:
-            raise ControlError(f"no balanced {QTYPE[rtype]} RRset at {names.to_text(owner)}")
+            raise ControlError(f"no balanced {type_name(rtype)} RRset at {names.to_text(owner)}")
         texts = [member_text(rtype, rdata) for rdata in rrset.rdatas]
         if member not in texts:
             if clearing and state.overrides.get((owner, rtype, member)) is not None:
                 return (owner, rtype, member), rrset
-            raise ControlError(f"{member} is not a member of {names.to_text(owner)} {QTYPE[rtype]} "
+            raise ControlError(f"{member} is not a member of {names.to_text(owner)} {type_name(rtype)} "
                                f"(members: {', '.join(texts)})")
         return (owner, rtype, member), rrset
 
@@ -335,7 +336,7 @@ def _member_keys(rrset: RRset) -> list[MemberKey]:
 
 
 def _override_entry(key: MemberKey, override: Override) -> dict[str, Any]:
-    return {"owner": names.to_text(key[0]), "type": QTYPE[key[1]], "member": key[2],
+    return {"owner": names.to_text(key[0]), "type": type_name(key[1]), "member": key[2],
             "drained": override.drained, "temporary_weight": override.weight}
 
 

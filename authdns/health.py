@@ -27,11 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dnslib import QTYPE
-
 from . import names
 from .balancespec import CheckSpec, MemberKey
 from .probes import ProbeOutcome, ProbeResult, probe
+from .rrtypes import type_name
 
 log = logging.getLogger("authdns.health")
 
@@ -160,7 +159,7 @@ class _Target:
 def member_text(key: MemberKey) -> str:
     """``example.test. MX mx1.example.test.`` for logs."""
     owner, rtype, data = key
-    return f"{names.to_text(owner)} {QTYPE[rtype]} {data}"
+    return f"{names.to_text(owner)} {type_name(rtype)} {data}"
 
 
 def rtt_moved(published: float | None, current: float | None) -> bool:

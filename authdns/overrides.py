@@ -22,6 +22,7 @@ from dnslib import QTYPE
 
 from . import names
 from .balancespec import MemberKey
+from .rrtypes import type_name
 
 FILE_VERSION = 1
 MAX_WEIGHT = 1000  # as in zone files (balancefile.MAX_WEIGHT)
@@ -92,7 +93,7 @@ def load_overrides(path: Path) -> Overrides:
 def save_overrides(path: Path, overrides: Overrides) -> None:
     """Write atomically: a reader (or a crash) sees the old file or the new, never half."""
     entries = [
-        {"owner": names.to_text(owner), "type": QTYPE[rtype], "member": member,
+        {"owner": names.to_text(owner), "type": type_name(rtype), "member": member,
          "drained": override.drained, "weight": override.weight, "since": override.since}
         for (owner, rtype, member), override in sorted(overrides.members.items(), key=lambda item: repr(item[0]))
     ]

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, QTYPE, RD, SOA, SRV, TXT, A
+from dnslib import AAAA, CAA, CNAME, MX, NS, PTR, QTYPE, RD, SRV, TXT, A
 
 from . import names, rrtypes
 from .names import Name

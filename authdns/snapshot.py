@@ -22,6 +22,7 @@ from .serials import SerialStore, serial_gt
 from .yamltree import Where
 from .zonediff import ZoneDiff, diff_zones
 from .zone import Zone, build_zone
+from .rrtypes import type_name
 from .zonefile import (BACKUP_SUFFIXES, Problem, is_zone_file_name, not_yaml_hint, origin_from_path,
                        read_zone_text)
 
@@ -168,7 +169,7 @@ def cross_zone_problems(zones: Mapping[Name, Zone]) -> list[Problem]:
                 owner_text = names.to_text(rrset.name)
                 node = other.nodes.get(target)
                 if node is not None and QTYPE.CNAME in node.rrsets:
-                    problems.append(Problem(where, f"{QTYPE[rrset.rtype]} at {owner_text} names {names.to_text(target)}, "
+                    problems.append(Problem(where, f"{type_name(rrset.rtype)} at {owner_text} names {names.to_text(target)}, "
                                                    f"a CNAME in zone {names.to_text(other.origin)} (RFC 2181 §10.3)", True))
                 if rrset.rtype == QTYPE.MX and target == other.origin:
                     problems.append(Problem(where, f"MX at {owner_text} points at {names.to_text(target)}, the apex of "

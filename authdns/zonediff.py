@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .rrtypes import WireRdata
 from .zone import Zone
+
+
+def _rdata_key(rdata) -> object:
+    """What tells two records apart: the wire form where it is held (cheaper than
+    rendering it as text), else dnslib's text."""
+    return rdata.data if isinstance(rdata, WireRdata) else repr(rdata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +26,7 @@ class ZoneDiff:
 
 
 def _rrsets(zone: Zone) -> dict[tuple[bytes, int], tuple]:
-    return {(rrset.name, rrset.rtype): (rrset.ttl, frozenset(map(repr, rrset.rdatas)), rrset.balance)
+    return {(rrset.name, rrset.rtype): (rrset.ttl, frozenset(map(_rdata_key, rrset.rdatas)), rrset.balance)
             for node in zone.nodes.values() for rrset in node.rrsets.values()}
 
 
