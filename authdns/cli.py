@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -20,7 +21,9 @@ from .eventloop import LOOPS
 from .config import DEFAULT_LISTEN, DEFAULT_STATE_DIR, DEFAULT_UDP_PAYLOAD, ServerConfig, parse_listen, serials_path
 from .serials import SerialStore
 from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_retry, parse_tsig_key, tsig_keyring
-from .masterfile import ImportError_, export_zone, import_master
+from .masterfile import export_zone, import_master
+from .masterread import leading_origin
+from .zonefile import master_file_origin
 from .service import Service, StartError
 from .snapshot import cross_zone_problems, load_zone_file, unserved_files, zone_files
 from .workers import default_count
@@ -227,9 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true",
                        help="fail (exit 1) on warnings too: what BIND and NSD would load with a warning")
 
-    importer = commands.add_parser("import", help="convert an RFC 1035 master file to YAML (stdout)")
-    importer.add_argument("file", type=Path, metavar="FILE")
-    importer.add_argument("--origin", required=True, metavar="NAME", help="the zone's origin, e.g. example.test")
+    importer = commands.add_parser("import", help="convert an RFC 1035 master file (BIND, NSD) to YAML")
+    importer.add_argument("file", type=Path, metavar="FILE", help="the master file, or - for standard input")
+    importer.add_argument("--origin", metavar="NAME",
+                          help="the zone's origin, e.g. example.test (default: a $ORIGIN before the first record, "
+                          "else the file name: example.com.zone, example.com.db, db.example.com, example.com)")
+    importer.add_argument("-o", "--output", type=Path, metavar="FILE.yaml",
+                          help="write the zone here, atomically (default: standard output)")
+    importer.add_argument("--strict", action="store_true", help="fail (exit 1, nothing written) on warnings too")
 
     exporter = commands.add_parser("export", help="write a YAML zone as an RFC 1035 master file (stdout)")
     exporter.add_argument("file", type=Path, metavar="FILE.yaml")
@@ -352,18 +360,64 @@ def run_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- import / export
 
 
+def _import_origin(args: argparse.Namespace, text: str) -> str | None:
+    """``--origin``, else a ``$ORIGIN`` before the first record, else the file's name."""
+    if args.origin:
+        return args.origin
+    origin = leading_origin(text)
+    if origin is None and str(args.file) != "-":
+        origin = master_file_origin(args.file.name)
+    return origin
+
+
 def run_import(args: argparse.Namespace) -> int:
+    from_stdin = str(args.file) == "-"
+    shown = "<stdin>" if from_stdin else str(args.file)
     try:
-        text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"{args.file}: cannot read: {error}", file=sys.stderr)
+        data = sys.stdin.buffer.read() if from_stdin else args.file.read_bytes()
+        text = data.decode("utf-8")
+    except OSError as error:
+        print(f"{shown}: cannot read: {error.strerror}", file=sys.stderr)
         return 1
+    except UnicodeDecodeError as error:
+        print(f"{shown}: not UTF-8 text (byte {error.start})", file=sys.stderr)
+        return 1
+    origin = _import_origin(args, text)
+    if origin is None:
+        build_parser().error("import -: the zone's origin is unknown: pass --origin NAME (or start the input "
+                             "with $ORIGIN)")
+    base = Path.cwd() if from_stdin else args.file.parent
+    imported = import_master(text, origin, shown, base)
+    for problem in imported.problems:
+        print(problem, file=sys.stderr)
+    if imported.yaml is None or (args.strict and imported.problems):
+        errors = sum(not p.warning for p in imported.problems)
+        why = f"{errors} error(s)" if errors else f"{len(imported.problems)} warning(s) (--strict)"
+        print(f"{shown}: not imported: {why}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(imported.yaml)
+        return 0
     try:
-        sys.stdout.write(import_master(text, args.origin, str(args.file)))
-    except ImportError_ as error:
-        print(error, file=sys.stderr)
+        write_atomically(args.output, imported.yaml)
+    except OSError as error:
+        print(f"{args.output}: cannot write: {error.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """The whole file or nothing: a hidden temporary beside it (the zones watcher ignores
+    hidden files), flushed to disk, then renamed over ``path``."""
+    temporary = path.with_name(f".{path.name}.import-{os.getpid()}")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def run_export(args: argparse.Namespace) -> int:

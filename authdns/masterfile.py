@@ -1,30 +1,32 @@
 """RFC 1035 master files ↔ authdns zones: ``authdns import`` and ``authdns export``.
 
-Import parses with dnspython's zone reader (it handles $ORIGIN, $TTL, $INCLUDE, relative
-names, parentheses, comments, TTL units and the "IN 300" field order, which dnslib's
-parser does not) and writes the YAML format. Export writes one absolute-named record per
-line from a loaded ``Zone``, which NSD, Knot and BIND read as is. Serves nothing.
+Import reads the file with ``masterread.py`` (every record at its ``file:line:column``,
+every type through dnspython), writes the YAML format (README, "Record types"), and runs
+``check``'s rules on the result, so what it prints serves. Export writes one
+absolute-named record per line from a loaded ``Zone``, which NSD, Knot and BIND read as
+is. Serves nothing.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import dns.exception
 import dns.name
-import dns.rdataclass
 import dns.rdatatype
-import dns.zone
 import yaml
 from dnslib import QTYPE
 
 from . import names
-from .zone import Zone
-from .rrtypes import NATIVE_TYPES as SUPPORTED_TYPES, WireRdata, type_name
-
-
-class ImportError_(Exception):
-    """The master file cannot become a YAML zone; the message is ``file:line: why``."""
+from .masterread import MasterRRset, group, read_master
+from .names import Name
+from .records import GENERIC_PREFIX
+from .rrtypes import WireRdata, type_code, type_name
+from .yamltree import Mapping as YamlMapping, Where, parse_tree
+from .zone import Zone, build_zone
+from .zonefile import Problem, read_zone_text
 
 
 # ---------------------------------------------------------------- export
@@ -87,8 +89,27 @@ def _relative(name: dns.name.Name, origin: dns.name.Name) -> str:
     return names.relative_text(names.from_text(name.to_text()), names.from_text(origin.to_text()))
 
 
+def _generic(rdata) -> str:
+    """RFC 3597 §5 form: what a record YAML cannot hold as text becomes."""
+    wire = rdata.to_wire()
+    return f"\\# {len(wire)} {wire.hex()}" if wire else "\\# 0"
+
+
+def _text_value(rdata):
+    """TXT/SPF in the YAML short form: each string verbatim; a record YAML cannot write as
+    text (octets that are not UTF-8, or a string the reader would take for RFC 3597's
+    ``\\#``) in the generic form."""
+    try:
+        parts = [part.decode("utf-8") for part in rdata.strings]
+    except UnicodeDecodeError:
+        return _generic(rdata)
+    if parts and parts[0].startswith(GENERIC_PREFIX + " ") and len(parts) == 1:
+        return _generic(rdata)
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _record_value(rdata, origin: dns.name.Name):
-    """The short (or, where text could be ambiguous, mapping) form of one record."""
+    """One record as the YAML zone format writes it (README, "Record types")."""
     rtype = dns.rdatatype.to_text(rdata.rdtype)
     rel = lambda n: _relative(n, origin)  # noqa: E731
     if rtype in ("A", "AAAA"):
@@ -99,97 +120,113 @@ def _record_value(rdata, origin: dns.name.Name):
         return rel(rdata.target)
     if rtype == "SRV":
         return f"{rdata.priority} {rdata.weight} {rdata.port} {rel(rdata.target)}"
-    if rtype == "TXT":
-        parts = [part.decode("utf-8") for part in rdata.strings]
-        return parts[0] if len(parts) == 1 else parts
+    if rtype in ("TXT", "SPF"):
+        return _text_value(rdata)
     if rtype == "CAA":
-        return {"flags": rdata.flags, "tag": rdata.tag.decode("ascii"), "value": rdata.value.decode("utf-8")}
+        try:
+            return {"flags": rdata.flags, "tag": rdata.tag.decode("ascii"), "value": rdata.value.decode("utf-8")}
+        except UnicodeDecodeError:
+            return _generic(rdata)
     if rtype == "SOA":
         return {
             "mname": rel(rdata.mname), "rname": rel(rdata.rname), "serial": rdata.serial,
             "refresh": rdata.refresh, "retry": rdata.retry, "expire": rdata.expire, "minimum": rdata.minimum,
         }
-    raise ValueError(rtype)
+    return rdata.to_text(origin=origin, relativize=True)
 
 
-def _rrset_value(rtype: str, values: list, ttl: int, default_ttl: int):
-    if rtype == "TXT":
+def _rrset_value(rrset: MasterRRset, origin: dns.name.Name, default_ttl: int):
+    values = [_record_value(rdata, origin) for rdata in rrset.rdatas]
+    if rrset.rtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
         # A list at the RRset level means several records; a record of several strings
         # is itself a list, so a lone multi-string record needs the outer list too.
         body = values if len(values) > 1 or isinstance(values[0], list) else values[0]
     else:
         body = values if len(values) > 1 else values[0]
-    if ttl != default_ttl:
-        return {"ttl": ttl, "records": body if isinstance(body, list) else [body]}
+    if rrset.ttl != default_ttl:
+        return {"ttl": rrset.ttl, "records": body if isinstance(body, list) else [body]}
     return body
 
 
-def _parse(text: str, origin: dns.name.Name, path: str) -> dns.zone.Zone:
-    return dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False, filename=path)
+@dataclass(slots=True)
+class Imported:
+    """What ``import`` made: the YAML (None when an error stops it) and every problem,
+    each at its place in the master file."""
+
+    yaml: str | None
+    problems: list[Problem]
 
 
-def _locate_error(text: str, origin: dns.name.Name, path: str, error: Exception) -> str:
-    """``file:line: message`` naming the line really at fault.
-
-    dnspython counts a line late when it notices the error after the newline, and says
-    only "Text input is malformed". The first prefix of the file that fails for a reason
-    other than being cut short (open parentheses) ends at the faulty line.
-    """
-    lines = text.splitlines(keepends=True)
-    low, high = 1, len(lines)
-    message = str(error).split(": ", 1)[-1]
-    while low < high:  # bisect for the shortest failing prefix
-        middle = (low + high) // 2
-        try:
-            _parse("".join(lines[:middle]), origin, path)
-            low = middle + 1
-        except dns.exception.DNSException as prefix_error:
-            if "unbalanced parentheses" in str(prefix_error) or isinstance(prefix_error, dns.exception.UnexpectedEnd):
-                low = middle + 1
-            else:
-                high = middle
-    if not lines:
-        return f"{path}: {message}"
-    return f"{path}:{low}: {message.rstrip('.')}: {lines[low - 1].strip()}"
+def _canonical_order(rrsets: list[MasterRRset], origin: dns.name.Name) -> list[MasterRRset]:
+    """The apex first, then names in DNSSEC canonical order (RFC 4034 §6.1); SOA first at
+    the apex, then types by number."""
+    return sorted(rrsets, key=lambda r: (r.owner != origin, r.owner, r.rtype != dns.rdatatype.SOA, r.rtype))
 
 
-def import_master(text: str, origin_text: str, path: str = "<stdin>") -> str:
-    """Convert master-file text to the YAML zone format (returned as text)."""
+def _document(rrsets: list[MasterRRset], origin: dns.name.Name) -> dict:
+    ttls = Counter(rrset.ttl for rrset in rrsets)
+    default_ttl = ttls.most_common(1)[0][0] if ttls else 3600
+    records: dict[str, dict] = {}
+    for rrset in _canonical_order(rrsets, origin):
+        owner = records.setdefault(_relative(rrset.owner, origin), {})
+        owner[dns.rdatatype.to_text(rrset.rtype)] = _rrset_value(rrset, origin, default_ttl)
+    return {"ttl": default_ttl, "records": records}
+
+
+def _positions(text: str, origin: Name) -> list[tuple[int, Name, int]]:
+    """(line, owner, type) of every type key in the YAML written, in line order: where a
+    finding of ``check`` about that line belongs."""
+    tree, _ = parse_tree(text, "<import>")
+    found: list[tuple[int, Name, int]] = []
+    records = tree.get("records") if isinstance(tree, YamlMapping) else None
+    if not isinstance(records, YamlMapping):
+        return found
+    for owner_key, types in records.items:
+        owner = names.from_text(owner_key.text, origin)
+        found.append((owner_key.where.line, owner, -1))
+        if isinstance(types, YamlMapping):
+            found.extend((key.where.line, owner, type_code(key.text)) for key, _ in types.items)
+    return sorted(found)
+
+
+def _check(text: str, origin: Name, where_of: dict[tuple[Name, int], Where], path: str) -> list[Problem]:
+    """``authdns check``'s findings on the YAML written, at the master-file place of the
+    records they concern (or the file's first line when none can be told)."""
+    source, problems = read_zone_text(text, "<import>", origin, default_serial=1)
+    if source is not None:
+        _, more = build_zone(source)
+        problems = problems + more
+    lines = _positions(text, origin)
+    mapped = []
+    for problem in problems:
+        at = [entry for entry in lines if entry[0] <= problem.where.line]
+        key = (at[-1][1], at[-1][2]) if at else None
+        where = where_of.get(key) if key else None
+        if where is None and key is not None:
+            where = next((w for (owner, _), w in where_of.items() if owner == key[0]), None)
+        mapped.append(Problem(where or Where(path, 1, 1), problem.message, problem.warning))
+    return mapped
+
+
+def import_master(text: str, origin_text: str, path: str = "<stdin>", base: Path = Path(".")) -> Imported:
+    """Master-file text (``$INCLUDE`` paths from ``base``) → the YAML zone format, with
+    every problem found by the reader and by ``check`` at its master-file position."""
     try:
         origin = dns.name.from_text(origin_text)
     except dns.exception.DNSException as error:
-        raise ImportError_(f"--origin {origin_text!r}: {error}") from None
-    try:
-        zone = _parse(text, origin, path)
-    except dns.exception.DNSException as error:
-        raise ImportError_(_locate_error(text, origin, path, error)) from None
-    ttls: Counter = Counter()
-    records: dict[str, dict] = {}
-    for owner, node in sorted(zone.nodes.items(), key=lambda item: (item[0] != origin, item[0])):
-        owner_text = _relative(owner, origin)
-        for rdataset in node.rdatasets:
-            rtype = dns.rdatatype.to_text(rdataset.rdtype)
-            if rdataset.rdclass != dns.rdataclass.IN:
-                raise ImportError_(f"{path}: {owner} {rtype}: only class IN is served")
-            if rtype not in SUPPORTED_TYPES:
-                raise ImportError_(
-                    f"{path}: {owner} has a {rtype} record; authdns serves {', '.join(SUPPORTED_TYPES)}"
-                )
-            ttls[rdataset.ttl] += 1
-    default_ttl = ttls.most_common(1)[0][0] if ttls else 3600
-    for owner, node in sorted(zone.nodes.items(), key=lambda item: (item[0] != origin, item[0])):
-        owner_text = _relative(owner, origin)
-        types: dict = {}
-        order = sorted(node.rdatasets, key=lambda r: (r.rdtype != dns.rdatatype.SOA, r.rdtype))
-        for rdataset in order:
-            rtype = dns.rdatatype.to_text(rdataset.rdtype)
-            try:
-                values = [_record_value(rdata, origin) for rdata in rdataset]
-            except UnicodeDecodeError:
-                raise ImportError_(f"{path}: {owner} {rtype}: text that is not UTF-8 cannot be written as YAML") from None
-            types[rtype] = _rrset_value(rtype, values, rdataset.ttl, default_ttl)
-        if types:
-            records[owner_text] = types
+        return Imported(None, [Problem(Where(path, 1, 1), f"--origin {origin_text!r}: {error}")])
+    master = read_master(text, origin, path, base)
+    if master.failed:
+        return Imported(None, master.problems)
+    rrsets = group(master)
+    if not any(r.owner == origin and r.rtype == dns.rdatatype.SOA for r in rrsets):
+        master.problems.append(Problem(Where(path, 1, 1), f"no SOA record at the origin {origin}: is --origin right?"))
+        return Imported(None, master.problems)
+    document = _document(rrsets, origin)
     header = f"# {origin.to_text()} imported from {path} by authdns import\n"
-    document = {"ttl": default_ttl, "records": records}
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    where_of = {(names.from_text(r.owner.to_text()), r.rtype): r.where for r in rrsets}
+    problems = master.problems + _check(header + body, names.from_text(origin.to_text()), where_of, path)
+    if any(not problem.warning for problem in problems):
+        return Imported(None, problems)
+    return Imported(header + body, problems)

@@ -25,13 +25,14 @@ from watchdog.events import (
     FileClosedNoWriteEvent,
     FileCreatedEvent,
     FileModifiedEvent,
+    FileMovedEvent,
     FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
 
-from .zonefile import is_zone_file_name
+from .zonefile import is_zone_file_name, wants_a_hint
 
 log = logging.getLogger("authdns.reload")
 
@@ -70,6 +71,9 @@ class _Handler(FileSystemEventHandler):
             if where.parent == real_dir:
                 if _is_zone_file(path):
                     poke(_kind(event), event.event_type, path)
+                elif wants_a_hint(where.name) and isinstance(event, (FileClosedEvent, FileMovedEvent)):
+                    # A master file copied in: a reload names it with the import command.
+                    poke("settled", event.event_type, path)
                 elif where.name.startswith("..") or event.is_directory or os.path.islink(path):
                     # Kubernetes ConfigMaps swap a `..data` symlink; other layouts swap a
                     # link or a directory the zone files point into: reload to see.

@@ -23,8 +23,8 @@ from .yamltree import Where
 from .zonediff import ZoneDiff, diff_zones
 from .zone import Zone, build_zone
 from .rrtypes import type_name
-from .zonefile import (BACKUP_SUFFIXES, Problem, is_zone_file_name, not_yaml_hint, origin_from_path,
-                       read_zone_text)
+from .zonefile import (Problem, is_zone_file_name, not_yaml_hint, origin_from_path, read_zone_text,
+                       wants_a_hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +149,7 @@ def unserved_files(directory: Path) -> list[Problem]:
     except OSError:
         return []
     return [Problem(Where(str(path), 1, 1), not_yaml_hint(path), True) for path in entries
-            if not is_zone_file_name(path.name) and not path.name.startswith(".")
-            and not path.name.endswith(BACKUP_SUFFIXES) and path.is_file()]
+            if wants_a_hint(path.name) and path.is_file()]
 
 
 def cross_zone_problems(zones: Mapping[Name, Zone]) -> list[Problem]:

@@ -101,15 +101,33 @@ BACKUP_SUFFIXES = ("~", ".bak", ".orig", ".rej", ".swp", ".tmp", ".dpkg-old", ".
                    ".rpmnew", ".rpmsave")
 
 
+def wants_a_hint(name: str) -> bool:
+    """A file beside the zones that is no zone file and deserves a word: not hidden, not
+    an editor's or package tool's backup (a master file copied in, most likely)."""
+    return not is_zone_file_name(name) and not name.startswith(".") and not name.endswith(BACKUP_SUFFIXES)
+
+
+MASTER_FILE_SUFFIXES = (".zone", ".db", ".signed", ".hosts", ".txt")
+
+
+def master_file_origin(file_name: str) -> str:
+    """The origin a master file's name suggests: ``example.com.zone``, ``example.com.db``,
+    ``db.example.com`` (BIND's habit) or ``example.com`` all give ``example.com.``;
+    ``root.zone`` gives the root (Knot's name for it)."""
+    stem = file_name
+    for suffix in MASTER_FILE_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    stem = stem.removeprefix("db.").rstrip(".")
+    return "." if stem.lower() in (ROOT_ZONE_STEM, "") else stem + "."
+
+
 def not_yaml_hint(path: Path) -> str:
     """Why a file beside the zones is not served, and how to make it a zone: a master
     file is converted with ``authdns import`` (README, "Importing a zone")."""
-    stem = path.name
-    for affix in (".zone", ".db", ".signed", ".hosts"):
-        stem = stem.removesuffix(affix)
-    stem = stem.removeprefix("db.")
+    origin = master_file_origin(path.name)
+    target = f"{ROOT_ZONE_STEM}.yaml" if origin == "." else f"{origin.rstrip('.')}.yaml"
     return (f"not a YAML zone file, so not served; if it is a master file, convert it with "
-            f"`authdns import {path.name} --origin {stem.rstrip('.')}. > {stem.rstrip('.')}.yaml`")
+            f"`authdns import {path.name} --origin {origin} -o {target}`")
 
 
 def origin_from_path(path: Path) -> Name:

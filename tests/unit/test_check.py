@@ -257,7 +257,7 @@ def test_master_file_in_a_checked_directory_is_named_with_a_hint(tmp_path: Path)
     result = run_check(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (f"{tmp_path / 'example.com.zone'}:1:1: warning: not a YAML zone file, so not served; if it is a master "
-            "file, convert it with `authdns import example.com.zone --origin example.com. > example.com.yaml`"
+            "file, convert it with `authdns import example.com.zone --origin example.com. -o example.com.yaml`"
             in result.stdout)
     assert "yaml~" not in result.stdout
     assert run_check(tmp_path / "example.com.zone").returncode == 1, "named explicitly, it is an error"
