@@ -503,18 +503,18 @@ def group(master: MasterFile) -> list[MasterRRset]:
             seen[key] = {record.rdata.to_digestable(): record.where}
             continue
         type_name = rrtypes.type_name(record.rdata.rdtype)
+        if record.ttl != rrset.ttl:  # a copy's TTL counts too: clients would see it
+            lowest = min(record.ttl, rrset.ttl)
+            master.problems.append(Problem(record.where, f"TTL {record.ttl} differs from the TTL {rrset.ttl} of the "
+                                           f"{record.owner} {type_name} RRset (RFC 2181 §5.2): the RRset gets the "
+                                           f"lowest, {lowest}", warning=True))
+            rrset.ttl = lowest
         digest = record.rdata.to_digestable()
         if digest in seen[key]:
             master.problems.append(Problem(record.where, f"duplicate {type_name} record left out: the same data as "
                                            f"line {seen[key][digest].line}", warning=True))
             continue
         seen[key][digest] = record.where
-        if record.ttl != rrset.ttl:
-            lowest = min(record.ttl, rrset.ttl)
-            master.problems.append(Problem(record.where, f"TTL {record.ttl} differs from the TTL {rrset.ttl} of the "
-                                           f"{record.owner} {type_name} RRset (RFC 2181 §5.2): the RRset gets the "
-                                           f"lowest, {lowest}", warning=True))
-            rrset.ttl = lowest
         rrset.rdatas.append(record.rdata)
     return list(rrsets.values())
 

@@ -314,3 +314,47 @@ def test_cli_import_strict_fails_on_warnings(tmp_path: Path) -> None:
     assert run("import", str(master)).returncode == 0
     strict = run("import", str(master), "--strict")
     assert strict.returncode == 1 and strict.stdout == "" and "1 warning(s) (--strict)" in strict.stderr
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+_OWNERS = ["@", "www", "mail", "a.b", "xn--bcher-kva", "*.wild", "with\\.dot"]
+_DATA = {
+    "A": st.sampled_from(["192.0.2.1", "192.0.2.2", "198.51.100.7"]),
+    "MX": st.sampled_from(["10 mail", "20 mx.example.net.", "0 ."]),
+    "TXT": st.sampled_from(['"one"', '"two words" "and more"', '"semi;colon" "(paren)"', '"back\\\\slash \\"q\\""']),
+    "SRV": st.sampled_from(["0 5 5060 mail", "1 1 443 www.example.net."]),
+}
+
+
+@st.composite
+def _master_files(draw) -> str:
+    """A master file with the same records written in varied style: owners repeated or
+    left blank, TTL and class in either order or left out, parentheses across lines,
+    comments, tabs."""
+    lines = ["$TTL 300", "@ IN SOA ns1 hostmaster ( 1 ; serial", "  2 3 4 5 )", "@ NS ns1", "ns1 A 192.0.2.53"]
+    previous = "ns1"
+    for _ in range(draw(st.integers(1, 12))):
+        owner = draw(st.sampled_from(_OWNERS))
+        rtype = draw(st.sampled_from(sorted(_DATA)))
+        data = draw(_DATA[rtype])
+        ttl = draw(st.sampled_from(["", "300 ", "1h ", "600 "]))
+        klass = draw(st.sampled_from(["", "IN "]))
+        head = owner if owner != previous or draw(st.booleans()) else draw(st.sampled_from([" ", "\t", "    "]))
+        fields = f"{ttl}{klass}" if draw(st.booleans()) else f"{klass}{ttl}"
+        if draw(st.booleans()):  # across lines: the break goes between fields, never inside quotes
+            data = "( " + (data.replace(" ", " ; note\n   ", 1) if rtype != "TXT" else data + "\n") + " )"
+        lines.append(f"{head}\t{fields}{rtype} {data}" + (" ; comment" if draw(st.booleans()) else ""))
+        previous = owner
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_master_files())
+def test_import_reads_what_dnspython_reads(tmp_path: Path, text: str) -> None:
+    """Our reader against dnspython's (an independent one) on the same text."""
+    result = import_master(text, "example.test.", "<test>")
+    assert result.yaml is not None, [str(p) for p in result.problems]
+    path = tmp_path / "example.test.yaml"
+    path.write_text(result.yaml)
+    assert records_of_yaml(path) == records_of_master(text, "example.test.")
