@@ -63,6 +63,12 @@ def _slip(text: str) -> int:
     return int(text)
 
 
+def _ixfr_history(text: str) -> int:
+    if not text.isdigit() or int(text) > 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of zone versions from 0 to 1000")
+    return int(text)
+
+
 def _mebibytes(text: str) -> float:
     """A size in MiB, above 0 (fractions allowed: 0.5 is 512 KiB), at most 64 GiB."""
     try:
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="let this address or prefix transfer every zone (AXFR/IXFR; repeatable; "
                        "a zone's own `transfer: allow:` adds to it)")
     serve.add_argument("--tsig-key", type=_argument(parse_tsig_key), action="append", default=[],
-                       metavar="[hmac-sha256:]NAME:BASE64", help="a TSIG key (RFC 8945) for transfers; repeatable")
+                       metavar="[ALGORITHM:]NAME:BASE64",
+                       help="a TSIG key (RFC 8945): requests signed with it are answered signed; ALGORITHM "
+                            "hmac-sha1|hmac-sha224|hmac-sha256 (default)|hmac-sha384|hmac-sha512; repeatable")
     serve.add_argument("--notify-retry", type=_argument(parse_notify_retry), default=DEFAULTS.notify_retry,
                        metavar="SECONDS", help=f"first NOTIFY retry after this long, doubling "
                        f"(default: {DEFAULTS.notify_retry:g})")
@@ -208,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-zone-size", type=_mebibytes, default=DEFAULTS.max_zone_bytes >> 20, metavar="MIB",
                        help="refuse zone files larger than this, in MiB (default: "
                        f"{DEFAULTS.max_zone_bytes >> 20})")
+    serve.add_argument("--ixfr-history", type=_ixfr_history, default=DEFAULTS.ixfr_history, metavar="N",
+                       help="changes of each zone kept in memory for IXFR (RFC 1995): a secondary at one of "
+                       f"the last N serials gets only the differences; 0: always the whole zone "
+                       f"(default: {DEFAULTS.ixfr_history})")
     serve.add_argument("--query-log", action="store_true",
                        help="log every query from the start (`authdns ctl querylog on|off` switches it at runtime)")
     serve.add_argument("--log-format", choices=["plain", "json"], default="plain",
@@ -348,7 +360,7 @@ def run_serve(args: argparse.Namespace) -> int:
         state_dir=args.state_dir, control=args.control, watch=args.watch,
         allow_transfer=tuple(args.allow_transfer), tsig_keys=keys, notify_retry=args.notify_retry,
         notify_attempts=args.notify_attempts, workers=args.workers, event_loop=event_loop, query_log=args.query_log, metrics=args.metrics,
-        max_zone_bytes=int(args.max_zone_size * (1 << 20)), rrl_rate=args.rrl_rate, rrl_slip=args.rrl_slip,
+        max_zone_bytes=int(args.max_zone_size * (1 << 20)), ixfr_history=args.ixfr_history, rrl_rate=args.rrl_rate, rrl_slip=args.rrl_slip,
         version=f"authdns {__version__}", identity=socket.gethostname(),
     )
     try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     from .transferspec import AllowRule
+    from .tsig import TsigSecret
 
 DEFAULT_PORT = 5353
 # Unprivileged by default, so `authdns serve` runs out of the box without root.
@@ -54,8 +55,8 @@ class ServerConfig:
     # Zone transfers (transfer.py). Who may AXFR/IXFR every zone, beside each zone's own
     # `transfer: allow:`; nobody by default (RFC 5936 §5: transfers are a policy matter).
     allow_transfer: tuple[AllowRule, ...] = ()
-    # TSIG keys (hmac-sha256, RFC 8945): absolute lowercase key name -> secret.
-    tsig_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    # TSIG keys (RFC 8945): absolute lowercase key name -> algorithm and secret (tsig.py).
+    tsig_keys: Mapping[str, TsigSecret] = field(default_factory=lambda: MappingProxyType({}))
     notify_retry: float = 5.0  # seconds before the first NOTIFY retry, doubling (RFC 1996 §3.6)
     notify_attempts: int = 5  # NOTIFY messages per secondary and change before giving up
     # Processes answering queries (workers.py); 1: this process answers, no supervisor.
@@ -64,6 +65,9 @@ class ServerConfig:
     query_log: bool = False  # a line per query from the start (querylog.py)
     rrl_rate: int = 0  # answers per second per prefix and answer over UDP; 0: no rate limiting (rrl.py)
     rrl_slip: int = 2  # over the limit, every slip-th answer goes out truncated, the rest dropped
+    # Steps of each zone's history kept for IXFR (snapshot.with_history); NSD's
+    # ixfr-number defaults to 5 too.
+    ixfr_history: int = 5
     max_zone_bytes: int = 256 << 20  # a larger zone file is refused with file:line (snapshot.py)
     metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (metrics.py)
 

@@ -1,6 +1,7 @@
 """``Responder.respond(packet, via) -> bytes | None``: the whole query path, bytes to bytes.
 
-Parse (``query``), resolve (``answer``), render (``render``); count what happened. An
+Parse (``query``), resolve (``answer``), render (``render``); count what happened. A
+query signed with TSIG is checked first and its reply signed (``tsig``). An
 unexpected exception never reaches the transport: it is counted, logged at most once a
 second, and answered SERVFAIL. Owns no sockets and no threads. The precompiled fast
 path (issue 5) slots in before the parse, keyed on the question bytes.
@@ -12,7 +13,7 @@ import logging
 import time
 from bisect import bisect_left
 from time import perf_counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from dnslib import CLASS, QTYPE
@@ -25,6 +26,7 @@ from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUS
 from .render import render, render_reject, render_servfail
 from .cache import VARIANT_LIMIT, Dynamic, Static
 from .state import ServingState, StateHolder
+from .tsig import Signer, check_request, keyring
 from .wire import RD_CD, question_key, splice
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ class Responder:
         self.fast_hits = 0  # answers spliced from the cache (wire.py) rather than parsed
         self.query_log = config.query_log  # querylog.py; switched at runtime by `ctl querylog`
         self.udp_max = config.udp_payload
+        self.keyring = keyring(config.tsig_keys)  # signed queries are answered signed (tsig.py)
         self._last_error_log = 0.0
         self._tick = 0
 
@@ -153,30 +156,40 @@ class Responder:
 
     def _respond(self, packet: bytes, via: Via, peer: tuple | None, state: ServingState,
                  found: tuple[bytes, int] | None) -> bytes | None:
-        query = parse_query(packet, via, self.config.udp_payload)
+        signer = None
+        readable = packet
+        if found is None and len(packet) >= 12 and (packet[10] or packet[11]):  # additional records: a TSIG?
+            checked = check_request(packet, self.keyring, self.config.udp_payload)
+            if isinstance(checked, bytes):
+                return checked  # malformed, unknown key, bad MAC or time (RFC 8945 §5.2)
+            if checked is not None:
+                signer, readable = checked.signer, checked.unsigned
+        query = parse_query(readable, via, self.config.udp_payload)
         if query is None:
             return None
         if found is None and isinstance(query, Query):  # counted in respond() otherwise
             types = self.counters.types
             types[query.qtype] = types.get(query.qtype, 0) + 1
         if isinstance(query, Reject):
-            return render_reject(query, self.config.udp_payload)
+            return _signed(render_reject(query, self.config.udp_payload), signer)
         if self.transfer is not None and query.qtype in TRANSFER_TYPES and via is Via.UDP and query.qclass == CLASS.IN:
-            # Who asks decides (access list, TSIG), so transfer.py answers: SOA-only for an
-            # allowed IXFR (RFC 1995 §2), REFUSED otherwise. Over TCP the listener hands
-            # transfers to it before they get here.
+            # Who asks decides (access list, TSIG), so transfer.py answers (and signs):
+            # SOA-only for an allowed IXFR (RFC 1995 §2), REFUSED otherwise. Over TCP the
+            # listener hands transfers to it before they get here.
             reply = self.transfer.respond_udp(packet, peer)
             if reply is not None:
                 return reply
+        if signer is not None:  # the signature must fit in the client's size too
+            query = replace(query, size_limit=query.size_limit - signer.reserve)
         answer = self._answer(state.snapshot, query)
         if isinstance(answer, Reject):
-            return render_reject(answer, self.config.udp_payload)
+            return _signed(render_reject(answer, self.config.udp_payload), signer)
         if found is not None and query.qclass == CLASS.IN:
             return self._cache_and_answer(answer, query, packet, found, state)
         # Resolve → order → render (ARCHITECTURE.md rule 2): the engine decided what,
         # the balancer decides the order from this same state's health and overrides.
         answer = self.balancer.apply(answer, state.health, state.overrides)
-        return render(query, answer, self.config.udp_payload)
+        return _signed(render(query, answer, self.config.udp_payload), signer)
 
     def _cache_and_answer(self, answer: Answer, query: Query, packet: bytes, found: tuple[bytes, int],
                           state: ServingState) -> bytes:
@@ -204,6 +217,11 @@ class Responder:
             # policy, EDE "Prohibited" (RFC 8914 §4.19).
             return Reject(query.header, RCODE_REFUSED, query.question, query.edns, EDE_PROHIBITED)
         return resolve(snapshot, query.qname, query.qtype)
+
+
+def _signed(reply: bytes, signer: Signer | None) -> bytes:
+    """The reply to a signed request signed with its key (RFC 8945 §5.3); others as they are."""
+    return reply if signer is None else signer.sign(reply)[0]
 
 
 def _precompiled(reply: bytes, question_end: int) -> Static:

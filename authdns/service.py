@@ -88,7 +88,7 @@ class Service:
         if self.serials.warning:
             log.error("%s", self.serials.warning)
         result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, EMPTY, self.serials,
-                                         max_bytes=self.config.max_zone_bytes)
+                                         max_bytes=self.config.max_zone_bytes, ixfr_history=self.config.ixfr_history)
         log_load(result, first=True)
         self._note_loaded(result)
         self._keep_problems(result)
@@ -192,7 +192,8 @@ class Service:
             seq = self.watcher.seq if self.watcher is not None else 0
             serials = self.serials.copy()
             result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, self.holder.current.snapshot,
-                                             serials, False, parsed, hold, self.config.max_zone_bytes)
+                                             serials, False, parsed, hold, self.config.max_zone_bytes,
+                                             self.config.ixfr_history)
             parsed = result.snapshot
             dirty = self.watcher.dirty_since(seq) - hold if self.watcher is not None else frozenset()
             if not dirty:

@@ -20,7 +20,7 @@ from . import names
 from .names import Name
 from .serials import SerialStore, serial_gt
 from .yamltree import Where
-from .zonediff import ZoneDiff, diff_zones
+from .zonediff import ZoneDiff, diff_zones, zone_delta
 from .zone import Zone, build_zone
 from .rrtypes import type_name
 from .zonefile import (Problem, is_zone_file_name, not_yaml_hint, origin_from_path, read_zone_text,
@@ -197,11 +197,22 @@ class LoadResult:
     unchanged: int = 0  # files whose bytes had not changed: not parsed again
 
 
+def with_history(zone: Zone, before: Zone, keep: int) -> Zone:
+    """``zone`` with the steps IXFR answers from: ``before``'s and the one from it, the
+    last ``keep``. None when the serial did not grow: a step back or sideways cannot be
+    told to a secondary (RFC 1995 §4 and RFC 1982 order), so old serials get AXFR."""
+    if keep <= 0 or not serial_gt(zone.serial, before.serial):
+        return zone
+    steps = before.history + (zone_delta(before, zone),)
+    return replace(zone, history=steps[-keep:])
+
+
 def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None,
                   save: bool = True, parsed: Snapshot = EMPTY, hold: frozenset[str] = frozenset(),
-                  max_bytes: int = DEFAULT_MAX_ZONE_BYTES) -> LoadResult:
+                  max_bytes: int = DEFAULT_MAX_ZONE_BYTES, ixfr_history: int = 0) -> LoadResult:
     """Load every zone file in ``zone_dir``. ``hold``: names of files being written,
     kept at their served version (service.py reads them once their writer is done).
+    ``ixfr_history``: how many steps of each zone's history to keep for IXFR.
 
     A file whose bytes did not change keeps its ``Zone`` (not parsed again). A file that
     fails keeps the previous version of its zone, if any (the operator's mistake must not
@@ -247,6 +258,8 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
         if zone is before:
             result.unchanged += 1
             continue
+        if before is not None and not zone.history:  # (a zone parsed by a dropped attempt has it)
+            zone = zones[zone.origin] = with_history(zone, before, ixfr_history)
         result.loaded.append(zone)
         result.changes.append(ZoneChange(zone.origin, zone.path, before.serial if before else None, zone.serial,
                                          diff_zones(before, zone) if before else None))

@@ -1,5 +1,6 @@
-"""Zone transfers out (AXFR, RFC 5936; IXFR answered in full, RFC 1995 §4) with their
-access list and TSIG (RFC 8945), and NOTIFY out (RFC 1996) with retries.
+"""Zone transfers out (AXFR, RFC 5936; IXFR, RFC 1995, from the zone's kept history)
+with their access list and TSIG (RFC 8945, ``tsig.py``), and NOTIFY out (RFC 1996) with
+retries.
 
 ``TransferResponder.respond(packet, peer)`` takes a TCP message and returns the framed
 replies' bodies for a transfer query, or None for anything else (the ordinary query
@@ -9,18 +10,19 @@ listed secondaries that a zone's serial changed.
 Transfer messages are assembled from wire bytes: each zone version is packed once into
 the answer sections of its messages (``render_zone``: records in zone order, owner
 names compressed within each message, rdata names not), and that is cached; a request
-then costs a header, the question, the OPT and, when signed, a TSIG per message made
-with dnspython's ``dns.tsig.sign`` (each MAC chained to the one before, RFC 8945
-§5.3.1). Refusals and TSIG errors are built with dnspython; the query path stays
+then costs a header, the question, the OPT and, when signed, a TSIG per message (each
+MAC chained to the one before, RFC 8945 §5.3.1). An IXFR from a serial the zone's
+``history`` holds gets the differences since (``render_incremental``), packed per
+request: they are small. Refusals are built with dnspython; the query path stays
 dnslib. Records go out exactly as the zone file has them: zone order, no rotation, no
-health. This module answers no ordinary queries and changes no state.
+health. This module answers no ordinary queries; its only state is the packed-zone
+cache and its counters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import ipaddress
 import logging
 import socket
@@ -30,7 +32,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import dns.edns
 import dns.flags
@@ -41,7 +43,6 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 from dnslib import CLASS, QTYPE, DNSBuffer, DNSLabel
@@ -54,7 +55,8 @@ from .render import render_servfail
 from .serials import serial_gt
 from .state import StateHolder
 from .transferspec import Address, AllowRule
-from .zone import RRset, Zone
+from .tsig import FUDGE, Signed, Signer, check_request, keyring
+from .zone import Records, RRset, Zone, ZoneDelta
 
 log = logging.getLogger("authdns.transfer")
 
@@ -64,16 +66,6 @@ HEADER_LENGTH = 12
 # Room kept free in every message for the OPT and TSIG records (a TSIG with a 255-octet
 # key name and a SHA-256 MAC is under 330 octets, an OPT without options 11).
 TRAILER_RESERVE = 512
-# The fudge our signed replies carry, and the most clock skew a request may show: a
-# request's time must be within min(its own fudge, this) of our clock (RFC 8945 §5.2.3;
-# §10 recommends 300 s). dnspython alone would honour any fudge the requester chose.
-TSIG_FUDGE = 300
-# hmac-sha256 (the one algorithm offered, transferspec.TSIG_ALGORITHM) gives 32 octets.
-# RFC 8945 §5.2.2.1: a MAC longer than that, or shorter than max(10, half of it) = 16,
-# is malformed (FORMERR); our local policy accepts no truncation at all, so a MAC of 16
-# to 31 octets that verifies is answered BADTRUNC (§5.2.4).
-DIGEST_SIZE = 32
-MIN_MAC_SIZE = max(10, DIGEST_SIZE // 2)
 REFUSAL_LOG_INTERVAL = 1.0  # at most one "transfer refused" line a second (scanners)
 # Packed zone versions kept (the newest per zone, the most recently transferred zones).
 RENDER_CACHE_ZONES = 8
@@ -88,12 +80,6 @@ FLAG_QR = 0x8000
 FLAG_AA = 0x0400
 FLAG_TC = 0x0200
 FLAG_RD = 0x0100
-
-
-def keyring(keys: Mapping[str, bytes]) -> dict[dns.name.Name, dns.tsig.Key]:
-    """``ServerConfig.tsig_keys`` as dnspython keys (hmac-sha256, RFC 8945 §6)."""
-    return {dns.name.from_text(name): dns.tsig.Key(name, secret, dns.tsig.HMAC_SHA256)
-            for name, secret in keys.items()}
 
 
 def allow_rules(zone: Zone, config: ServerConfig) -> tuple[AllowRule, ...]:
@@ -254,22 +240,49 @@ def _transfer_order(zone: Zone) -> Iterator[RRset]:
     yield zone.soa
 
 
-def render_zone(zone: Zone) -> RenderedZone:
-    """Pack a zone version for AXFR. Runs in a transfer worker thread: it pauses every
+def _incremental_order(zone: Zone, steps: Sequence[ZoneDelta]) -> Iterator[Records]:
+    """RFC 1995 §4: the current SOA; for each step, its old SOA, the records it removed,
+    its new SOA, the records it added; the current SOA again."""
+    yield _records(zone.soa)
+    for step in steps:
+        yield _records(step.old_soa)
+        yield from step.removed
+        yield _records(step.new_soa)
+        yield from step.added
+    yield _records(zone.soa)
+
+
+def _records(rrset: RRset) -> Records:
+    return rrset.name, rrset.rtype, rrset.ttl, rrset.rdatas
+
+
+def render_records(origin: Name, records: Iterable[Records]) -> RenderedZone:
+    """Pack records for a transfer from ``origin`` (AXFR: ``render_zone``; IXFR:
+    ``render_incremental``). Runs in a transfer worker thread: it pauses every
     ``YIELD_EVERY`` records so that the event loop can take the GIL at once."""
-    question_length = len(zone.origin) + 4  # the question echoes the apex (its case may differ, not its length)
+    question_length = len(origin) + 4  # the question echoes the apex (its case may differ, not its length)
     packer = _Packer(HEADER_LENGTH + question_length, TCP_MESSAGE_LIMIT - TRAILER_RESERVE)
     done = 0
-    for rrset in _transfer_order(zone):
-        starts = _label_starts(rrset.name)
-        fixed = struct.pack("!HHI", rrset.rtype, CLASS.IN, rrset.ttl)
-        for rdata in rrset.rdatas:
-            packer.add(rrset.name, starts, fixed, rdata_wire(rrset.rtype, rdata))
+    for name, rtype, ttl, rdatas in records:
+        starts = _label_starts(name)
+        fixed = struct.pack("!HHI", rtype, CLASS.IN, ttl)
+        for rdata in rdatas:
+            packer.add(name, starts, fixed, rdata_wire(rtype, rdata))
             done += 1
             if not done % YIELD_EVERY:
                 time.sleep(YIELD_PAUSE)  # lets a waiting thread (the event loop) take the GIL now
     packer.flush()
     return RenderedZone(tuple(packer.chunks), done - 1)
+
+
+def render_zone(zone: Zone) -> RenderedZone:
+    """A zone version as its AXFR sends it."""
+    return render_records(zone.origin, map(_records, _transfer_order(zone)))
+
+
+def render_incremental(zone: Zone, steps: Sequence[ZoneDelta]) -> RenderedZone:
+    """The differences from the first step's old serial to the zone's, as its IXFR sends them."""
+    return render_records(zone.origin, _incremental_order(zone, steps))
 
 
 def soa_chunk(zone: Zone) -> Chunk:
@@ -280,7 +293,7 @@ def soa_chunk(zone: Zone) -> Chunk:
     return Chunk(soa.name + fixed + rdata, 1)
 
 
-def assemble(query: dns.message.Message, chunks: Sequence[Chunk], payload: int,
+def assemble(query: dns.message.Message, chunks: Sequence[Chunk], payload: int, signer: Signer | None,
              truncated: bool = False) -> list[bytes]:
     """The reply messages: each chunk under a header (ID, QR, AA, RD copied); the
     question and, when the query had EDNS, an OPT in the first only (RFC 5936 §2.2);
@@ -292,7 +305,6 @@ def assemble(query: dns.message.Message, chunks: Sequence[Chunk], payload: int,
     opt = b""
     if query.edns >= 0:  # version 0, no options, DO echoed (RFC 3225 §3)
         opt = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, payload, query.ednsflags & dns.flags.DO, 0)
-    key = query.keyring if query.had_tsig and isinstance(query.keyring, dns.tsig.Key) else None
     messages: list[bytes] = []
     context = None
     for index, chunk in enumerate(chunks):
@@ -300,24 +312,12 @@ def assemble(query: dns.message.Message, chunks: Sequence[Chunk], payload: int,
         additional = 1 if first and opt else 0
         header = struct.pack("!6H", query.id, flags, int(first), chunk.count, 0, additional)
         wire = header + question_wire + chunk.records + opt if first else header + chunk.records
-        if key is not None:
-            wire, context = _signed(wire, key, query.id, query.mac, context, additional)
+        if signer is not None:
+            wire, context = signer.sign(wire, context, multi=True)
         messages.append(wire)
         if index % 4 == 3:
             time.sleep(YIELD_PAUSE)  # a large transfer: let the event loop in between messages
     return messages
-
-
-def _signed(wire: bytes, key: dns.tsig.Key, original_id: int, request_mac: bytes, context,
-            additional: int) -> tuple[bytes, object]:
-    """``wire`` with a TSIG record appended. The first message's MAC covers the request's
-    MAC; ``context`` (from the previous call) chains each later one to the MAC before."""
-    unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, TSIG_FUDGE,
-                                         b"", original_id, 0, b"")
-    tsig, context = dns.tsig.sign(wire, key, unsigned, int(time.time()), request_mac, context, True)
-    rdata = tsig.to_wire()
-    record = key.name.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata
-    return wire[:10] + struct.pack("!H", additional + 1) + wire[12:] + record, context
 
 
 def rrset_records(rrset: RRset) -> list[dns.rrset.RRset]:
@@ -329,43 +329,6 @@ def rrset_records(rrset: RRset) -> list[dns.rrset.RRset]:
         parsed = dns.rdata.from_wire(dns.rdataclass.IN, rrset.rtype, wire, 0, len(wire))
         result.append(dns.rrset.from_rdata(owner, rrset.ttl, parsed))
     return result
-
-
-# ---------------------------------------------------------------- TSIG on requests (RFC 8945 §5.2)
-
-
-def _skip_name(packet: bytes, offset: int) -> int:
-    while True:
-        length = packet[offset]
-        if length >= 0xC0:
-            return offset + 2
-        if length == 0:
-            return offset + 1
-        offset += length + 1
-
-
-def tsig_offset(packet: bytes) -> int:
-    """Where the TSIG record starts: the last record of a message dnspython has parsed."""
-    qdcount, ancount, nscount, arcount = struct.unpack_from("!4H", packet, 4)
-    offset = HEADER_LENGTH
-    for _ in range(qdcount):
-        offset = _skip_name(packet, offset) + 4
-    for _ in range(ancount + nscount + arcount - 1):
-        offset = _skip_name(packet, offset)
-        offset += 10 + int.from_bytes(packet[offset + 8 : offset + 10], "big")
-    return offset
-
-
-def request_mac_verifies(packet: bytes, key: dns.tsig.Key, tsig: dns.rdtypes.ANY.TSIG.TSIG) -> bool:
-    """The request's MAC against our own (RFC 8945 §4.3.3: the message with its original
-    ID, the TSIG record removed, then the TSIG variables), compared over the MAC's own
-    length so that a truncated MAC can be told apart from a wrong one. dnspython's
-    ``dns.tsig.sign`` computes it, as it does for a message we send."""
-    start = tsig_offset(packet)
-    additional = int.from_bytes(packet[10:12], "big") - 1
-    wire = packet[:10] + additional.to_bytes(2, "big") + packet[12:start]
-    ours, _ = dns.tsig.sign(wire, key, tsig, tsig.time_signed)
-    return len(tsig.mac) > 0 and hmac.compare_digest(ours.mac[: len(tsig.mac)], tsig.mac)
 
 
 # ---------------------------------------------------------------- answers
@@ -427,7 +390,7 @@ class TransferResponder:
             else MIN_UDP_PAYLOAD
         reply = self._answer(query, peer, tcp=False)[0]
         if len(reply) > limit:
-            reply = assemble(query, [Chunk(b"", 0)], self.config.udp_payload, truncated=True)[0]
+            reply = assemble(query, [Chunk(b"", 0)], self.config.udp_payload, _signer(query), truncated=True)[0]
         return reply
 
     def _answer(self, query: dns.message.Message, peer: tuple | None, tcp: bool) -> list[bytes]:
@@ -438,13 +401,18 @@ class TransferResponder:
             return [self._refuse(query, decision)]
         zone = decision
         qtype = query.question[0].rdtype
-        if qtype == dns.rdatatype.IXFR and (not tcp or self._client_current(query, zone)):
-            return assemble(query, [soa_chunk(zone)], self.config.udp_payload)
-        rendered = self._rendered_zone(zone)
-        messages = assemble(query, rendered.chunks, self.config.udp_payload)
+        client_serial = _client_serial(query) if qtype == dns.rdatatype.IXFR else None
+        if qtype == dns.rdatatype.IXFR and (not tcp or (client_serial is not None
+                                                        and not serial_gt(zone.serial, client_serial))):
+            # Over UDP, or the client is current: our SOA alone (RFC 1995 §2, §4).
+            return assemble(query, [soa_chunk(zone)], self.config.udp_payload, _signer(query))
+        steps = steps_from(zone, client_serial) if client_serial is not None else None
+        rendered = render_incremental(zone, steps) if steps else self._rendered_zone(zone)
+        messages = assemble(query, rendered.chunks, self.config.udp_payload, _signer(query))
         self.transfers += 1
-        log.info("transfer zone=%s peer=%s type=%s serial=%d records=%d messages=%d tsig=%s",
+        log.info("transfer zone=%s peer=%s type=%s serial=%d from=%s style=%s records=%d messages=%d tsig=%s",
                  names.to_text(zone.origin), _peer_text(peer), dns.rdatatype.to_text(qtype), zone.serial,
+                 "none" if client_serial is None else client_serial, "incremental" if steps else "full",
                  rendered.record_count, len(messages), _key_text(query) or "none")
         return messages
 
@@ -465,15 +433,6 @@ class TransferResponder:
         return Refusal(dns.rcode.REFUSED, EDE_PROHIBITED, "wrong or missing TSIG key" if needs_key
                        else "not in the allow list")
 
-    def _client_current(self, query: dns.message.Message, zone: Zone) -> bool:
-        """IXFR whose authority SOA, owned by the zone's apex, is not older than ours: one
-        SOA answers it (RFC 1995 §2). Any other IXFR gets the whole zone."""
-        apex = query.question[0].name
-        for rrset in query.authority:
-            if rrset.rdtype == dns.rdatatype.SOA and rrset.name == apex and len(rrset):
-                return not serial_gt(zone.serial, rrset[0].serial)
-        return False
-
     def _rendered_zone(self, zone: Zone) -> RenderedZone:
         """Packed once per zone version (a reload's new Zone object packs again); the
         newest version of the ``RENDER_CACHE_ZONES`` most recently transferred zones is
@@ -489,31 +448,21 @@ class TransferResponder:
             return cached[1]
 
     def _parse(self, packet: bytes) -> dns.message.Message | bytes | None:
-        """The query with its TSIG verified (RFC 8945 §5.2: key, MAC, time, truncation,
-        in that order), an error reply when TSIG fails, or None when dnspython cannot
-        read it (the ordinary path then says FORMERR)."""
-        try:
-            query = dns.message.from_wire(packet, keyring=False)
-        except Exception:  # any parse failure: not ours to answer
-            return None
+        """The query, its TSIG verified (``tsig.check_request``: ``keyring`` is then the
+        key), an error reply when TSIG fails, or None when dnspython cannot read it (the
+        ordinary path then says FORMERR)."""
+        checked = check_request(packet, self.keyring, self.config.udp_payload)
+        if isinstance(checked, bytes):
+            return checked
+        if isinstance(checked, Signed):
+            query = checked.message
+        else:
+            try:
+                query = dns.message.from_wire(packet, keyring=False)
+            except Exception:  # any parse failure: not ours to answer
+                return None
         if query.flags & dns.flags.QR or len(query.question) != 1:
             return None
-        if not query.had_tsig:
-            return query
-        payload = self.config.udp_payload
-        key = self.keyring.get(query.keyname)
-        if key is None or key.algorithm != query.keyalgorithm:
-            return tsig_error_reply(query, dns.rcode.BADKEY, payload)  # §5.2.1, unsigned
-        tsig = query.tsig[0]
-        if not MIN_MAC_SIZE <= len(tsig.mac) <= DIGEST_SIZE or tsig.error != dns.rcode.NOERROR:
-            return format_error_reply(query, payload)  # §5.2.2.1: malformed MAC size; a request with an error
-        if not request_mac_verifies(packet, key, tsig):
-            return tsig_error_reply(query, dns.rcode.BADSIG, payload)  # §5.2.2, unsigned
-        query.keyring = key  # verified: what _key_text and signed replies look at
-        if abs(int(time.time()) - tsig.time_signed) > min(tsig.fudge, TSIG_FUDGE):
-            return tsig_error_reply(query, dns.rcode.BADTIME, payload, key)  # §5.2.3, signed, our clock
-        if len(tsig.mac) < DIGEST_SIZE:
-            return tsig_error_reply(query, dns.rcode.BADTRUNC, payload, key)  # §5.2.4, signed
         return query
 
     def _refuse(self, query: dns.message.Message, refusal: Refusal) -> bytes:
@@ -537,6 +486,34 @@ class TransferResponder:
                  _key_text(query) or "none")
 
 
+def _client_serial(query: dns.message.Message) -> int | None:
+    """The serial an IXFR says the client has: its authority SOA, owned by the zone's
+    apex (RFC 1995 §3); None without one (then it gets the whole zone)."""
+    apex = query.question[0].name
+    for rrset in query.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == apex and len(rrset):
+            return rrset[0].serial
+    return None
+
+
+def steps_from(zone: Zone, serial: int) -> tuple[ZoneDelta, ...] | None:
+    """The steps of the zone's history from ``serial`` to now, or None when it holds no
+    step from that serial, or when they would send more records than the whole zone
+    (RFC 1995 §4 lets the server send the full zone then)."""
+    for index, step in enumerate(zone.history):
+        if step.old_serial == serial:
+            steps = zone.history[index:]
+            if 2 + sum(step.record_count for step in steps) > zone.record_count + 1:  # AXFR: SOA twice
+                return None
+            return steps
+    return None
+
+
+def _signer(query: dns.message.Message) -> Signer | None:
+    """What signs the replies: the verified key and the request's MAC; None unsigned."""
+    return Signer(query.keyring, query.mac) if query.had_tsig and query.keyring else None
+
+
 def _key_text(query: dns.message.Message) -> str | None:
     """The verified TSIG key's name as ``AllowRule.key`` spells it, or None when unsigned."""
     if not query.had_tsig or not query.keyring:
@@ -546,33 +523,6 @@ def _key_text(query: dns.message.Message) -> str | None:
 
 def _peer_text(peer: tuple | None) -> str:
     return f"{peer[0]}:{peer[1]}" if peer else "unknown"
-
-
-def tsig_error_reply(query: dns.message.Message, error: int, payload: int, key: dns.tsig.Key | None = None) -> bytes:
-    """NOTAUTH with the TSIG error (RFC 8945 §5.2). BADKEY and BADSIG go unsigned, with an
-    empty MAC (§5.3.2); BADTIME and BADTRUNC follow a verified MAC and are signed, over
-    the request's MAC as received (§5.2.2.1); BADTIME carries our clock in Other Data
-    (§5.2.3)."""
-    response = dns.message.make_response(query, our_payload=payload)
-    response.set_rcode(dns.rcode.NOTAUTH)
-    now = int(time.time())
-    if key is not None:
-        other = struct.pack("!HI", now >> 32, now & 0xFFFFFFFF) if error == dns.rcode.BADTIME else b""
-        response.use_tsig(key, fudge=TSIG_FUDGE, tsig_error=error, other_data=other)
-        response.request_mac = query.mac
-        return response.to_wire()
-    rdata = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, query.keyalgorithm, now, TSIG_FUDGE,
-                                      b"", query.id, error, b"")
-    response.tsig = dns.rrset.from_rdata(query.keyname, 0, rdata)
-    return response.to_wire()
-
-
-def format_error_reply(query: dns.message.Message, payload: int) -> bytes:
-    """FORMERR, unsigned and without a TSIG record: the request's TSIG is malformed
-    (RFC 8945 §5.2.2.1), so there is nothing to sign against."""
-    response = dns.message.make_response(query, our_payload=payload)
-    response.set_rcode(dns.rcode.FORMERR)
-    return response.to_wire()
 
 
 # ---------------------------------------------------------------- NOTIFY out
@@ -676,7 +626,7 @@ def notify_message(zone: Zone, key: dns.tsig.Key | None) -> dns.message.Message:
     message.set_opcode(dns.opcode.NOTIFY)
     message.answer.append(rrset_records(zone.soa)[0])
     if key is not None:
-        message.use_tsig(key, fudge=TSIG_FUDGE)
+        message.use_tsig(key, fudge=FUDGE)
     return message
 
 

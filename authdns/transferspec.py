@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Union
 
 from . import names
 from .yamlfields import FieldError, scalar as _scalar
+from .tsig import ALGORITHMS, DEFAULT_ALGORITHM, REFUSED_ALGORITHMS, TsigSecret
 from .yamltree import Mapping as YamlMapping, Sequence, Value
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -30,7 +31,6 @@ Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 TRANSFER_KEYS = ("allow", "notify")
 ALLOW_FIELDS = ("from", "key")
 NOTIFY_PORT = 53  # RFC 1996 §3.1: NOTIFY goes to the secondary's DNS port
-TSIG_ALGORITHM = "hmac-sha256"  # the one algorithm offered (RFC 8945 §6: mandatory to implement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,31 +140,36 @@ def parse_allow_rule(text: str) -> AllowRule:
     return AllowRule(parse_network(prefix), rule_key)
 
 
-def parse_tsig_key(text: str) -> tuple[str, bytes]:
-    """``--tsig-key [hmac-sha256:]NAME:BASE64SECRET`` (dig's ``-y`` syntax) → (name, secret).
+def parse_tsig_key(text: str) -> tuple[str, TsigSecret]:
+    """``--tsig-key [ALGORITHM:]NAME:BASE64SECRET`` (dig's ``-y`` syntax) → (name, secret).
 
-    Only hmac-sha256 is offered; the secret is what ``tsig-keygen`` or ``openssl rand
-    -base64 32`` print. RFC 8945 §6: keys SHOULD be as long as the hash output (32 octets).
+    ALGORITHM is one of ``tsig.ALGORITHMS`` (hmac-sha1 ... hmac-sha512; hmac-sha256 when
+    left out); hmac-md5 is refused with the reason. The secret is what ``tsig-keygen``,
+    ``keymgr -t`` or ``openssl rand -base64 32`` print. RFC 8945 §6: keys SHOULD be as
+    long as the hash output.
     """
     parts = text.strip().split(":")
+    algorithm = DEFAULT_ALGORITHM
     if len(parts) == 3:
-        algorithm = parts.pop(0).lower()
-        if algorithm != TSIG_ALGORITHM:
-            raise ValueError(f"TSIG algorithm {algorithm!r} is not supported; use {TSIG_ALGORITHM}")
+        algorithm = parts.pop(0).strip().lower()
+        if algorithm in REFUSED_ALGORITHMS:
+            raise ValueError(REFUSED_ALGORITHMS[algorithm])
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"TSIG algorithm {algorithm!r} is not supported; use one of {', '.join(ALGORITHMS)}")
     if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-        raise ValueError(f"expected [hmac-sha256:]NAME:BASE64SECRET, got {text!r}")
+        raise ValueError(f"expected [ALGORITHM:]NAME:BASE64SECRET, got {text!r}")
     try:
         secret = binascii.a2b_base64(parts[1].strip().encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         raise ValueError(f"TSIG key {parts[0].strip()!r}: the secret is not base64") from None
     if not secret:
         raise ValueError(f"TSIG key {parts[0].strip()!r}: the secret is empty")
-    return key_name(parts[0]), secret
+    return key_name(parts[0]), TsigSecret(algorithm, secret)
 
 
-def tsig_keyring(pairs: Iterable[tuple[str, bytes]]) -> Mapping[str, bytes]:
+def tsig_keyring(pairs: Iterable[tuple[str, TsigSecret]]) -> Mapping[str, TsigSecret]:
     """The ``--tsig-key`` values as ``ServerConfig.tsig_keys``; a name given twice is an error."""
-    keys: dict[str, bytes] = {}
+    keys: dict[str, TsigSecret] = {}
     for name, secret in pairs:
         if name in keys:
             raise ValueError(f"TSIG key {name} is given twice")

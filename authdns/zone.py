@@ -103,6 +103,30 @@ class Node:
     is_cut: bool  # NS below the apex: a delegation (RFC 1034 §4.2.2)
 
 
+# Records of one owner and type that a zone version removed or added: (owner, type,
+# TTL, rdatas). A changed TTL is the old RRset removed and the new one added.
+Records = tuple[Name, int, int, tuple[RD, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneDelta:
+    """One step of a zone's history, for IXFR (RFC 1995 §4): from ``old_serial`` to
+    ``new_serial``, the records removed and added, SOA excepted (the steps' SOAs frame
+    them). Made by ``zonediff.zone_delta`` when a reload brings a greater serial."""
+
+    old_soa: RRset
+    new_soa: RRset
+    old_serial: int
+    new_serial: int
+    removed: tuple[Records, ...]
+    added: tuple[Records, ...]
+
+    @property
+    def record_count(self) -> int:
+        """Records this step sends: both SOAs, the removed and the added ones."""
+        return 2 + sum(len(records[3]) for records in self.removed + self.added)
+
+
 @dataclass(frozen=True, slots=True)
 class Zone:
     origin: Name
@@ -119,6 +143,9 @@ class Zone:
     content_hash: str = ""
     serial_given: bool = False  # the file names its serial (else it was generated)
     transfer: TransferSpec | None = None  # `transfer:` (transferspec.py): AXFR ACL and NOTIFY targets
+    # The steps that led here, oldest first, the last ending at ``serial``: what IXFR
+    # answers from (snapshot.py keeps the last ``--ixfr-history`` of them).
+    history: tuple[ZoneDelta, ...] = ()
 
     def rrsets(self) -> list[RRset]:
         return [rrset for node in self.nodes.values() for rrset in node.rrsets.values()]

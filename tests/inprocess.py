@@ -59,7 +59,8 @@ class InProcessServer:
 
     def reload(self) -> None:
         """Load the zone directory again and publish it, as a SIGHUP does."""
-        result = load_snapshot(self.config.zone_dir, self.holder.current.snapshot)
+        result = load_snapshot(self.config.zone_dir, self.holder.current.snapshot,
+                               ixfr_history=self.config.ixfr_history)
         self.loop.call(self.holder.publish, snapshot=result.snapshot)
 
 

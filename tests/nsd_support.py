@@ -5,21 +5,14 @@ answers go missing under the tests' query rates."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
+
+from support import find_program
 
 HOST = "127.0.0.1"
 
 
-def find_nsd() -> str | None:
-    found = shutil.which("nsd")
-    if found:
-        return found
-    return "/usr/sbin/nsd" if os.access("/usr/sbin/nsd", os.X_OK) else None
-
-
-NSD = find_nsd()
+NSD = find_program("nsd")
 
 
 def server_lines(base: Path, port: int, zonesdir: Path, verbosity: int = 1) -> list[str]:

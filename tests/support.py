@@ -4,16 +4,52 @@ start or stop processes; that stays in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import dns.flags
 import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
+import dns.renderer
+import dns.rrset
+import dns.tsig
 
 from conftest import ServerProcess, wait_until
+
+# ---------------------------------------------------------------- other people's servers
+
+
+def find_program(name: str) -> str | None:
+    """An installed server's binary: on PATH, else in /usr/sbin (not on a user's PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    return f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None
+
+
+@dataclass
+class ExternalServer:
+    """NSD, Knot or another server the tests started, and the log file it writes."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
 
 # ---------------------------------------------------------------- addresses
 
@@ -246,3 +282,26 @@ def free_port() -> int:
                 continue
             return port
     raise AssertionError("no loopback port free for both UDP and TCP")
+
+
+# ---------------------------------------------------------------- TSIG by hand
+
+
+def signed_wire(key: dns.tsig.Key, qname: str, rdtype: int, *, time_signed: int | None = None, fudge: int = 300,
+                mac: Callable[[bytes], bytes] | None = None, query_id: int = 4321) -> tuple[bytes, bytes]:
+    """A query signed by hand (dnspython's ``use_tsig`` takes neither a time nor a
+    MAC): any time and fudge, and ``mac`` to change the MAC after signing (cut it, pad
+    it, spoil it). The wire and the MAC as sent."""
+    renderer = dns.renderer.Renderer(id=query_id, flags=0)
+    renderer.add_question(dns.name.from_text(qname), rdtype)
+    renderer.write_header()
+    unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, fudge, b"",
+                                         query_id, 0, b"")
+    when = int(time.time()) if time_signed is None else time_signed
+    tsig, _ = dns.tsig.sign(renderer.get_wire(), key, unsigned, when, b"")
+    if mac is not None:
+        tsig = tsig.replace(mac=mac(tsig.mac))
+    body = renderer.get_wire()
+    record = io.BytesIO()
+    dns.rrset.from_rdata(key.name, 0, tsig).to_wire(record)
+    return body[:10] + struct.pack("!H", 1) + body[12:] + record.getvalue(), tsig.mac

@@ -46,6 +46,7 @@ from conftest import wait_until
 from inprocess import LoopThread
 from support import write_zone
 
+from authdns.tsig import TsigSecret
 from authdns.config import ServerConfig
 from authdns.snapshot import load_zone_file
 from authdns.transfer import Notifier
@@ -216,7 +217,7 @@ def test_newer_change_supersedes_pending_retries(tmp_path: Path, loop: LoopThrea
 def test_signed_when_the_targets_rule_names_a_key(tmp_path: Path, loop: LoopThread, secondary: Secondary,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="authdns.transfer")
-    notify = notifier(loop, attempts=4, tsig_keys={"sec1.": SECRET})
+    notify = notifier(loop, attempts=4, tsig_keys={"sec1.": TsigSecret("hmac-sha256", SECRET)})
     loop.call(notify.zones_changed, [zone_for(tmp_path, secondary.port, allow="[{from: 127.0.0.0/8, key: sec1}]")])
     query, sender, _ = secondary.receive(keyring=KEYRING)  # raises unless the MAC verifies
     assert query.had_tsig and query.keyname == dns.name.from_text("sec1.")

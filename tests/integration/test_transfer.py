@@ -35,7 +35,6 @@ and ``allow_transfer`` are server settings the command line gets from cli.py):
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import socket
 import struct
@@ -44,7 +43,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import dns.edns
 import dns.flags
@@ -64,8 +63,9 @@ import pytest
 
 from conftest import ROOT, ServerProcess, start_server, stop_server
 from inprocess import InProcessServer, serve_in_process
-from support import frame, tcp_read_message, write_zone
+from support import frame, signed_wire, tcp_read_message, write_zone
 
+from authdns.tsig import TsigSecret
 from authdns import names
 from authdns.transfer import RENDER_CACHE_ZONES, unknown_keys
 from authdns.transferspec import AllowRule
@@ -132,7 +132,7 @@ def zone_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(zone_dir: Path) -> Iterator[InProcessServer]:
-    keys = {"sec1.": SECRET, "sec2.": OTHER_SECRET}
+    keys = {"sec1.": TsigSecret("hmac-sha256", SECRET), "sec2.": TsigSecret("hmac-sha256", OTHER_SECRET)}
     with serve_in_process(zone_dir, tsig_keys=keys,
                           allow_transfer=(AllowRule(ipaddress.ip_network("127.0.0.4/32")),)) as running:
         yield running
@@ -398,20 +398,9 @@ def test_rules_naming_unconfigured_keys_are_reported(server: InProcessServer) ->
     assert found[1].startswith("--allow-transfer rule 10.0.0.0/8 names TSIG key k2.")
 
 
-def signed_axfr(key: dns.tsig.Key, *, time_signed: int | None = None, fudge: int = 300,
-                mac: Callable[[bytes], bytes] | None = None, query_id: int = 4321) -> tuple[bytes, bytes]:
-    """An AXFR for xfr.test. signed by hand: any time and fudge, and ``mac`` to change
-    the MAC after signing (cut it, pad it, spoil it). The wire and the MAC as sent."""
-    renderer = dns.renderer.Renderer(id=query_id, flags=0)
-    renderer.add_question(dns.name.from_text("xfr.test."), dns.rdatatype.AXFR)
-    renderer.write_header()
-    unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, fudge, b"",
-                                         query_id, 0, b"")
-    when = int(time.time()) if time_signed is None else time_signed
-    tsig, _ = dns.tsig.sign(renderer.get_wire(), key, unsigned, when, b"")
-    if mac is not None:
-        tsig = tsig.replace(mac=mac(tsig.mac))
-    return _with_tsig(renderer, tsig, key.name), tsig.mac
+def signed_axfr(key: dns.tsig.Key, **options) -> tuple[bytes, bytes]:
+    """An AXFR for xfr.test. signed by hand (``support.signed_wire``)."""
+    return signed_wire(key, "xfr.test.", dns.rdatatype.AXFR, **options)
 
 
 def exchange(server: InProcessServer, wire: bytes, source: str = "127.0.0.3", more: float = 0.0) -> list[bytes]:
@@ -506,9 +495,3 @@ def test_tsig_mac_size_out_of_bounds_is_formerr(server: InProcessServer, mac_siz
     assert reply.rcode() == dns.rcode.FORMERR and reply.answer == [] and not reply.had_tsig
 
 
-def _with_tsig(renderer: dns.renderer.Renderer, tsig, keyname: dns.name.Name) -> bytes:
-    """The rendered message with ``tsig`` appended as its one additional record."""
-    body = renderer.get_wire()
-    record = io.BytesIO()
-    dns.rrset.from_rdata(keyname, 0, tsig).to_wire(record)
-    return body[:10] + struct.pack("!H", 1) + body[12:] + record.getvalue()

@@ -25,12 +25,10 @@ Skipped when the ``nsd`` binary is absent.
 from __future__ import annotations
 
 import shutil
-import socket
 import struct
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -46,9 +44,11 @@ import dns.rrset
 import dns.update
 import pytest
 
-from conftest import ROOT, SHIPPED_ZONES, ServerProcess, fresh_state_dir, start_server, stop_server, wait_until
-from nsd_support import HOST, NSD, server_lines
-from support import frame, free_port, question_bytes, tcp_read_message
+from conftest import ROOT, SHIPPED_ZONES, ServerProcess, fresh_state_dir, start_server, stop_server
+from differential import TIMEOUT, NsdProcess, View, differences, exchange, run_nsd, stop_nsd, view, \
+    without_apex_ns, zone_of
+from nsd_support import NSD
+from support import question_bytes
 
 
 if NSD is None:
@@ -57,7 +57,6 @@ if NSD is None:
 REFERENCE_ZONES = Path(__file__).resolve().parent / "zones"
 ZONE_FILES = sorted(SHIPPED_ZONES.glob("*.yaml")) + sorted(REFERENCE_ZONES.glob("*.yaml"))
 ORIGINS = frozenset(path.name[: -len(".yaml")].lower() + "." for path in ZONE_FILES)
-TIMEOUT = 2.0
 
 
 # ---------------------------------------------------------------- servers
@@ -75,64 +74,16 @@ def _export(zone_file: Path, target: Path, state_dir: Path | None = None) -> Non
     target.write_text(result.stdout)
 
 
-def _nsd_config(base: Path, port: int, origins: list[str]) -> str:
-    lines = server_lines(base, port, base / "nsdzones")
-    for origin in origins:
-        lines += ["zone:", f"    name: {origin}", f"    zonefile: {origin}zone"]
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class NsdProcess:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _soa_answered(port: int) -> bool | None:
-    wire = dns.message.make_query("ref.test.", "SOA").to_wire()
-    reply = exchange(port, wire, tcp=False, timeout=0.3)
-    return True if reply is not None else None
-
-
-def start_nsd(base: Path, zone_files: list[Path], attempts: int = 3, state_dir: Path | None = None) -> NsdProcess:
-    """Export the zones, write nsd.conf and run ``nsd -d``; poll until it answers. A port
-    taken between choosing and binding makes NSD exit: try again on another one."""
+def start_nsd(base: Path, zone_files: list[Path], state_dir: Path | None = None) -> NsdProcess:
+    """Export the zones (as a user would hand them to NSD) and run NSD on them."""
     zones_dir = base / "nsdzones"
     zones_dir.mkdir()
-    origins = []
+    zones = []
     for zone_file in zone_files:
         origin = zone_file.name[: -len(".yaml")] + "."
         _export(zone_file, zones_dir / f"{origin}zone", state_dir)
-        origins.append(origin)
-    for attempt in range(attempts):
-        port = free_port()
-        config = base / "nsd.conf"
-        config.write_text(_nsd_config(base, port, origins))
-        process = subprocess.Popen([NSD, "-d", "-c", str(config)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        nsd = NsdProcess(process, port, base / "nsd.log")
-
-        def nsd_answers() -> bool | None:
-            if process.poll() is not None:
-                return False  # exited: most likely the port was taken meanwhile
-            return _soa_answered(port)
-
-        try:
-            if wait_until(nsd_answers, timeout=15.0):
-                return nsd
-        except BaseException:
-            stop_nsd(nsd)
-            raise
-    raise AssertionError(f"nsd exited {attempts} times; last log:\n{nsd.log()}")
-
-
-def stop_nsd(nsd: NsdProcess) -> None:
-    """Stop the NSD we started, by its PID (it stops its own children)."""
-    stop_server(nsd.process, grace=10.0)
+        zones.append((origin, f"{origin}zone"))
+    return run_nsd(base, zones_dir, zones, "ref.test.")
 
 
 @pytest.fixture(scope="module")
@@ -173,95 +124,6 @@ def authdns(zone_set: Path, state_dir: Path) -> Iterator[ServerProcess]:
 
 
 # ---------------------------------------------------------------- the client side
-
-
-def exchange(port: int, wire: bytes, *, tcp: bool, timeout: float = TIMEOUT) -> bytes | None:
-    """Send one message to 127.0.0.1:port; the reply's bytes, or None when none came."""
-    deadline = time.monotonic() + timeout
-    if tcp:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            try:
-                sock.connect((HOST, port))
-                sock.sendall(frame(wire))
-                return tcp_read_message(sock) or None
-            except OSError:
-                return None  # refused, reset or timed out: no reply (half a message fails the test)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect((HOST, port))
-        sock.send(wire)
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                data = sock.recv(65535)
-            except OSError:
-                return None
-            if data[:2] == wire[:2]:
-                return data
-        return None
-
-
-FLAG_BITS = {"QR": 0x8000, "AA": 0x0400, "TC": 0x0200, "RD": 0x0100, "RA": 0x0080, "Z": 0x0040,
-             "AD": 0x0020, "CD": 0x0010}
-
-
-def _rrset_key(rrset: dns.rrset.RRset) -> tuple:
-    """One RRset, order-free and case-sensitive: owner, TTL, class, type, rdata texts."""
-    return (
-        rrset.name.to_text(),
-        rrset.ttl,
-        dns.rdataclass.to_text(rrset.rdclass),
-        dns.rdatatype.to_text(rrset.rdtype),
-        frozenset(rdata.to_text() for rdata in rrset),
-    )
-
-
-@dataclass(frozen=True)
-class View:
-    """What is compared of one response."""
-
-    rcode: str
-    opcode: str
-    flags: frozenset[str]
-    question: bytes
-    answer: frozenset
-    authority: frozenset
-    additional: frozenset
-    counts: tuple[int, int, int, int]
-    edns: tuple | None  # (version, payload, DO, options) or None when there is no OPT
-
-    def show(self) -> str:
-        lines = [f"rcode={self.rcode} opcode={self.opcode} flags={' '.join(sorted(self.flags))} "
-                 f"counts={self.counts} edns={self.edns} question={self.question!r}"]
-        for section in ("answer", "authority", "additional"):
-            for key in sorted(getattr(self, section), key=repr):
-                lines.append(f"  {section}: {key[0]} {key[1]} {key[2]} {key[3]} {sorted(key[4])}")
-        return "\n".join(lines)
-
-
-def view(wire: bytes | None) -> View | None:
-    if wire is None:
-        return None
-    message = dns.message.from_wire(wire, ignore_trailing=False, one_rr_per_rrset=False)
-    header_flags = struct.unpack_from("!H", wire, 2)[0]
-    flags = frozenset(name for name, bit in FLAG_BITS.items() if header_flags & bit)
-    edns = None
-    if message.edns >= 0:
-        options = tuple(sorted((option.otype, option.to_wire()) for option in message.options))
-        edns = (message.edns, message.payload, bool(message.ednsflags & dns.flags.DO), options)
-    counts = struct.unpack_from("!HHHH", wire, 4)
-    sections = message.sections
-    return View(
-        rcode=dns.rcode.to_text(message.rcode()),
-        opcode=dns.opcode.to_text(message.opcode()),
-        flags=flags,
-        question=question_bytes(wire),
-        answer=frozenset(_rrset_key(r) for r in sections[1]),
-        authority=frozenset(_rrset_key(r) for r in sections[2]),
-        additional=frozenset(_rrset_key(r) for r in sections[3]),
-        counts=counts,
-        edns=edns,
-    )
 
 
 # ---------------------------------------------------------------- the cases
@@ -642,16 +504,6 @@ class Allowed:
     transports: tuple[str, ...] = ("udp", "tcp")
 
 
-def zone_of(name: str) -> str | None:
-    """The closest served origin at or above ``name`` (lowercase text), like find_zone()."""
-    labels = name.lower().rstrip(".").split(".")
-    for index in range(len(labels) + 1):
-        candidate = ".".join(labels[index:]) + "."
-        if candidate in ORIGINS:
-            return candidate
-    return None
-
-
 def _check_minimal_any(case: Case, nsd: View | None, ours: View | None) -> None:
     assert nsd is not None and ours is not None
     assert len(nsd.answer) == len(ours.answer) == 1, "both answer ANY with one RRset (RFC 8482 §4.1)"
@@ -666,11 +518,11 @@ def _check_minimal_any(case: Case, nsd: View | None, ours: View | None) -> None:
 def _check_additional_other_zone(case: Case, nsd: View | None, ours: View | None) -> None:
     assert nsd is not None and ours is not None
     assert nsd.additional <= ours.additional, "ours holds everything NSD adds"
-    home = zone_of(case.qname)
+    home = zone_of(case.qname, ORIGINS)
     extra = ours.additional - nsd.additional
     assert extra, "the case exists to show an address from another served zone"
     for key in extra:
-        assert key[3] in ("A", "AAAA") and zone_of(key[0]) not in (None, home), key
+        assert key[3] in ("A", "AAAA") and zone_of(key[0], ORIGINS) not in (None, home), key
 
 
 def _check_rcode(rcode: str) -> Callable[[Case, View | None, View | None], None]:
@@ -819,45 +671,6 @@ ALLOWED: dict[str, Allowed] = {
         ("reply",), _check_formerr, transports=("tcp",)),
 }
 
-# Applied to every NSD reply before comparing (see without_apex_ns): NSD's default
-# ``minimal-responses: no`` puts the zone's apex NS RRset in the authority section of
-# every positive answer, plus those servers' addresses in additional. authdns answers
-# minimally (RFC 1034 §4.3.2 step 3a copies only the answer; authority data on a
-# positive answer is optional), like Knot and PowerDNS. ``minimal-responses: yes`` is
-# no better a reference: it also drops the MX/SRV target addresses of RFC 1035 §3.3.9.
-ALLOWED_EVERYWHERE = "apex NS in the authority section of positive answers (NSD minimal-responses: no)"
-
-
-def without_apex_ns(nsd: View) -> View:
-    """NSD's reply without the apex NS RRset that ``minimal-responses: no`` adds to a
-    positive answer, and without the addresses of those servers unless the answer itself
-    names them (see ALLOWED_EVERYWHERE)."""
-    if nsd.rcode != "NOERROR" or not nsd.answer or "AA" not in nsd.flags:
-        return nsd
-    apex_ns = {key for key in nsd.authority if key[3] == "NS" and key[0].lower() in ORIGINS}
-    if not apex_ns or apex_ns != nsd.authority:
-        return nsd
-    hosts = {target.lower() for key in apex_ns for target in key[4]}
-    named = {rdata.split()[-1].lower() for key in nsd.answer if key[3] in ("MX", "NS", "SRV") for rdata in key[4]}
-    additional = frozenset(
-        key for key in nsd.additional
-        if not (key[3] in ("A", "AAAA") and key[0].lower() in hosts and key[0].lower() not in named)
-    )
-    removed_authority = sum(len(key[4]) for key in apex_ns)
-    removed_additional = sum(len(key[4]) for key in nsd.additional - additional)
-    counts = (nsd.counts[0], nsd.counts[1], nsd.counts[2] - removed_authority, nsd.counts[3] - removed_additional)
-    return replace(nsd, authority=frozenset(), additional=additional, counts=counts)
-
-
-COMPARED = ("rcode", "opcode", "flags", "question", "answer", "authority", "additional", "counts", "edns")
-
-
-def differences(nsd: View | None, ours: View | None) -> list[str]:
-    if nsd is None or ours is None:
-        return [] if nsd is ours else ["reply"]
-    return [name for name in COMPARED if getattr(nsd, name) != getattr(ours, name)]
-
-
 def test_enough_cases() -> None:
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids)), "case ids are unique"
@@ -872,7 +685,7 @@ def test_same_answer_as_nsd(case: Case, transport: str, nsd: NsdProcess, authdns
     tcp = transport == "tcp"
     theirs = view(exchange(nsd.port, wire, tcp=tcp, timeout=case.timeout))
     if theirs is not None:
-        theirs = without_apex_ns(theirs)
+        theirs = without_apex_ns(theirs, ORIGINS)
     ours = view(exchange(authdns.port, wire, tcp=tcp, timeout=case.timeout))
     report = f"\nNSD:\n{theirs.show() if theirs else 'no reply'}\nauthdns:\n{ours.show() if ours else 'no reply'}"
     differing = differences(theirs, ours)

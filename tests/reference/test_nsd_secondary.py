@@ -40,6 +40,7 @@ from nsd_support import HOST, NSD, server_lines
 from inprocess import serve_in_process
 from support import free_port, write_zone
 
+from authdns.tsig import TsigSecret
 from authdns import names
 from authdns.transfer import Notifier
 
@@ -153,7 +154,7 @@ def test_nsd_follows_in_process_authdns(tmp_path: Path, key: str | None) -> None
     nsd_port = free_port()
     extra = many_hosts(3500) if key else ""
     zone_file = write_zone(tmp_path / "zones", "sec.test", zone_text(nsd_port, SERIAL, extra, key))
-    keys = {f"{key}.": SECRET} if key else {}
+    keys = {f"{key}.": TsigSecret("hmac-sha256", SECRET)} if key else {}
     with serve_in_process(tmp_path / "zones", notify_retry=0.2, notify_attempts=5, tsig_keys=keys) as authdns:
         notifier = authdns.loop.call(Notifier, authdns.config)
         secondary = start_secondary(tmp_path / "nsd", nsd_port, authdns.port, key)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from authdns.snapshot import load_zone_file
+from authdns.tsig import TsigSecret
 from authdns.transferspec import (AllowRule, TransferSpec, parse_allow_rule, parse_notify_attempts,
                                   parse_notify_retry, parse_tsig_key, tsig_keyring)
 
@@ -151,13 +152,17 @@ def test_allow_flag_errors(text: str, fragment: str) -> None:
 
 
 def test_tsig_key_flag() -> None:
-    assert parse_tsig_key(f"sec1:{SECRET}") == ("sec1.", bytes(range(32)))
-    assert parse_tsig_key(f"hmac-sha256:Sec1.Example.:{SECRET}") == ("sec1.example.", bytes(range(32)))
+    assert parse_tsig_key(f"sec1:{SECRET}") == ("sec1.", TsigSecret("hmac-sha256", bytes(range(32))))
+    assert parse_tsig_key(f"hmac-sha256:Sec1.Example.:{SECRET}") == ("sec1.example.",
+                                                                      TsigSecret("hmac-sha256", bytes(range(32))))
+    for algorithm in ("hmac-sha1", "hmac-sha224", "HMAC-SHA384", "hmac-sha512"):
+        assert parse_tsig_key(f"{algorithm}:k:{SECRET}") == ("k.", TsigSecret(algorithm.lower(), bytes(range(32))))
 
 
 @pytest.mark.parametrize("text,fragment", [
-    (f"hmac-md5:sec1:{SECRET}", "algorithm 'hmac-md5' is not supported"),
-    ("sec1", "expected \\[hmac-sha256:\\]NAME:BASE64SECRET"),
+    (f"hmac-md5:sec1:{SECRET}", "hmac-md5 must not be used \\(RFC 8945 §6\\)"),
+    (f"hmac-sha3:sec1:{SECRET}", "algorithm 'hmac-sha3' is not supported; use one of hmac-sha1, hmac-sha224"),
+    ("sec1", "expected \\[ALGORITHM:\\]NAME:BASE64SECRET"),
     (f":{SECRET}", "expected"),
     ("sec1:not*base64", "the secret is not base64"),
     ("sec1:====", "not base64"),
@@ -169,7 +174,8 @@ def test_tsig_key_flag_errors(text: str, fragment: str) -> None:
 
 def test_keyring_rejects_a_name_given_twice() -> None:
     keys = tsig_keyring([parse_tsig_key(f"a:{SECRET}"), parse_tsig_key(f"b:{SECRET}")])
-    assert dict(keys) == {"a.": bytes(range(32)), "b.": bytes(range(32))}
+    assert dict(keys) == {"a.": TsigSecret("hmac-sha256", bytes(range(32))),
+                          "b.": TsigSecret("hmac-sha256", bytes(range(32)))}
     with pytest.raises(ValueError, match="TSIG key a. is given twice"):
         tsig_keyring([parse_tsig_key(f"a:{SECRET}"), parse_tsig_key(f"A.:{SECRET}")])
 
