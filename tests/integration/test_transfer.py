@@ -1,5 +1,6 @@
-"""Zone transfers out (transfer.py): AXFR (RFC 5936), IXFR answered in full (RFC 1995
-§4), access rules and TSIG (RFC 8945), with dnspython as the secondary.
+"""Zone transfers out (transfer.py): AXFR (RFC 5936), IXFR of a zone without history
+(answered in full, RFC 1995 §4; the differences are test_ixfr.py's), access rules and
+TSIG (RFC 8945), with dnspython as the secondary.
 
 Checks, against a server running in this process (``tests/inprocess.py``: the TSIG keys
 and ``allow_transfer`` are server settings the command line gets from cli.py):

@@ -1,6 +1,6 @@
 """NSD as a standard secondary of authdns: it transfers a zone (AXFR, RFC 5936) and, on
-authdns's NOTIFY (RFC 1996), transfers the new version (its IXFR is answered with the
-full zone, RFC 1995 §4).
+authdns's NOTIFY (RFC 1996), the new version by IXFR (RFC 1995): the differences only,
+which NSD applies (authdns logs ``style=incremental``; NSD 4.6's log does not say).
 
 NSD runs with ``request-xfr: 127.0.0.1@PORT NOKEY`` and ``allow-notify: 127.0.0.1
 NOKEY``, no zone data of its own, no rate limiting; the zone's SOA refresh is 4 h, so a
@@ -199,6 +199,8 @@ def test_nsd_follows_authdns_serve_after_sighup(served: tuple, tmp_path: Path) -
         secondary.wait_for_serial(SERIAL + 1, timeout=5)
         assert secondary.address_of("mx3.sec.test.") == "192.0.2.13"
         assert "notify acknowledged zone=sec.test." in authdns.log_text()
+        # NSD asked IXFR from the serial it had and got the differences only (RFC 1995)
+        assert f"type=IXFR serial={SERIAL + 1} from={SERIAL} style=incremental" in authdns.log_text()
     finally:
         stop_secondary(secondary)
 
