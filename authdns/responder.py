@@ -108,11 +108,7 @@ class Responder:
             else:
                 reply = self._respond(packet, via, peer, state, found)
         except Exception:
-            self.counters.internal_errors += 1
-            now = time.monotonic()
-            if now - self._last_error_log >= 1.0:
-                self._last_error_log = now
-                log.exception("internal error answering a query; answered SERVFAIL")
+            self._internal_error()
             return render_servfail(packet)
         counters = self.counters
         if reply is None:
@@ -124,6 +120,15 @@ class Responder:
         if self.query_log:
             log_query(packet, reply, via, peer)
         return reply
+
+    def _internal_error(self) -> None:
+        """Counted, and logged at most once a second (a bug hit by every query must not
+        flood the log); the caller answers SERVFAIL."""
+        self.counters.internal_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:
+            self._last_error_log = now
+            log.exception("internal error answering a query; answered SERVFAIL")
 
     def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState) -> bytes:
         """A balanced answer from the cache: the Balancer orders it as for any query
@@ -158,12 +163,24 @@ class Responder:
                  found: tuple[bytes, int] | None) -> bytes | None:
         signer = None
         readable = packet
-        if found is None and len(packet) >= 12 and (packet[10] or packet[11]):  # additional records: a TSIG?
+        if found is None and any(packet[6:12]):  # records beyond the question: a TSIG among them?
             checked = check_request(packet, self.keyring, self.config.udp_payload)
             if isinstance(checked, bytes):
                 return checked  # malformed, unknown key, bad MAC or time (RFC 8945 §5.2)
             if checked is not None:
                 signer, readable = checked.signer, checked.unsigned
+        if signer is None:
+            return self._answer_request(packet, readable, via, peer, state, found, None)
+        try:
+            return self._answer_request(packet, readable, via, peer, state, found, signer)
+        except Exception:
+            # A signed requester discards an unsigned reply (RFC 8945 §5.3): sign the SERVFAIL.
+            self._internal_error()
+            servfail = render_servfail(readable)
+            return signer.sign(servfail)[0] if servfail is not None else None
+
+    def _answer_request(self, packet: bytes, readable: bytes, via: Via, peer: tuple | None, state: ServingState,
+                        found: tuple[bytes, int] | None, signer: Signer | None) -> bytes | None:
         query = parse_query(readable, via, self.config.udp_payload)
         if query is None:
             return None

@@ -9,6 +9,10 @@ second, holding at most one second's worth. Over the limit, every ``slip``-th an
 out truncated (TC=1, question only: a real client retries over TCP, which is never
 limited) and the others are dropped; ``slip`` 0 drops them all, 1 truncates them all.
 
+Signed replies are limited like any other (as BIND does: a captured signed query can be
+replayed from a spoofed address within the fudge); the slip of a ``tsig.SignedReply`` is
+signed again, so its requester can verify the truncated reply and retry over TCP.
+
 Off by default (``--rrl-rate``). Bounded: past ``max_buckets`` the table starts over.
 In the transport, after the responder; TCP never comes here.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+
 
 NOERROR, NXDOMAIN = 0, 3
 MAX_BUCKETS = 200_000
@@ -83,7 +88,10 @@ def _answer_key(reply: bytes) -> bytes:
 
 
 def truncated(reply: bytes) -> bytes:
-    """The header with TC set and only the question: "ask again over TCP" (RFC 7766 §3)."""
+    """The header with TC set and only the question: "ask again over TCP" (RFC 7766 §3);
+    signed again when the reply was signed (RFC 8945 §5.3: the TSIG went with the rest)."""
     end = _question_end(reply) if reply[5] or reply[4] else 12
-    return reply[:2] + bytes((reply[2] | 0x02, reply[3])) + bytes((0, 1 if end > 12 else 0, 0, 0, 0, 0, 0, 0)) \
+    short = reply[:2] + bytes((reply[2] | 0x02, reply[3])) + bytes((0, 1 if end > 12 else 0, 0, 0, 0, 0, 0, 0)) \
         + reply[12:end]
+    signer = getattr(reply, "signer", None)  # a tsig.SignedReply
+    return short if signer is None else signer.sign(short)[0]

@@ -199,12 +199,26 @@ class LoadResult:
 
 def with_history(zone: Zone, before: Zone, keep: int) -> Zone:
     """``zone`` with the steps IXFR answers from: ``before``'s and the one from it, the
-    last ``keep``. None when the serial did not grow: a step back or sideways cannot be
-    told to a secondary (RFC 1995 §4 and RFC 1982 order), so old serials get AXFR."""
-    if keep <= 0 or not serial_gt(zone.serial, before.serial):
+    last ``keep``. When the serial did not grow, a step back or sideways cannot be told
+    to a secondary (RFC 1995 §4 and RFC 1982 order): the history starts again (old
+    serials get AXFR), unless the records are the same as before (a comment or a
+    transfer rule edited), which keeps it."""
+    if keep <= 0:
+        return zone
+    if not serial_gt(zone.serial, before.serial):
+        if before.history and _same_records(before, zone):
+            return replace(zone, history=before.history[-keep:])
         return zone
     steps = before.history + (zone_delta(before, zone),)
     return replace(zone, history=steps[-keep:])
+
+
+def _same_records(before: Zone, zone: Zone) -> bool:
+    """Every record and TTL alike, the SOA's too (the history's last step ends with it)."""
+    if (before.soa.ttl, before.soa.rdatas) != (zone.soa.ttl, zone.soa.rdatas):
+        return False
+    delta = zone_delta(before, zone)
+    return not delta.removed and not delta.added
 
 
 def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None,

@@ -64,7 +64,8 @@ TRANSFER_QTYPES = (QTYPE.AXFR, QTYPE.IXFR)
 TCP_MESSAGE_LIMIT = 65535  # RFC 1035 §4.2.2: the two-octet length prefix
 HEADER_LENGTH = 12
 # Room kept free in every message for the OPT and TSIG records (a TSIG with a 255-octet
-# key name and a SHA-256 MAC is under 330 octets, an OPT without options 11).
+# key name and a SHA-512 MAC is under 370 octets: tsig.signature_size; an OPT without
+# options 11).
 TRAILER_RESERVE = 512
 REFUSAL_LOG_INTERVAL = 1.0  # at most one "transfer refused" line a second (scanners)
 # Packed zone versions kept (the newest per zone, the most recently transferred zones).
@@ -363,9 +364,11 @@ class TransferResponder:
 
     def respond(self, packet: bytes, peer: tuple | None) -> list[bytes] | None:
         """A TCP message: None unless it is an AXFR/IXFR query; else the messages to send.
-        An unexpected error is logged and answered SERVFAIL, as the responder does."""
+        An unexpected error is logged and answered SERVFAIL, as the responder does (signed
+        when the query was: RFC 8945 §5.3)."""
         if not is_transfer_query(packet):
             return None
+        query = None
         try:
             query = self._parse(packet)
             if query is None or isinstance(query, bytes):
@@ -374,6 +377,9 @@ class TransferResponder:
         except Exception:
             log.exception("internal error answering a transfer query; answered SERVFAIL")
             reply = render_servfail(packet)
+            signer = _signer(query) if isinstance(query, dns.message.Message) else None
+            if reply is not None and signer is not None:
+                reply = signer.sign(reply)[0]
             return [reply] if reply is not None else []
 
     def respond_udp(self, packet: bytes, peer: tuple | None) -> bytes | None:
@@ -473,7 +479,11 @@ class TransferResponder:
         if query.edns >= 0:
             response.use_edns(0, query.ednsflags & dns.flags.DO, self.config.udp_payload,
                               options=[dns.edns.EDEOption(refusal.ede)])
-        return response.to_wire()
+        signer = _signer(query)
+        if signer is None:
+            return response.to_wire()
+        response.tsig = None  # signed by the Signer, as every other signed reply (rrl.py re-signs its slips)
+        return signer.sign(response.to_wire())[0]
 
     def _log_refusal(self, query: dns.message.Message, peer: tuple | None, refusal: Refusal) -> None:
         now = time.monotonic()

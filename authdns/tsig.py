@@ -7,8 +7,9 @@ send (FORMERR, or NOTAUTH with BADKEY, BADSIG, BADTIME or BADTRUNC: §5.2), or a
 ``Signed`` request: the dnspython message and the ``Signer`` that signs what answers it
 (§5.3), single messages and the chained messages of a transfer (§5.3.1) alike. The
 query path (responder.py) and transfers (transfer.py) both go through here; MACs are
-computed by dnspython's ``dns.tsig``. Unsigned queries never get here: the fast path
-(wire.py) only takes messages whose additional section is empty or one bare OPT.
+computed by dnspython's ``dns.tsig``. The responder asks only for messages the fast
+path (wire.py) did not take, and of those only ones with records beyond the question:
+a message with none cannot be signed.
 """
 
 from __future__ import annotations
@@ -97,6 +98,20 @@ def signature_size(key: dns.tsig.Key, other_length: int = 0) -> int:
             + 2 + 2 + 2 + other_length)
 
 
+class SignedReply(bytes):
+    """A reply signed for a request whose TSIG verified, with the ``signer`` that signed
+    it: what changes it afterwards (rrl.py's truncated slip, which keeps only the
+    question) signs the result again, so the requester can still verify it (§5.3)."""
+
+    signer: "Signer"
+
+    @staticmethod
+    def of(wire: bytes, signer: "Signer") -> "SignedReply":
+        reply = SignedReply(wire)
+        reply.signer = signer
+        return reply
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """What the replies to one verified request are signed with: its key and its MAC
@@ -110,19 +125,22 @@ class Signer:
         """Room a reply must leave for its signature."""
         return signature_size(self.key)
 
-    def sign(self, wire: bytes, context: object = None, multi: bool = False) -> tuple[bytes, object]:
+    def sign(self, wire: bytes, context: object = None, multi: bool = False, *, error: int = 0,
+             other: bytes = b"", time_signed: int | None = None) -> tuple[SignedReply, object]:
         """``wire`` with a TSIG record appended and ARCOUNT raised by one. For the
         messages of a transfer, pass ``multi=True`` and each call's context to the next:
-        each MAC then covers the one before (§5.3.1)."""
+        each MAC then covers the one before (§5.3.1). ``error``, ``other`` and
+        ``time_signed`` (default: now) are for the signed error replies (§5.2.3)."""
         ident = struct.unpack_from("!H", wire)[0]
         unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, self.key.algorithm, 0, FUDGE,
-                                             b"", ident, 0, b"")
-        tsig, context = dns.tsig.sign(wire, self.key, unsigned, int(time.time()), self.request_mac, context, multi)
+                                             b"", ident, error, other)
+        when = int(time.time()) if time_signed is None else time_signed
+        tsig, context = dns.tsig.sign(wire, self.key, unsigned, when, self.request_mac, context, multi)
         rdata = tsig.to_wire()
         record = (self.key.name.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata))
                   + rdata)
         additional = struct.unpack_from("!H", wire, 10)[0] + 1
-        return wire[:10] + struct.pack("!H", additional) + wire[12:] + record, context
+        return SignedReply.of(wire[:10] + struct.pack("!H", additional) + wire[12:] + record, self), context
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,20 +170,20 @@ def _skip_name(packet: bytes, offset: int) -> int:
 
 def tsig_position(packet: bytes) -> tuple[int | None, int] | None:
     """None when the message holds no TSIG record; else (where the last record starts
-    when it is a TSIG, else None; how many TSIG records there are). Raises
-    ``MalformedMessage`` when its records run past its end."""
+    when it is a TSIG in the additional section, else None; how many TSIG records there
+    are). Raises ``MalformedMessage`` when its records run past its end."""
     try:
         qdcount, ancount, nscount, arcount = struct.unpack_from("!4H", packet, 4)
         offset = HEADER_LENGTH
         for _ in range(qdcount):
             offset = _skip_name(packet, offset) + 4
-        last_tsig, count = None, 0
-        for _ in range(ancount + nscount + arcount):
+        last_tsig, count, additional_from = None, 0, ancount + nscount
+        for index in range(ancount + nscount + arcount):
             start = offset
             offset = _skip_name(packet, offset)
             rtype, _, _, length = struct.unpack_from("!HHIH", packet, offset)
             offset += 10 + length
-            last_tsig = start if rtype == TSIG_TYPE else None
+            last_tsig = start if rtype == TSIG_TYPE and index >= additional_from else None
             count += rtype == TSIG_TYPE
         if offset > len(packet):
             raise MalformedMessage("a record runs past the end of the message")
@@ -186,7 +204,10 @@ def check_request(packet: bytes, keys: Keyring, payload: int) -> Signed | bytes 
     """A request's TSIG checked in RFC 8945 §5.2's order: placement (§5.1), key (§5.2.1),
     MAC size (§5.2.2.1), MAC (§5.2.2), time (§5.2.3), truncation (§5.2.4). None when the
     message carries no TSIG; the error reply to send when a check fails; else the
-    verified request."""
+    verified request. A response (QR set) is never answered (RFC 1035 §4.1.1): None, and
+    the caller's parser drops it."""
+    if len(packet) < HEADER_LENGTH or packet[2] & 0x80:
+        return None
     try:
         found = tsig_position(packet)
     except MalformedMessage:
@@ -195,7 +216,7 @@ def check_request(packet: bytes, keys: Keyring, payload: int) -> Signed | bytes 
         return None
     offset, count = found
     if offset is None or count > 1:
-        return formerr(packet)  # §5.1: not the last record, or more than one
+        return formerr(packet)  # §5.1: not the last record of the additional section, or not the only one
     try:
         message = dns.message.from_wire(packet, keyring=False)
     except Exception:  # anything dnspython cannot read is malformed
@@ -211,7 +232,7 @@ def check_request(packet: bytes, keys: Keyring, payload: int) -> Signed | bytes 
         return error_reply(message, dns.rcode.BADSIG, payload)  # §5.2.2, unsigned
     message.keyring = key  # verified: what make_response and the transfer rules look at
     if abs(int(time.time()) - tsig.time_signed) > min(tsig.fudge, FUDGE):
-        return error_reply(message, dns.rcode.BADTIME, payload, key)  # §5.2.3, signed, our clock
+        return error_reply(message, dns.rcode.BADTIME, payload, key)  # §5.2.3, signed, our clock in Other Data
     if len(tsig.mac) < size.digest_size:
         # Local policy accepts no truncated MAC: one that verifies gets BADTRUNC (§5.2.4).
         return error_reply(message, dns.rcode.BADTRUNC, payload, key)
@@ -237,17 +258,22 @@ def strip(packet: bytes, offset: int) -> bytes:
 
 def error_reply(message: dns.message.Message, error: int, payload: int, key: dns.tsig.Key | None = None) -> bytes:
     """NOTAUTH with the TSIG error (RFC 8945 §5.2). BADKEY and BADSIG go unsigned, with an
-    empty MAC (§5.3.2); BADTIME and BADTRUNC follow a verified MAC and are signed, over
-    the request's MAC as received (§5.2.2.1); BADTIME carries our clock in Other Data
-    (§5.2.3)."""
+    empty MAC (§5.3.2). BADTIME and BADTRUNC follow a verified MAC and are signed, over
+    the request's MAC as received (§5.2.2.1); BADTIME's Time Signed is the request's and
+    its Other Data our clock (§5.2.3), as BIND and Knot send it. Plain bytes, not a
+    ``SignedReply``: a slip of it would be signed again without its TSIG error."""
+    request = message.tsig[0]
     response = dns.message.make_response(message, our_payload=payload)
     response.set_rcode(dns.rcode.NOTAUTH)
     now = int(time.time())
     if key is not None:
-        other = struct.pack("!HI", now >> 32, now & 0xFFFFFFFF) if error == dns.rcode.BADTIME else b""
-        response.use_tsig(key, fudge=FUDGE, tsig_error=error, other_data=other)
-        response.request_mac = message.mac
-        return response.to_wire()
+        response.tsig = None  # make_response asked for a signature; ours is added below
+        wire = response.to_wire()
+        if error == dns.rcode.BADTIME:
+            other, signed_at = struct.pack("!HI", now >> 32, now & 0xFFFFFFFF), request.time_signed
+        else:
+            other, signed_at = b"", now
+        return bytes(Signer(key, request.mac).sign(wire, error=error, other=other, time_signed=signed_at)[0])
     rdata = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, message.keyalgorithm, now, FUDGE,
                                       b"", message.id, error, b"")
     response.tsig = dns.rrset.from_rdata(message.keyname, 0, rdata)

@@ -288,11 +288,11 @@ def free_port() -> int:
 
 
 def signed_wire(key: dns.tsig.Key, qname: str, rdtype: int, *, time_signed: int | None = None, fudge: int = 300,
-                mac: Callable[[bytes], bytes] | None = None, query_id: int = 4321) -> tuple[bytes, bytes]:
+                mac: Callable[[bytes], bytes] | None = None, query_id: int = 4321, flags: int = 0) -> tuple[bytes, bytes]:
     """A query signed by hand (dnspython's ``use_tsig`` takes neither a time nor a
-    MAC): any time and fudge, and ``mac`` to change the MAC after signing (cut it, pad
-    it, spoil it). The wire and the MAC as sent."""
-    renderer = dns.renderer.Renderer(id=query_id, flags=0)
+    MAC): any time, fudge and header flags, and ``mac`` to change the MAC after signing
+    (cut it, pad it, spoil it). The wire and the MAC as sent."""
+    renderer = dns.renderer.Renderer(id=query_id, flags=flags)
     renderer.add_question(dns.name.from_text(qname), rdtype)
     renderer.write_header()
     unsigned = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, fudge, b"",

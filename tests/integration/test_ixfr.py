@@ -9,7 +9,9 @@ RRset's TTL and one of its addresses changed, a whole name gone). Checks:
   AXFR gives now, TTLs included; signed with TSIG every message verifies;
 * a serial the history does not hold, a history cut short by ``ixfr_history``, a
   serial that went down, and a change larger than the zone all get the whole zone;
-* with ``ixfr_history=0`` nothing is kept.
+* with ``ixfr_history=0`` nothing is kept;
+* a reload that changes no record (a comment added) keeps the history; one that changes
+  records under the same serial empties it.
 """
 
 from __future__ import annotations
@@ -177,6 +179,16 @@ def test_a_serial_that_went_down_forgets_the_history(server: InProcessServer, zo
     reply = dns.query.tcp(query, server.host, port=server.port, timeout=5, one_rr_per_rrset=True)  # one message
     assert [rrset[0].serial for rrset in reply.answer if rrset.rdtype == dns.rdatatype.SOA] == [4, 4]
     assert len(reply.answer) > 20, "the whole zone"
+
+
+def test_a_reload_with_the_same_records_keeps_the_history(server: InProcessServer, zone_dir: Path) -> None:
+    change_to(server, zone_dir, 2)
+    write_zone(zone_dir, "inc.test", "# a comment moves every line down\n" + zone_text(2))
+    server.reload()
+    assert soa_serials(ixfr_messages(server, 1)) == [2, 1, 2, 2], "still incremental"
+    write_zone(zone_dir, "inc.test", zone_text(2).replace("new text", "edited, serial kept"))
+    server.reload()
+    assert soa_serials(ixfr_messages(server, 1)) == [2, 2], "records changed under one serial: whole zone"
 
 
 def test_a_change_larger_than_the_zone_is_sent_whole(server: InProcessServer, zone_dir: Path) -> None:

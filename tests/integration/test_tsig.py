@@ -7,7 +7,15 @@ algorithm and the server's default workers, dnspython and dig as clients.
 * Unknown key → NOTAUTH, TSIG error BADKEY, unsigned; wrong secret → BADSIG, unsigned;
   a clock outside the fudge → BADTIME, signed, the server's time in Other Data; a TSIG
   that is not the last record, or two TSIGs → FORMERR; a MAC cut below the policy →
-  BADTRUNC; the server keeps answering unsigned queries from its cache.
+  BADTRUNC; the server keeps answering unsigned queries from its cache. The signed
+  error replies are checked by hand (dnspython's client only raises on them): their MAC
+  covers the request's, and BADTIME's Time Signed is the request's.
+* A TSIG in the answer section → FORMERR; a signed message with QR set (a response) is
+  dropped, over UDP and over TCP (an AXFR-typed one) alike.
+* Response rate limiting slips signed replies as it slips others, and the truncated
+  slip of a signed reply is signed again (it verifies).
+* An internal error answering a signed query gives a signed SERVFAIL (in process, the
+  fault injected into the answer engine).
 * ``--tsig-key hmac-md5:...`` stops start-up with a usage message.
 """
 
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -28,12 +37,16 @@ import dns.name
 import dns.opcode
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.tsig
 import pytest
 
 from conftest import ROOT, ServerProcess, rrset_texts, start_server, stop_server
-from support import signed_wire, udp_exchange, write_zone
+from inprocess import serve_in_process
+from support import frame, query_wire, signed_wire, tcp_exchange, udp_exchange, udp_replies_until, write_zone
+
+from authdns.tsig import TsigSecret
 
 SECRETS = {algorithm: bytes((index * 7 + offset) % 256 for offset in range(size))
            for index, (algorithm, size) in enumerate([("hmac-sha1", 20), ("hmac-sha224", 28), ("hmac-sha256", 32),
@@ -57,13 +70,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     zone_dir = tmp_path_factory.mktemp("tsig") / "zones"
     write_zone(zone_dir, "tsig.test", ZONE)
     shutil.copy(ROOT / "zones" / "example.test.yaml", zone_dir)  # start_server's readiness query asks it
-    flags = [argument for algorithm, key in KEYS.items()
-             for argument in ("--tsig-key", f"{algorithm}:{key.name}:{base64.b64encode(key.secret).decode()}")]
-    running = start_server(zone_dir, *flags, workers=None)
+    running = start_server(zone_dir, *tsig_flags(), workers=None)
     try:
         yield running
     finally:
         stop_server(running.process)
+
+
+def tsig_flags() -> list[str]:
+    return [argument for algorithm, key in KEYS.items()
+            for argument in ("--tsig-key", f"{algorithm}:{key.name}:{base64.b64encode(key.secret).decode()}")]
 
 
 def signed(qname: str, rdtype: str, key: dns.tsig.Key, **options) -> dns.message.Message:
@@ -127,6 +143,20 @@ def test_a_signed_reply_fits_the_clients_size(server: ServerProcess, payload: in
     assert len(full.answer[0]) == TXT_COUNT and full.had_tsig
 
 
+def reply_mac_verifies(wire: bytes, key: dns.tsig.Key, request_mac: bytes) -> bool:
+    """A signed reply's MAC recomputed here (RFC 8945 §4.3.2: the request's MAC, the
+    reply without its TSIG record, the TSIG variables), for the error replies
+    dnspython's client refuses to read."""
+    tsig = unverified(wire).tsig[0]
+    rdata = tsig.to_wire()
+    record = key.name.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata
+    assert wire.endswith(record), "the TSIG is the last record, its names uncompressed"
+    body = wire[: -len(record)]
+    body = body[:10] + struct.pack("!H", struct.unpack_from("!H", body, 10)[0] - 1) + body[12:]
+    expected, _ = dns.tsig.sign(body, key, tsig, tsig.time_signed, request_mac)
+    return expected.mac == tsig.mac
+
+
 def test_unknown_key_is_notauth_badkey_unsigned(server: ServerProcess) -> None:
     stranger = dns.tsig.Key("nobody.", SECRETS["hmac-sha256"], "hmac-sha256")
     query = signed("tsig.test.", "SOA", stranger)
@@ -154,19 +184,26 @@ def test_wrong_secret_is_notauth_badsig_unsigned(server: ServerProcess) -> None:
 
 
 def test_skewed_clock_is_badtime_signed_with_the_servers_time(server: ServerProcess) -> None:
-    wire, mac = signed_wire(SHA256, "tsig.test.", dns.rdatatype.SOA, time_signed=int(time.time()) - 1000)
+    """RFC 8945 §5.2.3: signed, Time Signed copied from the request (so the client can
+    check the MAC whatever its clock), the server's time in Other Data."""
+    skewed = int(time.time()) - 1000
+    wire, mac = signed_wire(SHA256, "tsig.test.", dns.rdatatype.SOA, time_signed=skewed)
     reply_wire = udp_exchange(server.host, server.port, wire, timeout=3)
     with pytest.raises(dns.tsig.PeerBadTime):
         dns.message.from_wire(reply_wire, keyring={SHA256.name: SHA256}, request_mac=mac)
     reply = unverified(reply_wire)
     assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADTIME and len(reply.mac) == 32
+    assert reply.tsig[0].time_signed == skewed
     assert abs(int.from_bytes(reply.tsig[0].other, "big") - time.time()) < 60
+    assert reply_mac_verifies(reply_wire, SHA256, mac)
 
 
 def test_a_truncated_mac_that_verifies_is_badtrunc(server: ServerProcess) -> None:
-    wire, _ = signed_wire(SHA256, "tsig.test.", dns.rdatatype.SOA, mac=lambda full: full[:16])
-    reply = unverified(udp_exchange(server.host, server.port, wire, timeout=3))
+    wire, mac = signed_wire(SHA256, "tsig.test.", dns.rdatatype.SOA, mac=lambda full: full[:16])
+    reply_wire = udp_exchange(server.host, server.port, wire, timeout=3)
+    reply = unverified(reply_wire)
     assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADTRUNC
+    assert abs(reply.tsig[0].time_signed - time.time()) < 60 and reply_mac_verifies(reply_wire, SHA256, mac)
 
 
 @pytest.mark.parametrize("size", [4, 40])
@@ -185,6 +222,35 @@ def test_a_tsig_before_another_record_is_formerr(server: ServerProcess) -> None:
     moved = wire[:10] + struct.pack("!H", 2) + wire[12:] + OPT_RECORD
     reply = udp_exchange(server.host, server.port, moved, timeout=3)
     assert reply[3] & 0xF == dns.rcode.FORMERR and reply[:2] == moved[:2]
+
+
+def test_a_tsig_in_the_answer_section_is_formerr(server: ServerProcess) -> None:
+    """RFC 8945 §5.1: the TSIG is the last record of the additional section."""
+    wire, _ = signed_wire(SHA256, "tsig.test.", dns.rdatatype.SOA)
+    moved = wire[:6] + struct.pack("!HHH", 1, 0, 0) + wire[12:]
+    reply = udp_exchange(server.host, server.port, moved, timeout=3)
+    assert reply[3] & 0xF == dns.rcode.FORMERR and reply[:2] == moved[:2]
+
+
+STRANGER = dns.tsig.Key("nobody.", SECRETS["hmac-sha256"], "hmac-sha256")
+
+
+@pytest.mark.parametrize("key", [SHA256, STRANGER], ids=["known-key", "unknown-key"])
+def test_a_signed_response_is_dropped(server: ServerProcess, key: dns.tsig.Key) -> None:
+    """RFC 1035 §4.1.1: a message with QR set is an answer, never answered, signed or
+    not (a BADKEY "reply" to one would bounce between two servers)."""
+    response, _ = signed_wire(key, "tsig.test.", dns.rdatatype.SOA, flags=dns.flags.QR | dns.flags.AA)
+    sentinel_id = 777
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(response, (server.host, server.port))
+        sock.sendto(query_wire("tsig.test.", "SOA", ident=sentinel_id), (server.host, server.port))
+        others, sentinel = udp_replies_until(sock, sentinel_id, timeout=3.0)
+    assert others == [] and dns.message.from_wire(sentinel).rcode() == dns.rcode.NOERROR
+    transfer, _ = signed_wire(key, "tsig.test.", dns.rdatatype.AXFR, flags=dns.flags.QR)
+    with socket.create_connection((server.host, server.port), timeout=3) as sock:
+        sock.sendall(frame(transfer))
+        reply = tcp_exchange(sock, query_wire("tsig.test.", "SOA", ident=sentinel_id))
+    assert struct.unpack_from("!H", reply)[0] == sentinel_id, "the sentinel's answer is the first to come back"
 
 
 def test_two_tsig_records_are_formerr(server: ServerProcess) -> None:
@@ -239,3 +305,48 @@ def test_an_md5_key_is_refused_at_start_up(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stderr
     assert "hmac-md5 must not be used (RFC 8945 §6)" in result.stderr and "usage:" in result.stderr
+
+
+def test_rate_limiting_signs_the_slips_of_signed_replies(tmp_path: Path) -> None:
+    """One answer a second per question, every further one slipped (sent truncated, the
+    question only). Signed replies are limited too; their slips carry a signature that
+    verifies, so a signed client can read them and retry over TCP. One process: each
+    worker would keep its own buckets."""
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, "tsig.test", ZONE)
+    shutil.copy(ROOT / "zones" / "example.test.yaml", zone_dir)
+    running = start_server(zone_dir, *tsig_flags(), "--rrl-rate", "1", "--rrl-slip", "1")
+    try:
+        truncated = {"unsigned": 0, "signed": 0}
+        for _ in range(10):
+            reply = dns.message.from_wire(udp_exchange(running.host, running.port,
+                                                       query_wire("tsig.test.", "SOA"), timeout=3))
+            truncated["unsigned"] += bool(reply.flags & dns.flags.TC)
+        for _ in range(10):
+            reply = dns.query.udp(signed("tsig.test.", "SOA", SHA256), running.host, port=running.port, timeout=3)
+            assert reply.had_tsig  # dnspython verified the MAC, slip or not
+            if reply.flags & dns.flags.TC:
+                truncated["signed"] += 1
+                assert not reply.answer and reply.question
+        assert truncated["unsigned"] >= 8 and truncated["signed"] >= 8, truncated
+    finally:
+        stop_server(running.process)
+
+
+def test_an_internal_error_on_a_signed_query_is_a_signed_servfail(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signed requester discards an unsigned reply (RFC 8945 §5.3), so even the last
+    resort is signed. The fault is injected into the answer engine the responder calls."""
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, "tsig.test", ZONE)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("injected fault")
+
+    keys = {str(SHA256.name): TsigSecret("hmac-sha256", SHA256.secret)}
+    with serve_in_process(zone_dir, tsig_keys=keys) as running:
+        monkeypatch.setattr("authdns.responder.resolve", broken)
+        reply = dns.query.udp(signed("tsig.test.", "SOA", SHA256), running.host, port=running.port, timeout=3)
+        assert reply.rcode() == dns.rcode.SERVFAIL and reply.had_tsig  # dnspython verified the MAC
+        plain = dns.query.udp(dns.message.make_query("tsig.test.", "SOA"), running.host, port=running.port, timeout=3)
+        assert plain.rcode() == dns.rcode.SERVFAIL and not plain.had_tsig
