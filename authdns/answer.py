@@ -16,8 +16,8 @@ from dnslib import CLASS, CNAME, QTYPE, TXT
 
 from . import names, rrtypes
 from .names import Name
-from .query import (EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED,
-                    RCODE_YXDOMAIN)
+from .protocol import (EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED,
+                       RCODE_YXDOMAIN)
 from .snapshot import Snapshot
 from .zone import ADDRESS_TYPES, Node, RRset, Zone, make_rrset
 

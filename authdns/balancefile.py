@@ -11,8 +11,8 @@ collects them. Nothing here knows about answers or sockets.
 
 from __future__ import annotations
 
-import ipaddress
 
+from .hostport import BadAddress, BadPort, parse_host_port
 from .balancespec import POLICY_NAMES, CheckKind, CheckSpec, MemberSpec, Policy, ProbeAddress
 from .yamlfields import FieldError, integer, scalar as _scalar
 from .yamltree import Mapping, Value
@@ -114,21 +114,13 @@ def parse_check_reference(value: Value, named: dict[str, CheckSpec]) -> CheckSpe
 def parse_probe(value: Value) -> ProbeAddress:
     """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT``: where to probe instead of the served address."""
     text = _scalar(value, "probe").text.strip()
-    host, port = text, None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
     try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
+        host, port = parse_host_port(text, None)
+    except BadPort:
+        raise FieldError(value.where, f"probe port must be from 1 to 65535, not {text!r}") from None
+    except BadAddress:
         raise FieldError(value.where, f"probe must be an IP address, optionally with :PORT, not {text!r}") from None
-    if port is None:
-        return ProbeAddress(host)
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise FieldError(value.where, f"probe port must be from 1 to 65535, not {port!r}")
-    return ProbeAddress(host, int(port))
+    return ProbeAddress(host) if port is None else ProbeAddress(host, port)
 
 
 def split_member(item: Value) -> tuple[Value, MemberSpec]:

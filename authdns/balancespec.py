@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .names import Name
+from .names import Name, to_text
+from .rrtypes import type_name
 from .yamltree import Where
 
 
@@ -83,4 +84,10 @@ class BalanceSpec:
 
 # A member of a balanced RRset, the same across reloads: owner (wire), type, and the
 # member's own data as text (the exchange name for MX, the address for A/AAAA).
-MemberKey = tuple[Name, int, str]
+MemberKey = tuple[Name, int, str]  # built by zone.member_key
+
+
+def member_key_text(key: MemberKey) -> str:
+    """``example.test. MX mx1.example.test.``: a member as log lines name it."""
+    owner, rtype, data = key
+    return f"{to_text(owner)} {type_name(rtype)} {data}"

@@ -15,6 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
+from .hostport import format_host_port, has_port
 from . import __version__
 from . import configfile, ctlcli, eventloop, logformat
 from .eventloop import LOOPS
@@ -44,9 +45,7 @@ def _listen_arg(text: str) -> tuple[str, int]:
 
 def _http_arg(text: str) -> tuple[str, int]:
     """``ADDR:PORT`` for the metrics server: the port must be given (no DNS default)."""
-    text = text.strip()
-    has_port = "]:" in text if text.startswith("[") else text.count(":") == 1
-    if not has_port:
+    if not has_port(text):
         raise argparse.ArgumentTypeError(f"{text!r}: give the port too, as ADDR:PORT or [V6]:PORT")
     return _listen_arg(text)
 
@@ -319,13 +318,11 @@ async def _serve(config: ServerConfig) -> int:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     for host, port in service.addresses:
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("listening udp+tcp %s", shown)
+        log.info("listening udp+tcp %s", format_host_port(host, port))
     log.info("control socket %s", service.control.path)
     if service.http_address is not None:
         host, port = service.http_address
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("metrics and status page http://%s/ port=%d", shown, port)
+        log.info("metrics and status page http://%s/ port=%d", format_host_port(host, port), port)
     log.info("ready port=%d zones=%d workers=%d loop=%s", service.addresses[0][1],
              len(service.holder.current.snapshot.zones), service.config.workers, service.config.event_loop)
     service.systemd.ready(service.status_line())  # every zone loaded, every socket bound

@@ -3,11 +3,12 @@ It reads no zones."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping
+
+from .hostport import parse_host_port
 
 if TYPE_CHECKING:
     from .transferspec import AllowRule
@@ -73,24 +74,7 @@ class ServerConfig:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``ADDR:PORT``, ``[v6]:PORT``, ``ADDR`` (default port) or ``:PORT`` (127.0.0.1)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        host = host or "127.0.0.1"
-    else:
-        host, port_text = text, ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    if not port_text:
-        return str(address), DEFAULT_PORT
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} is not a number from 0 to 65535")
-    return str(address), int(port_text)
+    """``ADDR:PORT``, ``[v6]:PORT``, ``ADDR`` (default port) or ``:PORT`` (127.0.0.1);
+    port 0 lets the kernel choose. Raises ValueError (``hostport``'s messages)."""
+    host, port = parse_host_port(text, DEFAULT_PORT, min_port=0, empty_host="127.0.0.1")
+    return host, DEFAULT_PORT if port is None else port

@@ -32,7 +32,7 @@ from .health import HealthView
 from .ordering import UP_FACTOR, Balancer, Plan
 from .overrides import Override, Overrides, save_overrides
 from .state import StateHolder
-from .zone import RRset, member_text
+from .zone import RRset, member_key, member_text
 from .rrtypes import type_name
 
 log = logging.getLogger("authdns.control")
@@ -180,14 +180,14 @@ class ControlServer:
         firsts_by_group: dict[int | None, int] = {}
         counters = []
         for index, rdata in enumerate(rrset.rdatas):
-            found = self.balancer.counters.get((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)))
+            found = self.balancer.counters.get(member_key(rrset, rdata))
             counters.append(found)
             group = by_index[index].preference
             firsts_by_group[group] = firsts_by_group.get(group, 0) + (found.first if found else 0)
         members = []
         now = self.clock()
         for index, rdata in enumerate(rrset.rdatas):
-            key = (rrset.name, rrset.rtype, member_text(rrset.rtype, rdata))
+            key = member_key(rrset, rdata)
             member, found = by_index[index], counters[index]
             seen = health.get(key)
             override = overrides.get(key)
@@ -332,7 +332,7 @@ def _balanced(snapshot) -> list[RRset]:
 
 
 def _member_keys(rrset: RRset) -> list[MemberKey]:
-    return [(rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)) for rdata in rrset.rdatas]
+    return [member_key(rrset, rdata) for rdata in rrset.rdatas]
 
 
 def _override_entry(key: MemberKey, override: Override) -> dict[str, Any]:

@@ -27,10 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import names
-from .balancespec import CheckSpec, MemberKey
+from .balancespec import CheckSpec, MemberKey, member_key_text
 from .probes import ProbeOutcome, ProbeResult, probe
-from .rrtypes import type_name
 
 log = logging.getLogger("authdns.health")
 
@@ -154,12 +152,6 @@ class _Target:
     probed: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first attempt
     task: asyncio.Task[None] | None = None
     members: frozenset[MemberKey] = frozenset()
-
-
-def member_text(key: MemberKey) -> str:
-    """``example.test. MX mx1.example.test.`` for logs."""
-    owner, rtype, data = key
-    return f"{names.to_text(owner)} {type_name(rtype)} {data}"
 
 
 def rtt_moved(published: float | None, current: float | None) -> bool:
@@ -331,7 +323,7 @@ class HealthMonitor:
         was = "unknown" if previous is None else previous.value
         level = logging.WARNING if status is Status.DOWN else logging.INFO
         log.log(level, 'health member=%s status=%s was=%s detail="%s"',
-                member_text(key), status.value, was, detail.replace('"', "'"))
+                member_key_text(key), status.value, was, detail.replace('"', "'"))
 
     def _publish_view(self) -> None:
         view = self.view()

@@ -29,6 +29,7 @@ from dnslib import QTYPE, RCODE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .hostport import format_host_port
 from .query import Via
 from .responder import LATENCY_BOUNDS
 from .statuspage import PAGE, page_data
@@ -139,7 +140,7 @@ def _member_metrics(seen: Observation):
                                  labels=["target", "result"])
     rtt = GaugeMetricFamily("authdns_health_probe_rtt_seconds", "Smoothed probe round-trip time", labels=["target"])
     for host, port, count, failures, smoothed in seen.probes:
-        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        target = format_host_port(host, port)
         probes.add_metric([target, "ok"], count - failures)
         probes.add_metric([target, "failed"], failures)
         if smoothed is not None:

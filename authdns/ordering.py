@@ -37,7 +37,7 @@ from .health import HealthView, Status
 from . import names
 from .names import Name
 from .overrides import Overrides
-from .zone import ADDRESS_TYPES, RRset, member_text
+from .zone import ADDRESS_TYPES, RRset, member_key
 
 UP_FACTOR = 4  # effective weight per unit of base weight when up ...
 DEGRADED_FACTOR = 1  # ... and when degraded: a quarter of its share
@@ -375,7 +375,7 @@ class Balancer:
             return found
         balance = rrset.balance
         assert balance is not None
-        keys = tuple((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)) for rdata in rrset.rdatas)
+        keys = tuple(member_key(rrset, rdata) for rdata in rrset.rdatas)
         members = self._members(rrset, balance, health, overrides, keys)
         grouped = _groups(rrset, members)
         usable = {preference: _eligible(group) for preference, group in grouped.items()}
@@ -498,7 +498,7 @@ class Balancer:
                 continue
             rotor_prefixes.add((rrset.name, rrset.rtype))
             for rdata in rrset.rdatas:
-                keys.add((rrset.name, rrset.rtype, member_text(rrset.rtype, rdata)))
+                keys.add(member_key(rrset, rdata))
         self._release_all()  # their answers counted first; queries ask for new cycles
         self._counters = {key: value for key, value in self._counters.items() if key in keys}
         self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}

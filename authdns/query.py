@@ -17,26 +17,8 @@ from dnslib.label import DNSLabelError
 
 from . import names
 from .names import Name
-
-HEADER_LENGTH = 12
-MIN_UDP_PAYLOAD = 512  # RFC 1035 §4.2.1; RFC 6891 §6.2.5: smaller EDNS sizes count as 512
-TCP_MESSAGE_LIMIT = 65535  # RFC 1035 §4.2.2: the two-octet length prefix
-
-RCODE_NOERROR = 0
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_NXDOMAIN = 3
-RCODE_NOTIMP = 4
-RCODE_REFUSED = 5
-RCODE_YXDOMAIN = 6  # RFC 6672 §2.2: a DNAME substitution longer than 255 octets
-RCODE_BADVERS = 16  # RFC 6891 §9: extended rcode 1 in the OPT, 0 in the header
-
-OPCODE_QUERY = 0
-
-# Extended DNS Errors (RFC 8914 §4), sent in the OPT record of a query that had one.
-EDE_PROHIBITED = 18  # §4.19: the server is unable to respond due to policy
-EDE_NOT_AUTHORITATIVE = 20  # §4.21: REFUSED for a name outside our zones
-EDE_NOT_SUPPORTED = 21  # §4.22: the requested operation or query is not supported
+from .protocol import (BYTE_QR, EDNS_FLAG_DO, HEADER_LENGTH, MIN_UDP_PAYLOAD, OPCODE_QUERY, RCODE_BADVERS,
+                       RCODE_FORMERR, RCODE_NOTIMP, TCP_MESSAGE_LIMIT)
 
 
 class Via(enum.IntEnum):
@@ -93,7 +75,7 @@ def read_header(packet: bytes) -> Header:
 
 
 def is_response(packet: bytes) -> bool:
-    return bool(packet[2] & 0x80)
+    return bool(packet[2] & BYTE_QR)
 
 
 def udp_size_limit(edns: Edns | None, server_max: int) -> int:
@@ -113,7 +95,7 @@ def _read_edns(record: DNSRecord) -> Edns | None | int:
     opt = opts[0]
     if opt.rname.label:
         return RCODE_FORMERR  # the OPT owner must be the root
-    return Edns(payload=opt.rclass, version=(opt.ttl >> 16) & 0xFF, dnssec_ok=bool(opt.ttl & 0x8000))
+    return Edns(payload=opt.rclass, version=(opt.ttl >> 16) & 0xFF, dnssec_ok=bool(opt.ttl & EDNS_FLAG_DO))
 
 
 def _valid_qname(question: DNSQuestion | None) -> Name | None:

@@ -11,6 +11,7 @@ import logging
 
 from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
+from .protocol import BYTE_TC
 from .query import Via
 
 log = logging.getLogger("authdns.queries")
@@ -32,6 +33,6 @@ def log_query(packet: bytes, reply: bytes | None, via: Via, peer: tuple | None) 
         first = f"{QTYPE.get(answer.rr[0].rtype)} {answer.rr[0].rdata}" if answer.rr else "-"
     except (DNSError, ValueError):
         rcode, first = str(reply[3] & 0xF) if len(reply) > 3 else "-", "-"
-    truncated = " truncated" if len(reply) > 2 and reply[2] & 0x02 else ""
+    truncated = " truncated" if len(reply) > 2 and reply[2] & BYTE_TC else ""
     log.info("query client=%s via=%s name=%s type=%s rcode=%s first=%s%s", client, via.name, name, qtype, rcode,
              first, truncated)

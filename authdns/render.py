@@ -16,17 +16,12 @@ from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, EDNSOption
 from dnslib.label import DNSLabelError
 
 from .answer import Answer, Placed
+from .protocol import (EDNS_FLAG_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, FLAG_TC, HEADER_LENGTH, OPCODE_MASK,
+                       OPTION_EDE, RCODE_SERVFAIL)
 from .query import Edns, Header, Query, Reject
 
 OPT_RECORD_LENGTH = 11  # root owner, type, class, TTL, RDLENGTH 0 (RFC 6891 §6.1.2)
-OPTION_EDE = 15  # the Extended DNS Error option code (RFC 8914 §2)
 EDE_OPTION_LENGTH = 6  # code, length, INFO-CODE; we send no EXTRA-TEXT
-
-FLAG_QR = 0x8000
-FLAG_AA = 0x0400
-FLAG_TC = 0x0200
-FLAG_RD = 0x0100
-FLAG_CD = 0x0010
 
 
 class CaseInsensitiveBuffer(DNSBuffer):
@@ -79,7 +74,7 @@ def _flags(header: Header, rcode: int, authoritative: bool, truncated: bool) -> 
 def _opt_record(edns: Edns, server_udp_max: int, rcode: int, ede: int | None = None) -> RR:
     """Our OPT: our payload size, version 0, the extended rcode bits, DO echoed (RFC 3225 §3),
     and an Extended DNS Error option when there is one to give (RFC 8914 §2)."""
-    ttl = ((rcode >> 4) << 24) | (0x8000 if edns.dnssec_ok else 0)
+    ttl = ((rcode >> 4) << 24) | (EDNS_FLAG_DO if edns.dnssec_ok else 0)
     options = [] if ede is None else [EDNSOption(OPTION_EDE, struct.pack("!H", ede))]
     return RR(DNSLabel([]), QTYPE.OPT, server_udp_max, ttl, options)
 
@@ -143,10 +138,10 @@ def render_reject(reject: Reject, server_udp_max: int) -> bytes:
 
 def render_servfail(packet: bytes) -> bytes | None:
     """Last resort after an internal error: SERVFAIL with the header's ID, nothing else."""
-    if len(packet) < 12:
+    if len(packet) < HEADER_LENGTH:
         return None
     ident, flags = struct.unpack_from("!HH", packet)
-    flags = FLAG_QR | (flags & (0x7800 | FLAG_RD | FLAG_CD)) | 2
+    flags = FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | RCODE_SERVFAIL
     return struct.pack("!HHHHHH", ident, flags, 0, 0, 0, 0)
 
 

@@ -16,13 +16,14 @@ from time import perf_counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from dnslib import CLASS, QTYPE
+from dnslib import CLASS
 
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
 from .ordering import Balancer, arrange
 from .querylog import log_query
-from .query import EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, Query, Reject, Via, parse_query
+from .protocol import BYTE_TC, EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, TRANSFER_TYPES
+from .query import Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
 from .cache import VARIANT_LIMIT, Dynamic, Static
 from .state import ServingState, StateHolder
@@ -36,7 +37,6 @@ log = logging.getLogger("authdns.responder")
 
 # Zone transfers: refused here unless a TransferResponder is given (transfer.py), which
 # answers them over UDP; over TCP the listener hands them to it first.
-TRANSFER_TYPES = (QTYPE.AXFR, QTYPE.IXFR)
 
 
 LATENCY_BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
@@ -115,7 +115,7 @@ class Responder:
             counters.dropped += 1
         else:
             counters.answers[via * 16 + (reply[3] & 0xF)] += 1
-            if reply[2] & 0x02:
+            if reply[2] & BYTE_TC:
                 counters.truncated += 1
         if self.query_log:
             log_query(packet, reply, via, peer)

@@ -23,8 +23,8 @@ import socket
 import time
 from collections.abc import Callable
 
+from .protocol import BYTE_TC, HEADER_LENGTH, RCODE_NOERROR
 
-NOERROR, NXDOMAIN = 0, 3
 MAX_BUCKETS = 200_000
 
 
@@ -72,7 +72,7 @@ def _prefix(host: str) -> bytes:
 
 def _question_end(reply: bytes) -> int:
     """End of the first question (names in a question are never compressed by us)."""
-    offset = 12
+    offset = HEADER_LENGTH
     while offset < len(reply) and reply[offset]:
         if reply[offset] & 0xC0:
             return offset + 2 + 4
@@ -82,7 +82,7 @@ def _question_end(reply: bytes) -> int:
 
 def _answer_key(reply: bytes) -> bytes:
     rcode = reply[3] & 0x0F
-    if rcode != NOERROR or reply[5] == 0 and reply[4] == 0:
+    if rcode != RCODE_NOERROR or reply[5] == 0 and reply[4] == 0:
         return bytes((0, rcode))  # NXDOMAIN and errors: one bucket per prefix and rcode
     return b"\x01" + reply[12:_question_end(reply)].lower()
 
@@ -90,8 +90,9 @@ def _answer_key(reply: bytes) -> bytes:
 def truncated(reply: bytes) -> bytes:
     """The header with TC set and only the question: "ask again over TCP" (RFC 7766 §3);
     signed again when the reply was signed (RFC 8945 §5.3: the TSIG went with the rest)."""
-    end = _question_end(reply) if reply[5] or reply[4] else 12
-    short = reply[:2] + bytes((reply[2] | 0x02, reply[3])) + bytes((0, 1 if end > 12 else 0, 0, 0, 0, 0, 0, 0)) \
-        + reply[12:end]
+    end = _question_end(reply) if reply[5] or reply[4] else HEADER_LENGTH
+    questions = 1 if end > HEADER_LENGTH else 0
+    short = reply[:2] + bytes((reply[2] | BYTE_TC, reply[3], 0, questions, 0, 0, 0, 0, 0, 0)) \
+        + reply[HEADER_LENGTH:end]
     signer = getattr(reply, "signer", None)  # a tsig.SignedReply
     return short if signer is None else signer.sign(short)[0]

@@ -47,10 +47,13 @@ import dns.rrset
 import dns.tsig
 from dnslib import CLASS, QTYPE, DNSBuffer, DNSLabel
 
+from .hostport import format_host_port
 from . import names
 from .config import ServerConfig
 from .names import Name
-from .query import EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, EDE_PROHIBITED, MIN_UDP_PAYLOAD
+from .protocol import (EDE_NOT_AUTHORITATIVE, EDE_NOT_SUPPORTED, EDE_PROHIBITED, FLAG_AA, FLAG_QR, FLAG_RD,
+                       FLAG_TC, HEADER_LENGTH, MIN_UDP_PAYLOAD, OPCODE_MASK, OPCODE_NOTIFY, TCP_MESSAGE_LIMIT,
+                       TRANSFER_TYPES)
 from .render import render_servfail
 from .serials import serial_gt
 from .state import StateHolder
@@ -60,9 +63,6 @@ from .zone import Records, RRset, Zone, ZoneDelta
 
 log = logging.getLogger("authdns.transfer")
 
-TRANSFER_QTYPES = (QTYPE.AXFR, QTYPE.IXFR)
-TCP_MESSAGE_LIMIT = 65535  # RFC 1035 §4.2.2: the two-octet length prefix
-HEADER_LENGTH = 12
 # Room kept free in every message for the OPT and TSIG records (a TSIG with a 255-octet
 # key name and a SHA-512 MAC is under 370 octets: tsig.signature_size; an OPT without
 # options 11).
@@ -76,11 +76,6 @@ RENDER_CACHE_ZONES = 8
 # interpreter's 5 ms switch interval. Costs roughly a tenth of the packing time.
 YIELD_EVERY = 64
 YIELD_PAUSE = 0.00005
-
-FLAG_QR = 0x8000
-FLAG_AA = 0x0400
-FLAG_TC = 0x0200
-FLAG_RD = 0x0100
 
 
 def allow_rules(zone: Zone, config: ServerConfig) -> tuple[AllowRule, ...]:
@@ -113,15 +108,15 @@ def peer_address(peer: tuple | None) -> Address | None:
 def is_transfer_query(packet: bytes) -> bool:
     """QR=0, OPCODE=QUERY, QDCOUNT=1 and QTYPE AXFR or IXFR, read without a parse, so that
     ordinary TCP queries pay a few byte reads only."""
-    if len(packet) < 17 or packet[2] & 0xF8 or packet[4:6] != b"\x00\x01":
+    if len(packet) < 17 or packet[2] & 0xF8 or packet[4:6] != b"\x00\x01":  # QR or an opcode set
         return False
-    offset = 12
+    offset = HEADER_LENGTH
     try:
         while (length := packet[offset]) != 0:
             if length & 0xC0:
                 return True  # a pointer in a question is odd; let the full parse decide
             offset += length + 1
-        return int.from_bytes(packet[offset + 1 : offset + 3], "big") in TRANSFER_QTYPES
+        return int.from_bytes(packet[offset + 1 : offset + 3], "big") in TRANSFER_TYPES
     except IndexError:
         return False
 
@@ -532,7 +527,7 @@ def _key_text(query: dns.message.Message) -> str | None:
 
 
 def _peer_text(peer: tuple | None) -> str:
-    return f"{peer[0]}:{peer[1]}" if peer else "unknown"
+    return format_host_port(peer[0], peer[1]) if peer else "unknown"
 
 
 # ---------------------------------------------------------------- NOTIFY out
@@ -665,7 +660,7 @@ def _matching_reply(data: bytes, message: dns.message.Message, macs: list[bytes]
     if len(data) < 12:
         return None
     ident, flags = struct.unpack_from("!HH", data)
-    if ident != message.id or not flags & 0x8000 or (flags >> 11) & 0xF != dns.opcode.NOTIFY:
+    if ident != message.id or not flags & FLAG_QR or (flags & OPCODE_MASK) >> 11 != OPCODE_NOTIFY:
         return None
     for mac in reversed(macs or [b""]):  # a late answer to an earlier attempt counts too
         try:
@@ -690,5 +685,4 @@ def _connected_socket(target: tuple[str, int]) -> socket.socket:
 
 
 def _target_text(target: tuple[str, int]) -> str:
-    host, port = target
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return format_host_port(*target)

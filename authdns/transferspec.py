@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Iterable, Mapping, Union
 
+from .hostport import parse_host_port
 from . import names
 from .yamlfields import FieldError, scalar as _scalar
 from .tsig import ALGORITHMS, DEFAULT_ALGORITHM, REFUSED_ALGORITHMS, TsigSecret
@@ -104,24 +105,8 @@ def key_name(text: str) -> str:
 
 def parse_address_port(text: str, default_port: int = NOTIFY_PORT) -> tuple[str, int]:
     """``ADDR``, ``ADDR:PORT``, ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port)."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    try:
-        address = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    if not port_text:
-        return address, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
-    return address, int(port_text)
+    host, port = parse_host_port(text, default_port)
+    return host, default_port if port is None else port
 
 
 # ---------------------------------------------------------------- server flags

@@ -29,13 +29,12 @@ import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 
-HEADER_LENGTH = 12
-TSIG_TYPE = 250
+from .protocol import BYTE_QR, FLAG_QR, FLAG_RD, HEADER_LENGTH, OPCODE_MASK, RCODE_FORMERR, TYPE_TSIG
+
 # The fudge our signed replies carry, and the most clock skew a request may show: a
 # request's time must be within min(its own fudge, this) of our clock (RFC 8945 §5.2.3;
 # §10 recommends 300 s). dnspython alone would honour any fudge the requester chose.
 FUDGE = 300
-RCODE_FORMERR = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +182,8 @@ def tsig_position(packet: bytes) -> tuple[int | None, int] | None:
             offset = _skip_name(packet, offset)
             rtype, _, _, length = struct.unpack_from("!HHIH", packet, offset)
             offset += 10 + length
-            last_tsig = start if rtype == TSIG_TYPE and index >= additional_from else None
-            count += rtype == TSIG_TYPE
+            last_tsig = start if rtype == TYPE_TSIG and index >= additional_from else None
+            count += rtype == TYPE_TSIG
         if offset > len(packet):
             raise MalformedMessage("a record runs past the end of the message")
     except (IndexError, struct.error):
@@ -196,7 +195,7 @@ def formerr(packet: bytes) -> bytes:
     """A bare FORMERR: the request's ID, opcode and RD, no sections (there is nothing in
     it to echo safely, and no TSIG to sign against)."""
     ident, flags = struct.unpack_from("!HH", packet)
-    flags = 0x8000 | (flags & 0x7900) | RCODE_FORMERR  # QR, opcode and RD copied
+    flags = FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD)) | RCODE_FORMERR
     return struct.pack("!6H", ident, flags, 0, 0, 0, 0)
 
 
@@ -206,7 +205,7 @@ def check_request(packet: bytes, keys: Keyring, payload: int) -> Signed | bytes 
     message carries no TSIG; the error reply to send when a check fails; else the
     verified request. A response (QR set) is never answered (RFC 1035 §4.1.1): None, and
     the caller's parser drops it."""
-    if len(packet) < HEADER_LENGTH or packet[2] & 0x80:
+    if len(packet) < HEADER_LENGTH or packet[2] & BYTE_QR:
         return None
     try:
         found = tsig_position(packet)

@@ -15,7 +15,7 @@ from . import names
 from .balancespec import MemberKey
 from .health import MemberWatch
 from .snapshot import Snapshot
-from .zone import ADDRESS_TYPES, RRset, member_text
+from .zone import ADDRESS_TYPES, RRset, member_key
 
 
 def watch_list(snapshot: Snapshot) -> dict[MemberKey, MemberWatch]:
@@ -33,7 +33,7 @@ def _rrset_watches(snapshot: Snapshot, rrset: RRset) -> dict[MemberKey, MemberWa
     check = balance.check
     watches = {}
     for rdata, member in zip(rrset.rdatas, balance.members):
-        key = (rrset.name, rrset.rtype, member_text(rrset.rtype, rdata))
+        key = member_key(rrset, rdata)
         port = member.probe.port if member.probe is not None and member.probe.port is not None else check.port
         if member.probe is not None:
             watches[key] = MemberWatch(check, (member.probe.host,), port)

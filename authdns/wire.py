@@ -10,11 +10,14 @@ which stays the reference. No dnslib, no logging, no exceptions on the hot path.
 
 from __future__ import annotations
 
-OPT_TYPE = b"\x00\x29"
-RD_CD = 0x0110  # the query bits a response copies (RFC 1035 §4.1.1, RFC 4035 §3.1.6)
-DO_BIT = 0x8000
+from .protocol import EDNS_FLAG_DO, FLAG_CD, FLAG_RD, MIN_UDP_PAYLOAD, TRANSFER_TYPES, TYPE_OPT
+
+# The protocol's numbers as the octets the hot path compares.
+OPT_TYPE = TYPE_OPT.to_bytes(2, "big")
+RD_CD = FLAG_RD | FLAG_CD  # the query bits a response copies (RFC 1035 §4.1.1, RFC 4035 §3.1.6)
+DO_OCTET = EDNS_FLAG_DO >> 8  # the DO bit in the first octet of the OPT's flags (its TTL's third octet)
 # Types whose answer depends on who asks (transfers: access lists, TSIG): never cached.
-PEER_DEPENDENT = (b"\x00\xfb", b"\x00\xfc")  # IXFR 251, AXFR 252
+PEER_DEPENDENT = tuple(qtype.to_bytes(2, "big") for qtype in TRANSFER_TYPES)
 TCP_TAG = b"T"
 
 
@@ -51,13 +54,13 @@ def question_key(packet: bytes, tcp: int, server_udp_max: int) -> tuple[bytes, i
         # root owner, OPT; class = payload; TTL = ext-rcode, version, DO|Z; RDLENGTH 0
         if packet[end + 5] or packet[end + 6] or packet[end + 8] or packet[end + 9:end + 11] != b"\x00\x00":
             return None
-        do = packet[end + 7] == 0x80
-        if packet[end + 7] not in (0, 0x80):
+        do = packet[end + 7] == DO_OCTET
+        if packet[end + 7] not in (0, DO_OCTET):
             return None  # other Z bits: must be ignored, but keep such rare queries slow
         if tcp:
             tag = TCP_TAG + (b"D" if do else b"E")
         else:
-            payload = max((packet[end + 3] << 8) | packet[end + 4], 512)
+            payload = max((packet[end + 3] << 8) | packet[end + 4], MIN_UDP_PAYLOAD)
             limit = min(payload, server_udp_max)
             tag = bytes(((limit >> 8) | (0x80 if do else 0), limit & 0xFF, 1))
     else:

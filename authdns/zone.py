@@ -19,7 +19,7 @@ from dnslib import CLASS, QTYPE, RD, RR, DNSBuffer
 
 from . import names, rrtypes
 from .names import Name
-from .balancespec import BALANCED_TTL_WARNING, BalanceSpec, Policy
+from .balancespec import BALANCED_TTL_WARNING, BalanceSpec, MemberKey, Policy
 from .transferspec import TransferSpec
 from .yamltree import Where
 from .zonefile import Problem, RRsetSpec, ZoneSource
@@ -80,6 +80,12 @@ def member_text(rtype: int, rdata: RD) -> str:
     if rtype == QTYPE.MX:
         return names.to_text(names.from_dnslabel(rdata.label))
     return str(rdata)
+
+
+def member_key(rrset: RRset, rdata: RD) -> MemberKey:
+    """What one member of a balanced RRset is known by in health, drains, weights and
+    counters: (owner, type, ``member_text``)."""
+    return (rrset.name, rrset.rtype, member_text(rrset.rtype, rdata))
 
 
 def _target(rtype: int, rdata: RD) -> Name | None:

@@ -1,0 +1,65 @@
+"""An IP address with an optional port, as people write one: ``ADDR``, ``ADDR:PORT``,
+``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port: its colons are its own;
+brackets as in RFC 3986 §3.2.2). One parser and one formatter for every place that
+takes or shows one: listen and metrics addresses, NOTIFY targets, probe addresses, log
+lines and metric labels.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+MAX_PORT = 65535
+
+
+class BadAddress(ValueError):
+    """The address part is not an IP address, or the brackets are misplaced."""
+
+
+class BadPort(ValueError):
+    """The port is not a whole number in the allowed range."""
+
+
+def split_host_port(text: str) -> tuple[str, str | None]:
+    """The address and port texts, unchecked; the port is None when none is written."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise BadAddress(f"expected [ADDRESS]:PORT, got {text!r}")
+        return host, (rest[1:] if rest else None)
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    return text, None
+
+
+def has_port(text: str) -> bool:
+    try:
+        return split_host_port(text)[1] is not None
+    except BadAddress:
+        return False
+
+
+def parse_host_port(text: str, default_port: int | None, min_port: int = 1,
+                    empty_host: str | None = None) -> tuple[str, int | None]:
+    """(address in its canonical text, port or ``default_port``). ``empty_host``: the
+    address to take for ``:PORT`` (an error when None). Raises ``BadAddress`` or
+    ``BadPort`` with a message that names the text."""
+    host, port_text = split_host_port(text)
+    if not host and empty_host is not None:
+        host = empty_host
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise BadAddress(f"{host!r} is not an IP address") from None
+    if not port_text:
+        return address, default_port
+    if not port_text.isdigit() or not min_port <= int(port_text) <= MAX_PORT:
+        raise BadPort(f"port {port_text!r} is not a number from {min_port} to {MAX_PORT}")
+    return address, int(port_text)
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``ADDR:PORT``, or ``[V6]:PORT`` for an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
