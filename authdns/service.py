@@ -29,7 +29,9 @@ from .serials import SerialStore
 from .snapshot import EMPTY, LoadResult, Snapshot, load_snapshot
 from .state import StateHolder
 from .systemd import SystemdNotifier
-from .transfer import Notifier, TransferResponder, unknown_keys
+from .notify import Notifier
+from .transfer import TransferResponder
+from .transferaccess import unknown_keys
 from .watchlist import watch_list
 from .metrics import Observation, StatusHttpServer
 from .workers import WorkerError, WorkerPool, count_of

@@ -117,6 +117,7 @@ def addresses(server: ServerProcess, name: str) -> list[str]:
     return [rdata.address for rrset in reply.answer for rdata in rrset]
 
 
+@pytest.mark.slow
 def test_round_robin_exact_shares_and_rotation(server: ServerProcess) -> None:
     answers = [exchanges(server, "rr", tcp=index % 5 == 0) for index in range(1200)]
     firsts = Counter(answer[0][1] for answer in answers)
@@ -139,6 +140,7 @@ def test_weighted_three_to_one_exact(server: ServerProcess) -> None:
     assert {tuple(host for _, host in answer) for answer in answers} == {("mx1", "mx2"), ("mx2", "mx1")}
 
 
+@pytest.mark.slow
 def test_answer_one_gives_shares_of_presence(server: ServerProcess) -> None:
     answers = [exchanges(server, "one") for _ in range(1000)]
     assert all(len(answer) == 1 for answer in answers)

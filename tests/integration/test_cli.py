@@ -39,6 +39,8 @@ from authdns import __version__
 from conftest import ROOT, ServerProcess, fresh_state_dir, rrset_texts, start_server, stop_server, wait_until
 from support import tcp_connect, tcp_exchange, query_wire, write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 SHIPPED_ORIGINS = {"example.test.", "example.net.", "2.0.192.in-addr.arpa."}
 
 

@@ -53,6 +53,7 @@ udp_payload: 1400
         stop_server(process)
 
 
+@pytest.mark.slow
 def test_flags_win_over_the_file(zone_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "authdns.yaml"
     # Every value here is overridden by start_server's flags, or the server could not

@@ -31,6 +31,8 @@ from conftest import ROOT, ServerProcess, start_server, stop_server
 from smtp_listeners import FakeSmtp
 from support import write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 ORIGIN = "ctl.test"
 
 

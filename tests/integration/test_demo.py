@@ -21,6 +21,8 @@ import pytest
 
 from conftest import ROOT, wait_until
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 pytest.importorskip("aiosmtpd")
 
 

@@ -35,6 +35,8 @@ from authdns.snapshot import load_snapshot
 from authdns.state import StateHolder
 from conftest import SHIPPED_ZONES, ServerProcess, start_server, stop_server
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 TOTAL, BATCH = 100_000, 10_000
 NAMES = ["example.test.", "pool.example.test.", "www.example.test.", "x.users.example.test.", "nope.example.test.",
          "example.net.", "10.2.0.192.in-addr.arpa.", "elsewhere.invalid.", "lab.example.test."]

@@ -30,6 +30,8 @@ from conftest import ServerProcess, wait_until
 from smtp_listeners import FakeSmtp
 from support import write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 INTERVAL, TIMEOUT, RISE, FALL = 0.2, 0.5, 2, 2
 MARGIN = 1.5  # scheduling slack on a loaded 2-core CI machine
 LEAVE_BOUND = INTERVAL * FALL + TIMEOUT + MARGIN

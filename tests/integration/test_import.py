@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dns.rcode
 import dns.rdatatype
+import pytest
 
 from conftest import ROOT, wait_until
 
@@ -72,6 +73,7 @@ def write_master(directory: Path) -> Path:
     return master
 
 
+@pytest.mark.slow
 def test_import_check_serve(tmp_path: Path, server_factory) -> None:
     master = write_master(tmp_path / "bind")
     zones = tmp_path / "zones"
@@ -106,6 +108,7 @@ def _reference(master: Path) -> dict[tuple[str, str], tuple[int, set[str]]]:
     return {(name, rtype): (ttl, set(rdatas)) for name, rtype, ttl, rdatas in json.loads(out)}
 
 
+@pytest.mark.slow
 def test_master_file_dropped_into_zones_is_named_then_imported_live(tmp_path: Path, server_factory) -> None:
     zones = tmp_path / "zones"
     zones.mkdir()

@@ -31,6 +31,7 @@ def query_lines(server: ServerProcess, name: str) -> list[str]:
     return [line for line in list(server.log) if f"name={name}" in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_query_log_switched_at_runtime(zone_dir: Path, workers: int) -> None:
     server = start_server(zone_dir, workers=workers)

@@ -279,6 +279,7 @@ def assert_clean_log(server: ServerProcess) -> None:
     assert "internal error" not in server.log_text(), server.log_text()
 
 
+@pytest.mark.slow
 def test_udp_fuzz(zone_dir: Path, server_factory) -> None:
     server = server_factory(zone_dir)
 
@@ -294,6 +295,7 @@ def test_udp_fuzz(zone_dir: Path, server_factory) -> None:
     assert_clean_log(server)
 
 
+@pytest.mark.slow
 def test_tcp_fuzz(zone_dir: Path, server_factory) -> None:
     server = server_factory(zone_dir)
     connection: list[socket.socket] = []

@@ -49,7 +49,7 @@ from support import write_zone
 from authdns.tsig import TsigSecret
 from authdns.config import ServerConfig
 from authdns.snapshot import load_zone_file
-from authdns.transfer import Notifier
+from authdns.notify import Notifier
 from authdns.zone import Zone
 
 SECRET = bytes(range(1, 33))
@@ -160,6 +160,7 @@ def test_message_and_acknowledgement(tmp_path: Path, loop: LoopThread, secondary
     assert messages(caplog, "notify acknowledged") == [f"notify acknowledged {fields} attempt={len(sent)}"]
 
 
+@pytest.mark.slow
 def test_retries_with_backoff_then_gives_up(tmp_path: Path, loop: LoopThread, secondary: Secondary,
                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="authdns.transfer")

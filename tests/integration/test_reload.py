@@ -37,6 +37,8 @@ import pytest
 from conftest import ROOT, ServerProcess, start_server, stop_server, wait_until
 from support import write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 ORIGIN = "rl.test"
 DEADLINE = 1.0  # the issue: a change is served within 1 s of the write
 

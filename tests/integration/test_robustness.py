@@ -69,6 +69,7 @@ def udp_flood(source: str, port: int, seconds: float, gap: float) -> tuple[int, 
     return sent, full, truncated
 
 
+@pytest.mark.slow
 def test_rate_limiting_limits_one_source_not_another(zone_dir: Path) -> None:
     server = start_server(zone_dir, "--rrl-rate", str(RATE), "--rrl-slip", "2")
     try:

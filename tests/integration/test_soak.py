@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
 spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
 soak = importlib.util.module_from_spec(spec)

@@ -28,6 +28,8 @@ from conftest import ROOT, ServerProcess, start_server, stop_server, wait_until
 from smtp_listeners import FakeSmtp
 from support import probed_pool_zone, write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 ORIGIN = "page.test"
 ARTIFACTS = ROOT / "test-artifacts"
 

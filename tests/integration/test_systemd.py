@@ -32,6 +32,8 @@ import pytest
 
 from conftest import ROOT, ServerProcess, start_server, stop_server, wait_until
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 UNIT = ROOT / "systemd" / "authdns.service"
 
 

@@ -68,7 +68,8 @@ from support import frame, signed_wire, tcp_read_message, write_zone
 
 from authdns.tsig import TsigSecret
 from authdns import names
-from authdns.transfer import RENDER_CACHE_ZONES, unknown_keys
+from authdns.transfer import RENDER_CACHE_ZONES
+from authdns.transferaccess import unknown_keys
 from authdns.transferspec import AllowRule
 
 SECRET = bytes(range(1, 33))
@@ -181,6 +182,7 @@ def ede_codes(message: dns.message.Message) -> list[int]:
 # ---------------------------------------------------------------- AXFR
 
 
+@pytest.mark.slow
 def test_axfr_gets_the_whole_zone(server: InProcessServer, zone_dir: Path) -> None:
     messages = transfer(server, "xfr.test.")
     assert len(messages) == 1
@@ -380,6 +382,7 @@ def served(zone_dir: Path) -> Iterator[ServerProcess]:
         stop_server(process.process)
 
 
+@pytest.mark.slow
 def test_serve_transfers_by_the_zone_rules(served: ServerProcess, zone_dir: Path) -> None:
     """Needs service.py to give DnsServer (and Responder) a TransferResponder."""
     messages = list(dns.query.xfr(served.host, "xfr.test.", port=served.port, timeout=5, lifetime=10,

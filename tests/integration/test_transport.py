@@ -157,6 +157,7 @@ def test_default_payload_is_1232(shipped_server: ServerProcess) -> None:
         assert response.payload == 1232
 
 
+@pytest.mark.slow
 def test_udp_payload_flag(tmp_path: Path, server_factory) -> None:
     """``--udp-payload`` is what we advertise and the cap on what we send over UDP."""
     zone_dir = tmp_path / "zones"
@@ -391,6 +392,7 @@ def test_query_split_across_writes(shipped_server: ServerProcess) -> None:
     assert rrset_texts(response.answer) == APEX_A
 
 
+@pytest.mark.slow
 def test_idle_timeout_closes_connection(zone_dir: Path, server_factory) -> None:
     server = server_factory(zone_dir, "--tcp-idle-timeout", "0.5")
     with tcp_connect(server.host, server.port, timeout=5.0) as sock:
@@ -405,6 +407,7 @@ def test_idle_timeout_closes_connection(zone_dir: Path, server_factory) -> None:
         assert closed_by_peer(sock)
 
 
+@pytest.mark.slow
 def test_default_idle_timeout_keeps_connection_for_a_while(shipped_server: ServerProcess) -> None:
     with tcp_connect(shipped_server.host, shipped_server.port, timeout=1.0) as sock:
         tcp_exchange(sock, query_wire("example.test", "A"))

@@ -34,6 +34,8 @@ from conftest import ServerProcess, start_server, stop_server, wait_until
 from smtp_listeners import FakeSmtp
 from support import PROBE_INTERVAL as INTERVAL, probed_pool_zone, write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 ORIGIN = "workers.test"
 
 

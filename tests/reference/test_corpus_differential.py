@@ -52,6 +52,8 @@ from conftest import ROOT, ServerProcess, start_server, stop_server
 from differential import NsdProcess, View, differences, exchange, run_nsd, stop_nsd, view, without_apex_ns, zone_of
 from nsd_support import NSD
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 COMPILEZONE = shutil.which("named-compilezone") or (
     "/usr/sbin/named-compilezone" if Path("/usr/sbin/named-compilezone").exists() else None)
 if NSD is None or COMPILEZONE is None:

@@ -38,6 +38,8 @@ from conftest import ROOT, ServerProcess, start_server, stop_server, wait_until
 from knot_support import HOST, KNOTD, server_lines, start_knot
 from support import ExternalServer, free_port, write_zone
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 if KNOTD is None:
     pytest.skip("knotd is not installed (apt-get install knot)", allow_module_level=True)
 

@@ -50,6 +50,8 @@ from differential import TIMEOUT, NsdProcess, View, differences, exchange, run_n
 from nsd_support import NSD
 from support import question_bytes
 
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
+
 
 if NSD is None:
     pytest.skip("nsd is not installed (looked in PATH and /usr/sbin/nsd)", allow_module_level=True)

@@ -42,7 +42,9 @@ from support import free_port, write_zone
 
 from authdns.tsig import TsigSecret
 from authdns import names
-from authdns.transfer import Notifier
+from authdns.notify import Notifier
+
+pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
 
 if NSD is None:

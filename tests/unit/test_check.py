@@ -115,6 +115,7 @@ WARNING_CASES = [
 ]
 
 
+@pytest.mark.slow  # a CLI subprocess per case
 @pytest.mark.parametrize("body,position,fragment", [c[1:] for c in WARNING_CASES], ids=[c[0] for c in WARNING_CASES])
 def test_warning_is_reported_and_the_zone_loads(tmp_path: Path, body: str, position: str, fragment: str) -> None:
     path = write_zone(tmp_path, body)

@@ -20,6 +20,7 @@ import dns.message
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,6 +104,7 @@ def queries() -> list[tuple[bytes, bool]]:
     return found
 
 
+@pytest.mark.slow
 def test_fast_path_equals_slow_path(tmp_path: Path) -> None:
     holder = state(tmp_path)
     config = ServerConfig()
@@ -127,6 +129,7 @@ def counted(balancer: Balancer) -> dict:
     return {key: (found.first, found.given, found.ttl) for key, found in balancer.counters.items()}
 
 
+@pytest.mark.slow
 def test_fast_path_follows_drains_and_health_like_the_slow_path(tmp_path: Path) -> None:
     """Rotations cached per health view and overrides (ordering.Cycle) must move on when
     either changes, and stay in step with the slow path across the change."""
@@ -164,6 +167,7 @@ def test_reload_keeps_entries_of_unchanged_zones(tmp_path: Path) -> None:
     assert set(holder.current.cache.entries) == after, "a health change keeps every entry"
 
 
+@pytest.mark.slow
 def test_random_name_flood_stays_bounded(tmp_path: Path) -> None:
     holder = state(tmp_path)
     fast = Responder(holder, ServerConfig(), Balancer())

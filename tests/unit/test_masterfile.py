@@ -349,6 +349,7 @@ def _master_files(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_master_files())
 def test_import_reads_what_dnspython_reads(tmp_path: Path, text: str) -> None:
