@@ -12,7 +12,7 @@ collects them. Nothing here knows about answers or sockets.
 from __future__ import annotations
 
 
-from .hostport import BadAddress, BadPort, parse_host_port
+from .hostport import BadAddress, BadPort, parse_host_port, split_host_port
 from .balancespec import POLICY_NAMES, CheckKind, CheckSpec, MemberSpec, Policy, ProbeAddress
 from .yamlfields import FieldError, integer, scalar as _scalar
 from .yamltree import Mapping, Value
@@ -115,6 +115,8 @@ def parse_probe(value: Value) -> ProbeAddress:
     """``ADDR``, ``ADDR:PORT`` or ``[V6]:PORT``: where to probe instead of the served address."""
     text = _scalar(value, "probe").text.strip()
     try:
+        if split_host_port(text)[1] == "":  # "ADDR:" names no port: say so rather than probe the default
+            raise BadPort(text)
         host, port = parse_host_port(text, None)
     except BadPort:
         raise FieldError(value.where, f"probe port must be from 1 to 65535, not {text!r}") from None

@@ -53,7 +53,7 @@ class ServerConfig:
     watch: bool = True  # reload zone files when they change (watchdog); SIGHUP always does
     version: str = field(default="authdns")
     identity: str | None = None  # CH TXT id.server; None refuses it
-    # Zone transfers (transfer.py). Who may AXFR/IXFR every zone, beside each zone's own
+    # Zone transfers (transferaccess.py decides). Who may AXFR/IXFR every zone, beside each zone's own
     # `transfer: allow:`; nobody by default (RFC 5936 §5: transfers are a policy matter).
     allow_transfer: tuple[AllowRule, ...] = ()
     # TSIG keys (RFC 8945): absolute lowercase key name -> algorithm and secret (tsig.py).

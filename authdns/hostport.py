@@ -43,11 +43,12 @@ def has_port(text: str) -> bool:
 
 def parse_host_port(text: str, default_port: int | None, min_port: int = 1,
                     empty_host: str | None = None) -> tuple[str, int | None]:
-    """(address in its canonical text, port or ``default_port``). ``empty_host``: the
-    address to take for ``:PORT`` (an error when None). Raises ``BadAddress`` or
+    """(address in its canonical text, port or ``default_port``, also for an empty
+    written port such as ``ADDR:``). ``empty_host``: the address to take for ``:PORT``
+    (an error when None). Raises ``BadAddress`` or
     ``BadPort`` with a message that names the text."""
     host, port_text = split_host_port(text)
-    if not host and empty_host is not None:
+    if empty_host is not None and text.strip().startswith(":"):  # ":PORT" only, not "" or "[]"
         host = empty_host
     try:
         address = str(ipaddress.ip_address(host))
@@ -55,7 +56,7 @@ def parse_host_port(text: str, default_port: int | None, min_port: int = 1,
         raise BadAddress(f"{host!r} is not an IP address") from None
     if not port_text:
         return address, default_port
-    if not port_text.isdigit() or not min_port <= int(port_text) <= MAX_PORT:
+    if not (port_text.isascii() and port_text.isdigit()) or not min_port <= int(port_text) <= MAX_PORT:
         raise BadPort(f"port {port_text!r} is not a number from {min_port} to {MAX_PORT}")
     return address, int(port_text)
 

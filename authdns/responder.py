@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("authdns.responder")
 
-# Zone transfers: refused here unless a TransferResponder is given (transfer.py), which
-# answers them over UDP; over TCP the listener hands them to it first.
-
-
 LATENCY_BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 LATENCY_SAMPLE = 16  # one query in this many is timed: two clock reads cost ~1 % of a fast answer
 

@@ -9,7 +9,8 @@ Zone file (README.md, "Secondaries")::
 
 Zone-file errors are ``FieldError`` with the position of the offending value (collected
 by ``zonefile.py``); flag values raise ``ValueError`` with a message fit for argparse.
-Nothing here opens sockets or knows the keys' secrets' use (``transfer.py`` does).
+Nothing here opens sockets or knows the keys' secrets' use (``transferaccess.py``
+and ``tsig.py`` do).
 """
 
 from __future__ import annotations

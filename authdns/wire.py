@@ -54,9 +54,10 @@ def question_key(packet: bytes, tcp: int, server_udp_max: int) -> tuple[bytes, i
         # root owner, OPT; class = payload; TTL = ext-rcode, version, DO|Z; RDLENGTH 0
         if packet[end + 5] or packet[end + 6] or packet[end + 8] or packet[end + 9:end + 11] != b"\x00\x00":
             return None
-        do = packet[end + 7] == DO_OCTET
-        if packet[end + 7] not in (0, DO_OCTET):
-            return None  # other Z bits: must be ignored, but keep such rare queries slow
+        flags = packet[end + 7]
+        if flags & 0x7F:
+            return None  # Z bits beside DO: must be ignored, but keep such rare queries slow
+        do = flags == DO_OCTET
         if tcp:
             tag = TCP_TAG + (b"D" if do else b"E")
         else:

@@ -1,4 +1,4 @@
-"""NOTIFY out (transfer.py ``Notifier``, RFC 1996), against a fake secondary: a UDP
+"""NOTIFY out (notify.py ``Notifier``, RFC 1996), against a fake secondary: a UDP
 socket on 127.0.0.1 that this test reads and answers by hand.
 
 Checks:

@@ -60,6 +60,10 @@ ERRORS = [
      "9:62", "probe must be an IP address"),
     ("probe-bad-port", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: '127.0.0.1:0'}]}}\n",
      "9:62", "probe port must be from 1 to 65535"),
+    ("probe-empty-port", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: '127.0.0.1:'}]}}\n",
+     "9:62", "probe port must be from 1 to 65535"),
+    ("probe-non-ascii-port", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: '127.0.0.1:²'}]}}\n",
+     "9:62", "probe port must be from 1 to 65535"),
 ]
 
 

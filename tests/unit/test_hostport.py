@@ -28,6 +28,7 @@ def test_accepted_forms(text: str, expected: tuple[str, int]) -> None:
     ("192.0.2.1:0", BadPort, "port '0' is not a number from 1 to 65535"),
     ("192.0.2.1:65536", BadPort, "port '65536' is not a number from 1 to 65535"),
     (":53", BadAddress, "'' is not an IP address"),
+    ("192.0.2.1:²", BadPort, "port '²' is not a number from 1 to 65535"),
 ])
 def test_refused_forms(text: str, error: type[ValueError], message: str) -> None:
     with pytest.raises(error) as raised:
@@ -39,6 +40,9 @@ def test_listen_style_options() -> None:
     """Listen addresses take port 0 (the kernel chooses) and ``:PORT`` for 127.0.0.1."""
     assert parse_host_port(":0", 5353, min_port=0, empty_host="127.0.0.1") == ("127.0.0.1", 0)
     assert parse_host_port("10.0.0.1", None) == ("10.0.0.1", None)
+    for nothing in ("", "[]", "[]:53"):  # only ":PORT" means the default address
+        with pytest.raises(BadAddress):
+            parse_host_port(nothing, 5353, min_port=0, empty_host="127.0.0.1")
 
 
 def test_has_port_and_format() -> None:
