@@ -1,10 +1,11 @@
 """``FastCache``: precompiled responses by question key (``wire.question_key``), bounded.
 
 A *static* entry is one response (flags, counts, the bytes after the question). A
-*dynamic* entry holds the engine's answer for a question with balanced RRsets; each
-query asks the Balancer for this answer's order (health, drains and rotors as they are
-now) and splices the variant precompiled for that order, rendering it once on first use.
-So health and drain changes need no invalidation, and balancing keeps its exact shares.
+*dynamic* entry holds the engine's answer for a question with balanced RRsets, its
+``orders.Orders`` for the current health view and overrides, and the variant rendered
+for each of their indices; each query advances the Orders (rotors as they are now) and
+splices the variant for the index it returns, rendering it once on first use. So health
+and drain changes need no invalidation, and balancing keeps its exact shares.
 
 Entries are grouped by the zone they come from, so a reload keeps the entries of every
 zone it did not change (``carry``). An answer that touched several zones (a CNAME into
@@ -20,11 +21,11 @@ from typing import Iterable
 
 from .answer import Answer
 from .names import Name
+from .orders import Orders
 from .query import Query
 
 DEFAULT_LIMIT = 200_000  # entries in all
 DEFAULT_NEGATIVE_LIMIT = 20_000  # NXDOMAIN and REFUSED entries
-VARIANT_LIMIT = 64  # orders precompiled per dynamic entry; more (random over many) render each time
 CROSS = b"\xff"  # bucket of entries that touched several zones or none
 
 
@@ -37,17 +38,15 @@ class Static:
 
 class Dynamic:
     """A balanced answer: the engine's result, the query it was first asked as (for
-    rendering a new variant), and the variants rendered so far by order."""
+    rendering a new variant), its Orders (None until first asked), and the variant
+    rendered for each index of those Orders so far."""
 
-    __slots__ = ("answer", "query", "variants", "cycle", "by_turn")
+    __slots__ = ("answer", "query", "orders", "variants")
 
     def __init__(self, answer: Answer, query: Query) -> None:
         self.answer, self.query = answer, query
-        self.variants: dict[tuple, Static] = {}
-        # When one round-robin rotor orders it (ordering.Cycle): the cycle, and the
-        # variant for each of its turns (None until first needed).
-        self.cycle = None
-        self.by_turn: list[Static | None] = []
+        self.orders: Orders | None = None
+        self.variants: list[Static] = []  # by Orders index; indices are handed out in sequence
 
 
 class FastCache:

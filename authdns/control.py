@@ -175,7 +175,7 @@ class ControlServer:
     def _rrset_status(self, rrset: RRset, health: HealthView, overrides: Overrides) -> dict[str, Any]:
         balance = rrset.balance
         assert balance is not None
-        plan = self.balancer.plan(rrset, health, overrides, commit=False)
+        plan = self.balancer.peek(rrset, health, overrides)
         by_index = {member.index: member for member in plan.members}
         firsts_by_group: dict[int | None, int] = {}
         counters = []
@@ -219,13 +219,11 @@ class ControlServer:
 
     def explain(self, request: dict) -> dict[str, Any]:
         """The next answer to NAME TYPE, without giving it: the engine's answer ordered
-        exactly as the next query's would be (``Balancer.apply(commit=False)``), with each
+        exactly as the next query's would be (``Balancer.peek_answer``), with each
         balanced RRset's plan: who is in, in what order, and why."""
         qname, qtype = _name(request.get("name")), _qtype(request.get("type"))
         state = self.holder.current
-        plans: dict = {}
-        answer = self.balancer.apply(resolve(state.snapshot, qname, qtype), state.health, state.overrides,
-                                     commit=False, plans=plans, detail=True)
+        answer, plans = self.balancer.peek_answer(resolve(state.snapshot, qname, qtype), state.health, state.overrides)
         sections = []
         for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
             for placed in placed_list:

@@ -2,11 +2,13 @@
 in what order, and why.
 
 ``Balancer.apply(answer, health, overrides)`` takes the engine's ``Answer`` (zone order)
-and returns it ordered: per RRset, the members that are eligible (health, drains,
-standby), ordered by the RRset's policy, cut to ``answer: N``, MX preferences promoted.
-``Balancer.plan(..., commit=False)`` computes the same without moving any rotor: that is
-``authdns explain``. The Balancer is mutable and lives on the event-loop thread only;
-it does no I/O and writes no bytes.
+and returns it ordered (``arrange``): per RRset, the members that are eligible (health,
+drains, standby), ordered by the RRset's policy, cut to ``answer: N``, MX preferences
+promoted. ``Balancer.orders(...)`` gives the same sequence of answers memoised over its
+period (``orders.Orders``: the cache's path). ``Balancer.peek_answer`` and ``peek``
+compute the next answer without moving any rotor or counting anything, with each
+member's reason: that is ``authdns explain`` and ``status``. The Balancer is mutable and
+lives on the event-loop thread only; it does no I/O and writes no bytes.
 
 Rules (README, "Load balancing"):
 - MX members trade places only inside a preference group; groups stay in ascending
@@ -26,19 +28,21 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable
 
-from dnslib import MX, QTYPE, RR
+from dnslib import QTYPE
 
-from .answer import Answer, Placed
+from .answer import Answer
+from .arrange import arrange
 from .balancespec import BalanceSpec, MemberKey, Policy
 from .health import HealthView, Status
-from . import names
 from .names import Name
+from .orders import Orders, PlanKey, Plans, rotors_of
 from .overrides import Overrides
-from .zone import ADDRESS_TYPES, RRset, member_key
+from .zone import RRset, member_key
 
+LIVE_ORDERS_LIMIT = 200_000  # Orders kept for counting (one per cached balanced answer, as the cache's bound)
 UP_FACTOR = 4  # effective weight per unit of base weight when up ...
 DEGRADED_FACTOR = 1  # ... and when degraded: a quarter of its share
 AUTO_SCALE = 10  # the fastest auto member's base weight; the slowest gets at least 1
@@ -168,24 +172,6 @@ class _Member:
     temporary: int | None
 
 
-class Cycle:
-    """A balanced answer whose order follows one round-robin rotor alone: the plan for
-    each turn of it, worked out once (by ``plan()`` itself, so they cannot differ) for
-    one health view and one set of overrides. The query path then turns the rotor and
-    picks the precompiled variant for that turn: no planning per query. Answers are
-    counted per turn and added to the members' counters when those are read."""
-
-    __slots__ = ("prep", "health", "overrides", "rotor", "others", "plans", "period", "counts", "last", "live")
-
-    def __init__(self, prep: _Prepared, rotor: _Rotor, others: list[_Rotor], plans: list[Plan]) -> None:
-        self.prep, self.rotor, self.others, self.plans = prep, rotor, others, plans
-        self.health, self.overrides = prep.health, prep.overrides
-        self.period = len(plans)
-        self.counts = [0] * len(plans)  # answers given per turn offset, not yet counted
-        self.last = 0.0  # wall time of the last answer given
-        self.live = True  # False once the Balancer has let it go: callers ask for a new one
-
-
 class Balancer:
     def __init__(self, rng: random.Random | None = None, clock=time.time) -> None:
         self.rotors: dict[tuple, _Rotor] = {}
@@ -194,13 +180,14 @@ class Balancer:
         self.rng = rng or random.Random()
         self.clock = clock
         self.prepared: dict[int, _Prepared] = {}  # id(rrset) -> for the current health/overrides
-        self.cycles: dict[int, Cycle] = {}  # id(rrset) -> its cycle for the current health/overrides
+        self.live_orders: dict[int, Orders] = {}  # id -> Orders whose replayed answers are still to count
+        self.planned = 0  # answers planned in full (the rest of those given were replayed by Orders)
 
     @property
     def counters(self) -> dict[MemberKey, MemberCounters]:
-        """Per member: first places, answers, last answer; including cycles' answers."""
-        for cycle in self.cycles.values():
-            self._fold(cycle)
+        """Per member: first places, answers, last answer; including answers replayed by Orders."""
+        for orders in self.live_orders.values():
+            orders.fold()
         return self._counters
 
     @counters.setter
@@ -209,22 +196,55 @@ class Balancer:
 
     # -- the query path -----------------------------------------------------------
 
-    def apply(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool = True,
-              plans: dict[tuple[str, Name, int], Plan] | None = None, detail: bool = False) -> Answer:
-        """The answer with every balanced RRset ordered (README, "Load balancing").
-        ``commit=False`` moves no rotor (``explain``); ``plans`` collects each balanced
-        RRset's plan by (section, owner, type)."""
-        chosen = self.choose(answer, health, overrides, commit, detail)
-        if plans is not None:
-            plans.update(chosen)
+    def apply(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
+        """The answer with every balanced RRset ordered (README, "Load balancing"): the
+        next answer, so rotors move and members are counted."""
+        chosen = self._choose(answer, health, overrides, commit=True, detail=False)
         return arrange(answer, chosen) if chosen else answer
 
-    def choose(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool = True,
-               detail: bool = False) -> dict[tuple[str, Name, int], Plan]:
-        """The plan of every balanced RRset of the answer, in the order ``apply`` meets
+    def peek_answer(self, answer: Answer, health: HealthView, overrides: Overrides) -> tuple[Answer, Plans]:
+        """What ``apply`` would answer next, and each balanced RRset's plan with every
+        member's reason, by (section, owner, type); nothing moves (``explain``)."""
+        chosen = self._choose(answer, health, overrides, commit=False, detail=True)
+        return (arrange(answer, chosen) if chosen else answer), chosen
+
+    def peek(self, rrset: RRset, health: HealthView, overrides: Overrides) -> Plan:
+        """One RRset's next plan with every member's reason; nothing moves (``status``)."""
+        return self._plan(rrset, health, overrides, commit=False, detail=True)
+
+    def plan(self, rrset: RRset, health: HealthView, overrides: Overrides) -> Plan:
+        """One RRset ordered for the next answer, with every member's reason: its rotors
+        move and its members are counted, as when a query is answered."""
+        return self._plan(rrset, health, overrides, commit=True, detail=True)
+
+    def orders(self, answer: Answer, health: HealthView, overrides: Overrides, previous: Orders | None) -> Orders:
+        """The answer's orders for this health view and these overrides, memoised over
+        their period (``orders.Orders``); ``previous`` (the caller's Orders for another
+        state) is let go, its answers counted."""
+        if previous is not None:
+            self._release(previous)
+        preps: dict[PlanKey, _Prepared] = {}
+        for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
+            for placed in placed_list:
+                if placed.rrset.balance is not None:
+                    preps[(section, placed.owner, placed.rrset.rtype)] = self._prepare(placed.rrset, health, overrides)
+        rotors, memoised = rotors_of(preps, self._rotor)
+        if len(self.live_orders) >= LIVE_ORDERS_LIMIT:
+            self._release_all()  # bounded: their callers ask for new ones
+        orders = Orders(answer, health, overrides, preps, rotors, memoised,
+                        lambda: self._choose(answer, health, overrides, commit=True, detail=False),
+                        self._count_plan, self.clock)
+        self.live_orders[id(orders)] = orders
+        return orders
+
+    def _choose(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool,
+                detail: bool) -> Plans:
+        """The plan of every balanced RRset of the answer, in the order ``arrange`` meets
         them; the additional section's balanced RRsets of targets that stay. Builds no
-        records: the fast path needs only the plans to pick a precompiled variant."""
-        chosen: dict[tuple[str, Name, int], Plan] = {}
+        records: the cache's path needs only the plans to pick a precompiled variant."""
+        if commit:
+            self.planned += 1
+        chosen: Plans = {}
         staying: set[Name] = set()
         leaving: set[Name] = set()
         for placed in answer.answer:
@@ -232,7 +252,7 @@ class Balancer:
             if rrset.balance is None:
                 staying.update(rrset.targets)
                 continue
-            plan = self.plan(rrset, health, overrides, commit, detail)
+            plan = self._plan(rrset, health, overrides, commit, detail)
             chosen[("answer", placed.owner, rrset.rtype)] = plan
             if rrset.rtype == QTYPE.MX:
                 kept = {rrset.targets[index] for index in plan.order}
@@ -244,16 +264,15 @@ class Balancer:
             rrset = placed.rrset
             if rrset.balance is None or placed.required or (placed.owner in leaving and placed.owner not in staying):
                 continue
-            chosen[("additional", placed.owner, rrset.rtype)] = self.plan(rrset, health, overrides, commit, detail)
+            chosen[("additional", placed.owner, rrset.rtype)] = self._plan(rrset, health, overrides, commit, detail)
         return chosen
 
     # -- planning -------------------------------------------------------------------
 
-    def plan(self, rrset: RRset, health: HealthView, overrides: Overrides, commit: bool = True,
-             detail: bool = True) -> Plan:
+    def _plan(self, rrset: RRset, health: HealthView, overrides: Overrides, commit: bool, detail: bool) -> Plan:
         """Order one RRset for the next answer; ``commit=False`` leaves every rotor and
-        counter as it was (``explain``). ``detail`` adds each member's reason (status,
-        explain); the query path leaves it out."""
+        counter as it was. ``detail`` adds each member's reason; the query path leaves
+        it out."""
         balance = rrset.balance
         assert balance is not None
         prep = self._prepare(rrset, health, overrides)
@@ -289,72 +308,25 @@ class Balancer:
         return Plan(rrset.name, rrset.rtype, balance.policy, details, tuple(order),
                     frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts))
 
-    # -- the precompiled cycle ----------------------------------------------------------
+    # -- Orders and rotors -------------------------------------------------------------
 
-    def cycle(self, answer: Answer, health: HealthView, overrides: Overrides) -> Cycle | None:
-        """The answer's Cycle, when its order follows one round-robin rotor: a single
-        balanced RRset (in the answer section; none in additional) whose groups, but one,
-        have at most one eligible member, all with equal weights, not failing open.
-        None otherwise: the caller plans each answer (``choose``)."""
-        balanced = [placed for placed in answer.answer if placed.rrset.balance is not None]
-        if len(balanced) != 1 or any(placed.rrset.balance is not None for placed in answer.additional):
-            return None
-        rrset = balanced[0].rrset
-        found = self.cycles.get(id(rrset))
-        if found is not None and found.prep.rrset is rrset and found.health is health and found.overrides is overrides:
-            return found
-        balance = rrset.balance
-        assert balance is not None
-        prep = self._prepare(rrset, health, overrides)
-        usable = [group for group in prep.groups if group.weights]
-        if (balance.policy is not Policy.ROUND_ROBIN or prep.fail_open or not usable
-                or not all(group.uniform for group in usable)
-                or sum(len(group.eligible) > 1 for group in usable) > 1):
-            return None
-        rotors = [self.rotors.setdefault(group.rotor_key, _Rotor()) for group in usable]
-        main = max(range(len(usable)), key=lambda position: len(usable[position].eligible))
-        rotor = rotors[main]
-        turn = rotor.turn
-        plans = []
-        for offset in range(len(usable[main].eligible)):
-            rotor.turn = offset
-            plans.append(self.plan(rrset, health, overrides, commit=False, detail=False))
-        rotor.turn = turn
-        if found is not None:
-            self._release(found)
-        if len(self.cycles) > 100_000:
-            self._release_all()  # bounded, like `prepared`
-        cycle = self.cycles[id(rrset)] = Cycle(prep, rotor, [r for r in rotors if r is not rotor], plans)
-        return cycle
+    def _rotor(self, key: tuple) -> _Rotor:
+        rotor = self.rotors.get(key)
+        if rotor is None:
+            rotor = self.rotors[key] = _Rotor()
+        return rotor
 
-    def turn(self, cycle: Cycle) -> int:
-        """The next answer of a Cycle: the offset of its plan. Moves the rotors exactly as
-        ``plan()`` would, so planned and cycled answers interleave in one rotation."""
-        rotor = cycle.rotor
-        offset = rotor.turn % cycle.period
-        rotor.turn += 1
-        for other in cycle.others:  # single-member groups: their turn moves too, as in plan()
-            other.turn += 1
-        cycle.counts[offset] += 1
-        cycle.last = self.clock()
-        return offset
+    def _count_plan(self, prep: _Prepared, plan: Plan, times: int, when: float) -> None:
+        self._count(prep.rrset, prep, plan.order, plan.firsts, times, when)
 
-    def _fold(self, cycle: Cycle) -> None:
-        counts = cycle.counts
-        for offset, times in enumerate(counts):
-            if times:
-                plan = cycle.plans[offset]
-                self._count(cycle.prep.rrset, cycle.prep, plan.order, plan.firsts, times, cycle.last)
-                counts[offset] = 0
-
-    def _release(self, cycle: Cycle) -> None:
-        self._fold(cycle)
-        cycle.live = False
+    def _release(self, orders: Orders) -> None:
+        orders.fold()
+        orders.live = False
+        self.live_orders.pop(id(orders), None)
 
     def _release_all(self) -> None:
-        for cycle in self.cycles.values():
-            self._release(cycle)
-        self.cycles.clear()
+        for orders in list(self.live_orders.values()):
+            self._release(orders)
 
     def _explain_group(self, balance: BalanceSpec, group: _Group, chosen: list[int], plans: dict) -> None:
         weights, why = group.weights, group.why
@@ -499,41 +471,10 @@ class Balancer:
             rotor_prefixes.add((rrset.name, rrset.rtype))
             for rdata in rrset.rdatas:
                 keys.add(member_key(rrset, rdata))
-        self._release_all()  # their answers counted first; queries ask for new cycles
+        self._release_all()  # their answers counted first; queries ask for new Orders
         self._counters = {key: value for key, value in self._counters.items() if key in keys}
         self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}
         self.prepared.clear()
-
-
-def arrange(answer: Answer, plans: dict[tuple[str, Name, int], Plan]) -> Answer:
-    """The answer in the order the plans give: balanced RRsets reordered (and MX
-    preferences promoted); in additional, the addresses of targets that left the answer
-    go too, the others follow the answer's target order (every A before any AAAA, as
-    the engine puts them); required glue (RFC 9471) is never touched. Pure."""
-    ordered: list[Placed] = []
-    targets: list[Name] = []
-    for placed in answer.answer:
-        plan = plans.get(("answer", placed.owner, placed.rrset.rtype))
-        rrset = placed.rrset if plan is None else _reordered(placed.rrset, plan)
-        targets.extend(rrset.targets)
-        ordered.append(placed if plan is None else Placed(placed.owner, rrset, placed.required))
-    named = set(targets)
-    gone = {target for placed in answer.answer for target in placed.rrset.targets if target not in named}
-    rank = {target: position for position, target in enumerate(dict.fromkeys(targets))}
-    kept = []
-    for position, placed in enumerate(answer.additional):
-        if placed.required:
-            kept.append(((-1, position), placed))
-            continue
-        if placed.owner in gone:
-            continue
-        plan = plans.get(("additional", placed.owner, placed.rrset.rtype))
-        if plan is not None:
-            placed = Placed(placed.owner, _reordered(placed.rrset, plan))
-        type_rank = ADDRESS_TYPES.index(placed.rrset.rtype) if placed.rrset.rtype in ADDRESS_TYPES else 2
-        kept.append(((type_rank, rank.get(placed.owner, len(rank) + position)), placed))
-    kept.sort(key=lambda item: item[0])
-    return replace(answer, answer=tuple(ordered), additional=tuple(placed for _, placed in kept))
 
 
 def _auto_weight(fastest: float | None, rtt: float | None) -> int:
@@ -595,19 +536,3 @@ def _included(policy: Policy, rank: int, member: _Member, weight: int, why: str)
 def _member_plan(member: _Member, preference: int | None, effective: int, included: bool, reason: str) -> MemberPlan:
     return MemberPlan(member.index, member.text, preference, member.configured, member.base, effective,
                       member.status, included, reason)
-
-
-def _reordered(rrset: RRset, plan: Plan) -> RRset:
-    """The RRset with its records in the plan's order (and promoted MX preferences)."""
-    rdatas = []
-    rrs = []
-    for index in plan.order:
-        rdata, rr = rrset.rdatas[index], rrset.rrs[index]
-        if index in plan.promoted:
-            rdata = MX(rdata.label, rdata.preference - 1)
-            rr = RR(rr.rname, rr.rtype, rr.rclass, rr.ttl, rdata)
-        rdatas.append(rdata)
-        rrs.append(rr)
-    # A balanced MX has no null MX (RFC 7505 §3: it stands alone), so every record has a target.
-    targets = tuple(names.from_dnslabel(rdata.label) for rdata in rdatas) if rrset.rtype == QTYPE.MX else rrset.targets
-    return replace(rrset, rdatas=tuple(rdatas), rrs=tuple(rrs), targets=targets)

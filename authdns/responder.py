@@ -20,12 +20,14 @@ from dnslib import CLASS
 
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
-from .ordering import Balancer, arrange
+from .arrange import arrange
+from .ordering import Balancer
+from .orders import UNLISTED
 from .querylog import log_query
 from .protocol import BYTE_TC, EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, TRANSFER_TYPES
 from .query import Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
-from .cache import VARIANT_LIMIT, Dynamic, Static
+from .cache import Dynamic, Static
 from .state import ServingState, StateHolder
 from .tsig import Signer, check_request, keyring
 from .wire import RD_CD, question_key, splice
@@ -127,32 +129,22 @@ class Responder:
             log.exception("internal error answering a query; answered SERVFAIL")
 
     def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState) -> bytes:
-        """A balanced answer from the cache: the Balancer orders it as for any query
-        (rotors, health, drains as they are now); the variant for that order is spliced,
-        rendered the first time it is needed. An answer one round-robin rotor orders
-        goes by its Cycle: a turn of the rotor picks the variant, nothing is planned."""
-        cycle = entry.cycle
-        if cycle is None or not cycle.live or cycle.health is not state.health or cycle.overrides is not state.overrides:
-            cycle = entry.cycle = self.balancer.cycle(entry.answer, state.health, state.overrides)
-            entry.by_turn = [None] * cycle.period if cycle is not None else []
-        if cycle is not None:
-            offset = self.balancer.turn(cycle)
-            variant = entry.by_turn[offset]
-            if variant is None:
-                plan = cycle.plans[offset]
-                owner = next(placed.owner for placed in entry.answer.answer if placed.rrset.balance is not None)
-                ordered = arrange(entry.answer, {("answer", owner, plan.rtype): plan})
-                variant = entry.by_turn[offset] = _precompiled(render(entry.query, ordered, self.config.udp_payload),
-                                                               question_end)
-            return splice(packet, question_end, variant.flags, variant.counts, variant.body)
-        plans = self.balancer.choose(entry.answer, state.health, state.overrides)
-        order = tuple((key, plan.order, plan.promoted) for key, plan in plans.items())
-        variant = entry.variants.get(order)
-        if variant is None:
-            ordered = arrange(entry.answer, plans)
+        """A balanced answer from the cache: its Orders move the rotors as planning it
+        would (health, drains as they are now) and name the index of its order; the
+        variant for that index is spliced, rendered the first time it is needed."""
+        orders = entry.orders
+        if orders is None or not orders.live or orders.health is not state.health or orders.overrides is not state.overrides:
+            orders = entry.orders = self.balancer.orders(entry.answer, state.health, state.overrides, orders)
+            entry.variants = []
+        index = orders.advance()
+        variants = entry.variants
+        if index < len(variants) and index != UNLISTED:
+            variant = variants[index]
+        else:
+            ordered = arrange(entry.answer, orders.plans_at(index))
             variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end)
-            if len(entry.variants) < VARIANT_LIMIT:
-                entry.variants[order] = variant
+            if index != UNLISTED:
+                variants.append(variant)  # indices are new in sequence: this one is len(variants)
         return splice(packet, question_end, variant.flags, variant.counts, variant.body)
 
     def _respond(self, packet: bytes, via: Via, peer: tuple | None, state: ServingState,

@@ -3,12 +3,16 @@
 
     python bench/compare.py [--rounds 3] [--seconds 10] [--rate 20000] [--keep DIR]
                             [--workers 1] [--server-cpus 0] [--dnsperf-cpus 1]
+                            [--policy round-robin|weighted|promote]
 
 What it does (README, "Benchmark"):
 1. writes a master file: an MX pool of 4 equal-preference exchangers (rotated), a
    multihomed host with 4 addresses (rotated), 10,000 hosts, a wildcard; converts it with
    `authdns import` into a YAML zone (so authdns serves it with round-robin on, its
    default for RRsets of several records) and gives NSD the same master file;
+   ``--policy weighted`` makes the MX pool and the multihomed host weighted 4:3:2:1,
+   ``--policy promote`` makes them answer 2 of 4 with the first MX promoted (NSD
+   answers the plain RRsets: the same records, so the same sizes give or take);
 2. writes a mixed query file (hosts A, MX pool, multihomed A, wildcard matches,
    NXDOMAIN, NODATA AAAA);
 3. starts NSD (rrl-ratelimit: 0: Debian's NSD drops answers otherwise) and authdns
@@ -42,6 +46,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "bench.test"
 HOSTS = 10_000
@@ -58,6 +64,24 @@ def master_file() -> str:
     lines += [f"h{i} IN A 10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(HOSTS)]
     lines += ["*.wild IN A 203.0.113.7", "*.wild IN MX 10 mx1"]
     return "\n".join(lines) + "\n"
+
+
+def balanced(zone_yaml: str, policy: str) -> str:
+    """The imported zone with the MX pool and the multihomed host under ``policy``."""
+    if policy == "round-robin":
+        return zone_yaml
+    zone = yaml.safe_load(zone_yaml)
+    records = zone["records"]
+    weights = (4, 3, 2, 1)
+    if policy == "weighted":
+        mx = [{"preference": 10, "exchange": f"mx{i}", "weight": weight} for i, weight in enumerate(weights, 1)]
+        records["@"]["MX"] = {"policy": "weighted", "records": mx + [{"preference": 50, "exchange": "backup"}]}
+        records["smtp"]["A"] = {"policy": "weighted", "records": [
+            {"address": address, "weight": weight} for address, weight in zip(records["smtp"]["A"], weights)]}
+    else:
+        records["@"]["MX"] = {"promote": True, "answer": 2, "records": records["@"]["MX"]}
+        records["smtp"]["A"] = {"answer": 2, "records": records["smtp"]["A"]}
+    return yaml.safe_dump(zone, sort_keys=False)
 
 
 def query_file(count: int = 50_000) -> str:
@@ -222,6 +246,8 @@ def main() -> int:
                         help="authdns --loop (default auto: uvloop when installed)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list for both servers (default 0)")
     parser.add_argument("--dnsperf-cpus", default="1", help="taskset CPU list for dnsperf (default 1)")
+    parser.add_argument("--policy", default="round-robin", choices=["round-robin", "weighted", "promote"],
+                        help="how authdns balances the MX pool and the multihomed host (default round-robin)")
     args = parser.parse_args()
     for tool in ("nsd", "dnsperf", "taskset"):
         if shutil.which(tool) is None and not (tool == "nsd" and os.access("/usr/sbin/nsd", os.X_OK)):
@@ -234,7 +260,7 @@ def main() -> int:
     (work / "zones").mkdir(exist_ok=True)
     imported = subprocess.run([sys.executable, "-m", "authdns", "import", str(master), "--origin", ORIGIN],
                               cwd=ROOT, capture_output=True, text=True, check=True)
-    (work / "zones" / f"{ORIGIN}.yaml").write_text(imported.stdout)
+    (work / "zones" / f"{ORIGIN}.yaml").write_text(balanced(imported.stdout, args.policy))
     queries = work / "queries.txt"
     queries.write_text(query_file())
     nsd, nsd_port = start_nsd(work, master, args.workers, args.server_cpus)
@@ -247,7 +273,8 @@ def main() -> int:
             for server in ("nsd", "authdns"):
                 dnsperf(ports[server], queries, args.warmup, args.dnsperf_cpus, clients=clients)
         print(f"UDP, full speed, {args.seconds} s per run, {args.workers} worker(s) per server on CPU "
-              f"{args.server_cpus}, dnsperf ({clients} clients) on CPU {args.dnsperf_cpus}, authdns --loop {args.loop}")
+              f"{args.server_cpus}, dnsperf ({clients} clients) on CPU {args.dnsperf_cpus}, authdns --loop {args.loop}, "
+              f"MX pool and multihomed host: {args.policy}")
         for round_ in range(1, args.rounds + 1):
             result = {}
             for server in ("nsd", "authdns"):

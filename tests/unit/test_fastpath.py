@@ -120,8 +120,8 @@ def test_fast_path_equals_slow_path(tmp_path: Path) -> None:
     assert fast.fast_hits >= 6 * len(cases) * 0.9, "the cache answered the repeats"
     entries = holder.current.cache.entries
     assert any(entry.__class__.__name__ == "Dynamic" and len(entry.variants) >= 3 for entry in entries.values())
-    cycled = [entry for entry in entries.values() if entry.__class__.__name__ == "Dynamic" and entry.cycle]
-    assert any(sum(variant is not None for variant in entry.by_turn) >= 3 for entry in cycled)
+    cycled = [entry for entry in entries.values() if entry.__class__.__name__ == "Dynamic" and entry.orders]
+    assert any(len(entry.variants) >= 3 for entry in cycled)
     assert counted(fast.balancer) == counted(slow_balancer)
 
 
@@ -131,7 +131,7 @@ def counted(balancer: Balancer) -> dict:
 
 @pytest.mark.slow
 def test_fast_path_follows_drains_and_health_like_the_slow_path(tmp_path: Path) -> None:
-    """Rotations cached per health view and overrides (ordering.Cycle) must move on when
+    """Orders memoised per health view and overrides (orders.Orders) must move on when
     either changes, and stay in step with the slow path across the change."""
     holder = state(tmp_path)
     config = ServerConfig()
@@ -151,6 +151,31 @@ def test_fast_path_follows_drains_and_health_like_the_slow_path(tmp_path: Path) 
                 expected = reference(packet, tcp, holder, slow_balancer, config.udp_payload)
                 assert fast.respond(packet, Via.TCP if tcp else Via.UDP) == expected, (step, round_)
         assert counted(fast.balancer) == counted(slow_balancer)
+
+
+@pytest.mark.parametrize("name, rdtype, period", [
+    ("rr.bal.test.", "MX", 6),  # two rotors: the pool's three exchangers, host's addresses in additional
+    ("w.bal.test.", "MX", 4),  # weighted 3:1
+    ("P.bal.TEST.", "MX", 2),  # promote, answer: 1
+    ("host.bal.test.", "A", 3),
+])
+def test_every_deterministic_policy_is_replayed(tmp_path: Path, name: str, rdtype: str, period: int) -> None:
+    """Weighted, promoted, subset and multi-rotor answers are planned once per state of
+    their rotors (orders.Orders) and replayed after: the Balancer plans at most a period
+    (and the state rotors start in), and every answer is still the slow path's."""
+    holder = state(tmp_path)
+    config = ServerConfig()
+    fast = Responder(holder, config, Balancer())
+    slow_balancer = Balancer()
+    rounds = 10 * period
+    for round_ in range(rounds):
+        packet = bytes([round_, 1]) + dns.message.make_query(name, rdtype).to_wire()[2:]
+        assert fast.respond(packet, Via.UDP) == reference(packet, False, holder, slow_balancer, config.udp_payload)
+    assert slow_balancer.planned == rounds
+    assert fast.balancer.planned <= period + 1, "answers after the first period were replayed, not planned"
+    (entry,) = [entry for entry in holder.current.cache.entries.values() if entry.__class__.__name__ == "Dynamic"]
+    assert entry.orders.states <= period + 1 and len(entry.variants) <= period
+    assert counted(fast.balancer) == counted(slow_balancer)
 
 
 def test_reload_keeps_entries_of_unchanged_zones(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ Checks: smooth weighted round robin gives exact shares over every cycle for any 
 members leave and a weighted RRset redistributes their share in proportion; standby
 only when every weighted member is down; an MX group with no usable member leaves the
 answer; everything down fails open (and is counted); degraded keeps a quarter share;
-``weight: auto`` follows round-trip times within 1..10; ``plan(commit=False)`` predicts
+``weight: auto`` follows round-trip times within 1..10; ``peek`` predicts
 the next answer and moves nothing; ``retain()`` keeps rotors of unchanged RRsets.
 """
 
@@ -143,7 +143,7 @@ def test_drain_is_weight_zero(tmp_path: Path) -> None:
     drained = EMPTY_OVERRIDES.with_member(key("w", "a"), Override(drained=True))
     firsts = Counter(order(balancer, rrset(zone, "w"), overrides=drained)[0] for _ in range(300))
     assert firsts == {"b": 200, "c": 100}
-    plan = balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, drained, commit=False)
+    plan = balancer.peek(rrset(zone, "w"), EMPTY_HEALTH, drained)
     (a,) = [member for member in plan.members if member.text == "a.o.test."]
     assert not a.included and a.reason.startswith("drained")
 
@@ -158,18 +158,18 @@ def test_degraded_keeps_a_quarter(tmp_path: Path) -> None:
 def test_auto_weight_follows_rtt(tmp_path: Path) -> None:
     zone, balancer = load(tmp_path), Balancer()
     view = health("auto", a=(Status.UP, 0.002), b=(Status.UP, 0.050))  # 10 ms floor: 10 vs 2
-    plan = balancer.plan(rrset(zone, "auto"), view, EMPTY_OVERRIDES, commit=False)
+    plan = balancer.peek(rrset(zone, "auto"), view, EMPTY_OVERRIDES)
     assert [member.base for member in sorted(plan.members, key=lambda m: m.index)] == [10, 2]
     view = health("auto", a=(Status.UP, 0.002), b=(Status.UP, 5.0))
-    plan = balancer.plan(rrset(zone, "auto"), view, EMPTY_OVERRIDES, commit=False)
+    plan = balancer.peek(rrset(zone, "auto"), view, EMPTY_OVERRIDES)
     assert [member.base for member in sorted(plan.members, key=lambda m: m.index)] == [10, 1], "never starved"
 
 
-def test_plan_without_commit_predicts_and_moves_nothing(tmp_path: Path) -> None:
+def test_peek_predicts_and_moves_nothing(tmp_path: Path) -> None:
     zone, balancer = load(tmp_path), Balancer()
     for _ in range(7):
-        predicted = balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES, commit=False).order
-        assert balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES, commit=False).order == predicted
+        predicted = balancer.peek(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES).order
+        assert balancer.peek(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES).order == predicted
         assert balancer.plan(rrset(zone, "w"), EMPTY_HEALTH, EMPTY_OVERRIDES).order == predicted
     assert sum(counter.given for counter in balancer.counters.values()) == 7 * 4
 
