@@ -1,9 +1,11 @@
 """Shared fixtures: a copy of the shipped zones, a real ``authdns serve`` subprocess on a
-free loopback port, dnspython helpers, and ``wait_until`` (poll with a deadline, never a
-bare sleep)."""
+free loopback port, the one way to run an authdns command (``authdns_command``,
+``run_authdns``, ``status_json``), dnspython helpers, and ``wait_until`` (poll with a
+deadline, never a bare sleep)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,28 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ZONES = ROOT / "zones"
+
+
+def authdns_command(*args: str | Path) -> list[str]:
+    """The command line that runs this checkout's authdns under the test's interpreter
+    (never a shim: a PID must be the server's own)."""
+    return [sys.executable, "-m", "authdns", *map(str, args)]
+
+
+def run_authdns(*args: str | Path, stdin: str | None = None, cwd: Path = ROOT, timeout: float = 60.0,
+                check: bool = False) -> subprocess.CompletedProcess:
+    """Run one authdns command to completion, output captured as text. PYTHONPATH names
+    the checkout, so it runs the same from any working directory."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    return subprocess.run(authdns_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          input=stdin, env=env, check=check)
+
+
+def status_json(state_dir: Path) -> dict:
+    """``authdns status --json`` of the server whose state directory this is."""
+    result = run_authdns("status", "--json", "--state-dir", state_dir, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.02) -> T:
@@ -112,7 +136,7 @@ def start_server(zone_dir: Path, *extra: str, host: str = "127.0.0.1", timeout: 
         extra = ("--workers", str(workers), *extra)
     if loop is not None and "--loop" not in extra:
         extra = ("--loop", loop, *extra)
-    command = [sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen", f"{host}:0", *extra]
+    command = authdns_command("serve", "--zones", zone_dir, "--listen", f"{host}:0", *extra)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(environment or {}))
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     log: list[str] = []

@@ -170,6 +170,12 @@ def closed_by_peer(sock: socket.socket) -> bool:
 # ---------------------------------------------------------------- packets
 
 
+def exchanges(server: ServerProcess, qname: str) -> list[str]:
+    """The first label of each exchange in the MX answer to ``qname``, in answer order."""
+    reply = server.query(qname, "MX")
+    return [rdata.exchange.labels[0].decode() for rrset in reply.answer for rdata in rrset]
+
+
 def query_wire(qname: str, qtype: str = "A", ident: int | None = None, rd: bool = False, **kwargs) -> bytes:
     message = dns.message.make_query(qname, qtype, **kwargs)
     if ident is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import dns.rdatatype
 import pytest
 
-from conftest import ServerProcess
+from conftest import ServerProcess, run_authdns
 from support import write_zone
 
 ZONE = """
@@ -210,13 +210,7 @@ def test_multihomed_target_addresses_rotate_in_additional(server: ServerProcess)
 
 
 def test_checks_warn_about_long_ttl(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     path = write_zone(tmp_path, "ttl.test", 'records:\n  "@": {NS: ns}\n  ns: {A: [192.0.2.1, 192.0.2.2]}\n')
-    result = subprocess.run([sys.executable, "-m", "authdns", "check", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30)
+    result = run_authdns("check", path, timeout=30)
     assert result.returncode == 0
     assert f"{path}:3:8: warning: balanced A RRset has TTL 3600" in result.stdout

@@ -27,7 +27,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -36,17 +35,13 @@ import dns.rcode
 import pytest
 
 from authdns import __version__
-from conftest import ROOT, ServerProcess, fresh_state_dir, rrset_texts, start_server, stop_server, wait_until
+from conftest import (ROOT, ServerProcess, authdns_command, fresh_state_dir, rrset_texts, run_authdns, start_server,
+                      stop_server, wait_until)
 from support import tcp_connect, tcp_exchange, query_wire, write_zone
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
 SHIPPED_ORIGINS = {"example.test.", "example.net.", "2.0.192.in-addr.arpa."}
-
-
-def run_authdns(*args: str, timeout: float = 15.0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "authdns", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess) -> None:
@@ -140,8 +135,7 @@ def test_default_listen_addresses_no_traceback(zone_dir: Path) -> None:
     """Without ``--listen`` the server binds 127.0.0.1:5353 and [::1]:5353 (loopback
     only). Either it serves, or the port is taken and it exits 1 saying so. Regression:
     this crashed with a TypeError (a slots dataclass's class attribute is not its default)."""
-    command = [sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir),
-               "--state-dir", str(fresh_state_dir(zone_dir))]
+    command = authdns_command("serve", "--zones", zone_dir, "--state-dir", fresh_state_dir(zone_dir))
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
     lines: list[str] = []

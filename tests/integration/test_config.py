@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import dns.message
 import dns.query
 import pytest
 
-from conftest import ROOT, SHIPPED_ZONES, start_server, stop_server, wait_until
+from conftest import SHIPPED_ZONES, authdns_command, run_authdns, start_server, stop_server, wait_until
 from support import closed_by_peer, free_port, tcp_connect
 
 
@@ -38,7 +37,7 @@ loop: asyncio
 watch: false
 udp_payload: 1400
 """)
-    process = subprocess.Popen([sys.executable, "-m", "authdns", "serve", "--config", str(config)], cwd=tmp_path,
+    process = subprocess.Popen(authdns_command("serve", "--config", config), cwd=tmp_path,
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
@@ -82,15 +81,13 @@ def test_flags_win_over_the_file(zone_dir: Path, tmp_path: Path) -> None:
 def test_mistakes_name_the_place(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "authdns.yaml"
     config.write_text(text)
-    result = subprocess.run([sys.executable, "-m", "authdns", "serve", "--config", str(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = run_authdns("serve", "--config", config, timeout=30)
     assert result.returncode == 1, result.stderr
     assert f"authdns serve: {config.parent}/{message}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "authdns", "serve", "--config", str(tmp_path / "none.yaml")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    result = run_authdns("serve", "--config", tmp_path / "none.yaml", timeout=30)
     assert result.returncode == 1
     assert "none.yaml: cannot read the configuration: No such file or directory" in result.stderr

@@ -21,15 +21,14 @@ import json
 import socket
 import stat
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, ServerProcess, start_server, stop_server
+from conftest import ServerProcess, run_authdns, start_server, status_json, stop_server
 from smtp_listeners import FakeSmtp
-from support import write_zone
+from support import exchanges, write_zone
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
@@ -78,20 +77,16 @@ def server(listener: FakeSmtp, tmp_path: Path):
 
 def authdns(server_or_state: ServerProcess | Path, *args: str) -> subprocess.CompletedProcess:
     state = server_or_state.state_dir if isinstance(server_or_state, ServerProcess) else server_or_state
-    return subprocess.run([sys.executable, "-m", "authdns", *args, "--state-dir", str(state)] if args[0] != "ctl"
-                          else [sys.executable, "-m", "authdns", "ctl", "--state-dir", str(state), *args[1:]],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    command = (*args, "--state-dir", state) if args[0] != "ctl" else ("ctl", "--state-dir", state, *args[1:])
+    return run_authdns(*command, timeout=30)
 
 
 def status(server: ServerProcess) -> dict:
-    result = authdns(server, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return {(entry["owner"], entry["type"]): entry for entry in json.loads(result.stdout)["rrsets"]}
+    return {(entry["owner"], entry["type"]): entry for entry in status_json(server.state_dir)["rrsets"]}
 
 
 def hosts(server: ServerProcess, name: str = "pool") -> list[str]:
-    reply = server.query(f"{name}.{ORIGIN}", "MX")
-    return [rdata.exchange.labels[0].decode() for rrset in reply.answer for rdata in rrset]
+    return exchanges(server, f"{name}.{ORIGIN}")
 
 
 def test_status_shows_health_weights_and_shares(server: ServerProcess) -> None:
@@ -220,9 +215,8 @@ def test_control_path_that_is_not_a_socket_is_left_alone(tmp_path: Path, listene
     write_zone(zone_dir, ORIGIN, zone_text(listener.port))
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me")
-    result = subprocess.run([sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen",
-                             "127.0.0.1:0", "--state-dir", str(tmp_path / "state"), "--control", str(precious)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = run_authdns("serve", "--zones", zone_dir, "--listen", "127.0.0.1:0", "--state-dir", tmp_path / "state",
+                         "--control", precious, timeout=30)
     assert result.returncode == 1 and "is not a socket" in result.stderr and "Traceback" not in result.stderr
     assert precious.read_text() == "keep me"
 
@@ -255,12 +249,12 @@ def test_override_of_a_member_no_longer_served_can_be_cleared(server: ServerProc
     zone_file.write_text(zone_file.read_text().replace("        - {preference: 10, exchange: mx2, weight: 1}\n", ""))
     os.kill(server.process.pid, signal.SIGHUP)
     wait_until(lambda: True if sorted(hosts(server)) == ["backup", "mx1"] else None, timeout=5)
-    orphans = json.loads(authdns(server, "status", "--json").stdout)["overrides_not_served"]
+    orphans = status_json(server.state_dir)["overrides_not_served"]
     assert [orphan["member"] for orphan in orphans] == [f"mx2.{ORIGIN}."]
     assert authdns(server, "ctl", "drain", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}").returncode == 1
     result = authdns(server, "ctl", "undrain", f"pool.{ORIGIN}", "MX", f"mx2.{ORIGIN}")
     assert result.returncode == 0, result.stderr
-    assert json.loads(authdns(server, "status", "--json").stdout)["overrides_not_served"] == []
+    assert status_json(server.state_dir)["overrides_not_served"] == []
 
 
 def test_over_long_request_gets_an_answer(server: ServerProcess) -> None:

@@ -14,12 +14,11 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 
 import pytest
 
-from conftest import ROOT, wait_until
+from conftest import ROOT, authdns_command, run_authdns, wait_until
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
@@ -35,8 +34,7 @@ def gone(pid: int) -> bool:
 
 
 def test_demo_shows_failover_and_shares_and_cleans_up() -> None:
-    result = subprocess.run([sys.executable, "-m", "authdns", "demo", "--seconds", "9"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=90, check=False)
+    result = run_authdns("demo", "--seconds", "9", timeout=90)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert re.search(r"mx2 left the answers, [\d.]+ s after its listener stopped", out), out
@@ -57,7 +55,7 @@ def test_demo_shows_failover_and_shares_and_cleans_up() -> None:
 
 
 def test_ctrl_c_ends_it_cleanly() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "authdns", "demo", "--seconds", "60"], cwd=ROOT,
+    process = subprocess.Popen(authdns_command("demo", "--seconds", "60"), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
     lines: list[str] = []

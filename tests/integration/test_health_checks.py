@@ -26,9 +26,9 @@ from typing import Iterator
 
 import pytest
 
-from conftest import ServerProcess, wait_until
+from conftest import ServerProcess, status_json, wait_until
 from smtp_listeners import FakeSmtp
-from support import write_zone
+from support import exchanges, write_zone
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
@@ -117,8 +117,7 @@ def server(listeners: dict[str, FakeSmtp], tmp_path: Path, server_factory) -> Se
 
 
 def hosts(server: ServerProcess, name: str) -> list[str]:
-    reply = server.query(f"{name}.{ORIGIN}", "MX")
-    return [rdata.exchange.labels[0].decode() for rrset in reply.answer for rdata in rrset]
+    return exchanges(server, f"{name}.{ORIGIN}")
 
 
 def firsts(server: ServerProcess, name: str, count: int) -> Counter:
@@ -194,15 +193,8 @@ def test_multihomed_address_leaves(server: ServerProcess, listeners: dict[str, F
 
 
 def status_members(server: ServerProcess, name: str) -> dict[str, dict]:
-    import json
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    result = subprocess.run([sys.executable, "-m", "authdns", "status", "--json", "--state-dir", str(server.state_dir)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
-    (rrset,) = [r for r in json.loads(result.stdout)["rrsets"] if r["owner"] == f"{name}.{ORIGIN}." and r["type"] == "MX"]
+    rrsets = status_json(server.state_dir)["rrsets"]
+    (rrset,) = [r for r in rrsets if r["owner"] == f"{name}.{ORIGIN}." and r["type"] == "MX"]
     return {member["member"].split(".")[0]: member for member in rrset["members"]}
 
 

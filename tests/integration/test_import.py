@@ -13,7 +13,6 @@ without a restart.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import ROOT, wait_until
+from conftest import ROOT, run_authdns, wait_until
 
 HASH = "0c72ac70b745ac19998811b131d662c9ac69dbdbe7cb23e5b514b56664c5d3d6"
 
@@ -59,8 +58,7 @@ LAB = "@ IN TXT \"lab records\"\nbench IN A 192.0.2.150\n"
 
 
 def run(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "authdns", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, input=stdin, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return run_authdns(*args, stdin=stdin, cwd=cwd)
 
 
 def write_master(directory: Path) -> Path:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ServerProcess, start_server, stop_server, wait_until
+from conftest import ServerProcess, run_authdns, start_server, stop_server, wait_until
 
 
 def ctl(server: ServerProcess, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "authdns", "ctl", "--state-dir", str(server.state_dir), *args],
-                            capture_output=True, text=True, timeout=15, check=False)
+    result = run_authdns("ctl", "--state-dir", server.state_dir, *args, timeout=15)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

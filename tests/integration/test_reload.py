@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from conftest import ROOT, ServerProcess, start_server, stop_server, wait_until
+from conftest import ServerProcess, run_authdns, start_server, stop_server, wait_until
 from support import write_zone
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
@@ -178,8 +177,7 @@ def test_broken_file_keeps_the_old_zone(server: ServerProcess, broken: str, posi
     server.wait_for_log(pattern, timeout=3)
     server.wait_for_log(r"zone not loaded file=.*previous version keeps serving", timeout=3)
     assert version_of(server) == 1
-    status = subprocess.run([sys.executable, "-m", "authdns", "status", "--state-dir", str(server.state_dir)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    status = run_authdns("status", "--state-dir", server.state_dir, timeout=30)
     assert re.search(pattern, status.stdout), status.stdout
     write_by_rename(path, zone_text(4))
     wait_until(lambda: True if version_of(server) == 4 else None, timeout=3)
@@ -232,8 +230,7 @@ def test_explicit_serial_not_increased_is_warned(server: ServerProcess) -> None:
     server.wait_for_log(r"warning: .*the content changed but the SOA serial did not increase \(100 -> 100\)")
     # A change prepared outside the watched directory, checked before it goes live.
     candidate = write_zone(server.zone_dir.parent / "candidate", ORIGIN, zone_text(4, serial=100))
-    check = subprocess.run([sys.executable, "-m", "authdns", "check", str(candidate), "--state-dir", str(server.state_dir)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=30)
+    check = run_authdns("check", candidate, "--state-dir", server.state_dir, timeout=30)
     assert check.returncode == 0 and "did not increase (100 -> 100)" in check.stdout, check.stdout
 
 
@@ -244,8 +241,7 @@ def test_ctl_reload_and_sighup(tmp_path: Path, server_factory) -> None:
     path.write_text(zone_text(2))
     settle()
     assert version_of(server) == 1, "--no-watch: nothing reloads by itself"
-    result = subprocess.run([sys.executable, "-m", "authdns", "ctl", "--state-dir", str(server.state_dir), "reload"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = run_authdns("ctl", "--state-dir", server.state_dir, "reload", timeout=30)
     assert result.returncode == 0, result.stderr
     assert re.search(rf"{ORIGIN}\. serial \d+ -> \d+: rrsets added=1 removed=1 changed=3", result.stdout), result.stdout
     assert "1 zone(s) changed, 0 unchanged, 0 failed" in result.stdout
@@ -420,11 +416,9 @@ def test_export_is_read_only(server: ServerProcess) -> None:
     served = serial_of(server)
     candidate = write_zone(server.zone_dir.parent / "candidate", ORIGIN, zone_text(9))
     for path in (server.zone_dir / f"{ORIGIN}.yaml", candidate):
-        result = subprocess.run([sys.executable, "-m", "authdns", "export", str(path), "--state-dir",
-                                 str(server.state_dir)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        result = run_authdns("export", path, "--state-dir", server.state_dir, timeout=30)
         assert result.returncode == 0
-    exported = subprocess.run([sys.executable, "-m", "authdns", "export", str(server.zone_dir / f"{ORIGIN}.yaml"),
-                               "--state-dir", str(server.state_dir)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=30).stdout
+    exported = run_authdns("export", server.zone_dir / f"{ORIGIN}.yaml", "--state-dir", server.state_dir,
+                           timeout=30).stdout
     assert f" {served} " in exported, "served content: the served serial"
     assert (server.state_dir / "serials.json").read_bytes() == before

@@ -39,8 +39,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -62,7 +60,7 @@ import dns.xfr
 import dns.zone
 import pytest
 
-from conftest import ROOT, ServerProcess, start_server, stop_server
+from conftest import ServerProcess, run_authdns, start_server, stop_server
 from inprocess import InProcessServer, serve_in_process
 from support import frame, signed_wire, tcp_read_message, write_zone
 
@@ -142,8 +140,7 @@ def server(zone_dir: Path) -> Iterator[InProcessServer]:
 
 def exported(zone_file: Path, origin: str) -> dns.zone.Zone:
     """The zone as ``authdns export`` writes it: what a secondary must end up with."""
-    result = subprocess.run([sys.executable, "-m", "authdns", "export", str(zone_file)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30, check=True)
+    result = run_authdns("export", zone_file, timeout=30, check=True)
     return dns.zone.from_text(result.stdout, origin=origin, relativize=False)
 
 

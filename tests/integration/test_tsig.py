@@ -26,7 +26,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -42,7 +41,7 @@ import dns.rdatatype
 import dns.tsig
 import pytest
 
-from conftest import ROOT, ServerProcess, rrset_texts, start_server, stop_server
+from conftest import ROOT, ServerProcess, rrset_texts, run_authdns, start_server, stop_server
 from inprocess import serve_in_process
 from support import frame, query_wire, signed_wire, tcp_exchange, udp_exchange, udp_replies_until, write_zone
 
@@ -300,9 +299,8 @@ def test_kdig_verifies_the_signed_answer(server: ServerProcess, transport: str) 
 
 
 def test_an_md5_key_is_refused_at_start_up(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "authdns", "serve", "--zones", str(tmp_path), "--tsig-key",
-                             "hmac-md5:old:" + base64.b64encode(bytes(16)).decode()],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = run_authdns("serve", "--zones", tmp_path, "--tsig-key", "hmac-md5:old:" + base64.b64encode(bytes(16)).decode(),
+                         timeout=30)
     assert result.returncode == 2, result.stderr
     assert "hmac-md5 must not be used (RFC 8945 §6)" in result.stderr and "usage:" in result.stderr
 

@@ -15,12 +15,10 @@ hash spreads them over both workers; ``authdns status --json`` for who serves):
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from conftest import ServerProcess, start_server, stop_server, wait_until
+from conftest import ServerProcess, run_authdns, start_server, status_json, stop_server, wait_until
 from smtp_listeners import FakeSmtp
 from support import PROBE_INTERVAL as INTERVAL, probed_pool_zone, write_zone
 
@@ -66,14 +64,11 @@ def server(tmp_path: Path, listeners: list[FakeSmtp], request: pytest.FixtureReq
 
 
 def authdns(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "authdns", *args[:1], "--state-dir", str(server.state_dir), *args[1:]]
-    return subprocess.run(command, capture_output=True, text=True, timeout=15, check=False)
+    return run_authdns(*args[:1], "--state-dir", server.state_dir, *args[1:], timeout=15)
 
 
 def status(server: ServerProcess) -> dict:
-    result = authdns(server, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return status_json(server.state_dir)
 
 
 def first_exchanges(server: ServerProcess, count: int) -> list[str]:

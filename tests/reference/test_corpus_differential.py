@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -48,7 +47,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from conftest import ROOT, ServerProcess, start_server, stop_server
+from conftest import ServerProcess, run_authdns, start_server, stop_server
 from differential import NsdProcess, View, differences, exchange, run_nsd, stop_nsd, view, without_apex_ns, zone_of
 from nsd_support import NSD
 
@@ -115,8 +114,7 @@ def nsd(work: Path, bind_view: dict[str, dns.zone.Zone]) -> Iterator[NsdProcess]
 
 
 def authdns_import(path: Path, target: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "authdns", "import", str(path), "-o", str(target)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return run_authdns("import", path, "-o", target, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +251,7 @@ def test_import_then_export_keeps_every_record_and_ttl(path: Path, tmp_path: Pat
     origin = origin_of(path)
     yaml_path = tmp_path / f"{origin}yaml"
     assert authdns_import(path, yaml_path).returncode == 0
-    exported = subprocess.run([sys.executable, "-m", "authdns", "export", str(yaml_path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+    exported = run_authdns("export", yaml_path, timeout=120)
     assert exported.returncode == 0, exported.stderr
     again = dns.zone.from_text(exported.stdout, origin, relativize=False)
     assert records(again) == records(bind_view[origin])

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import shutil
 import struct
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -44,7 +42,7 @@ import dns.rrset
 import dns.update
 import pytest
 
-from conftest import ROOT, SHIPPED_ZONES, ServerProcess, fresh_state_dir, start_server, stop_server
+from conftest import SHIPPED_ZONES, ServerProcess, fresh_state_dir, run_authdns, start_server, stop_server
 from differential import TIMEOUT, NsdProcess, View, differences, exchange, run_nsd, stop_nsd, view, \
     without_apex_ns, zone_of
 from nsd_support import NSD
@@ -68,10 +66,7 @@ def _export(zone_file: Path, target: Path, state_dir: Path | None = None) -> Non
     """``python -m authdns export FILE.yaml``: the master file a user would hand to NSD.
     With the server's ``state_dir`` the generated SOA serial is the one it serves."""
     extra = ["--state-dir", str(state_dir)] if state_dir is not None else []
-    result = subprocess.run(
-        [sys.executable, "-m", "authdns", "export", str(zone_file), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
-    )
+    result = run_authdns("export", zone_file, *extra, timeout=30)
     assert result.returncode == 0, f"export {zone_file} failed:\n{result.stderr}"
     target.write_text(result.stdout)
 

@@ -8,7 +8,6 @@ exit status 0; the shipped zones are valid; short and full forms load to the sam
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE
 
+from conftest import run_authdns
 from authdns import names
 from authdns.snapshot import load_zone_file
 
@@ -36,10 +36,7 @@ def write_zone(tmp_path: Path, body: str, name: str = "example.test.yaml") -> Pa
 
 
 def run_check(*paths: Path | str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "authdns", "check", *map(str, paths)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )
+    return run_authdns("check", *paths)
 
 
 def problems_of(path: Path) -> list[str]:

@@ -14,7 +14,6 @@ writes atomically; the origin comes from `$ORIGIN` or the file name when not giv
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import dns.rdataclass
@@ -22,6 +21,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
+from conftest import run_authdns
 from authdns import names
 from authdns.masterfile import export_zone, import_master
 from authdns.masterread import generate_text
@@ -95,8 +95,7 @@ def test_export_then_import_round_trip(tmp_path: Path, path: Path) -> None:
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "authdns", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, input=stdin)
+    return run_authdns(*args, stdin=stdin)
 
 
 def test_cli_import_and_export(tmp_path: Path) -> None:

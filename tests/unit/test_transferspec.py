@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_authdns
 from authdns.snapshot import load_zone_file
 from authdns.tsig import TsigSecret
 from authdns.transferspec import (AllowRule, TransferSpec, parse_allow_rule, parse_notify_attempts,
@@ -116,8 +115,7 @@ def test_ipv6_rules_that_do_match_are_kept() -> None:
 
 def test_check_command_prints_positions(tmp_path: Path) -> None:
     path, _, _ = load(tmp_path, "transfer:\n  allow: [127.0.0.300]\n")
-    result = subprocess.run([sys.executable, "-m", "authdns", "check", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30)
+    result = run_authdns("check", path, timeout=30)
     assert result.returncode == 1
     assert f"{path}:2:11: allow: '127.0.0.300' is not an IP address or prefix" in result.stdout + result.stderr
 
