@@ -20,7 +20,10 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import dns.tsig
 
 from . import names
@@ -29,9 +32,9 @@ from .hostport import format_host_port
 from .names import Name
 from .protocol import FLAG_QR, HEADER_LENGTH, OPCODE_MASK, OPCODE_NOTIFY
 from .transferaccess import allow_rules
-from .transferpack import rrset_records
+from .transferpack import rdata_wire
 from .tsig import FUDGE, keyring
-from .zone import Zone
+from .zone import RRset, Zone
 
 log = logging.getLogger("authdns.transfer")  # the name operators' log filters know
 
@@ -189,3 +192,14 @@ def _connected_socket(target: tuple[str, int]) -> socket.socket:
 
 def _target_text(target: tuple[str, int]) -> str:
     return format_host_port(*target)
+
+
+def rrset_records(rrset: RRset) -> list[dns.rrset.RRset]:
+    """An RRset as one-record dnspython RRsets in zone order (the NOTIFY's SOA)."""
+    owner = dns.name.from_wire(rrset.name, 0)[0]
+    result = []
+    for rdata in rrset.rdatas:
+        wire = rdata_wire(rrset.rtype, rdata)
+        parsed = dns.rdata.from_wire(dns.rdataclass.IN, rrset.rtype, wire, 0, len(wire))
+        result.append(dns.rrset.from_rdata(owner, rrset.ttl, parsed))
+    return result

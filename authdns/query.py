@@ -17,8 +17,8 @@ from dnslib.label import DNSLabelError
 
 from . import names
 from .names import Name
-from .protocol import (BYTE_QR, EDNS_FLAG_DO, HEADER_LENGTH, MIN_UDP_PAYLOAD, OPCODE_QUERY, RCODE_BADVERS,
-                       RCODE_FORMERR, RCODE_NOTIMP, TCP_MESSAGE_LIMIT)
+from .protocol import (BYTE_QR, EDNS_FLAG_DO, FLAG_CD, FLAG_RD, HEADER_LENGTH, MIN_UDP_PAYLOAD, OPCODE_MASK,
+                       OPCODE_QUERY, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, TCP_MESSAGE_LIMIT)
 
 
 class Via(enum.IntEnum):
@@ -71,7 +71,7 @@ class Reject:
 
 def read_header(packet: bytes) -> Header:
     ident, flags = struct.unpack_from("!HH", packet)
-    return Header(ident, (flags >> 11) & 0xF, bool(flags & 0x0100), bool(flags & 0x0010))
+    return Header(ident, (flags & OPCODE_MASK) >> 11, bool(flags & FLAG_RD), bool(flags & FLAG_CD))
 
 
 def is_response(packet: bytes) -> bool:

@@ -84,7 +84,7 @@ def _answer_key(reply: bytes) -> bytes:
     rcode = reply[3] & 0x0F
     if rcode != RCODE_NOERROR or reply[5] == 0 and reply[4] == 0:
         return bytes((0, rcode))  # NXDOMAIN and errors: one bucket per prefix and rcode
-    return b"\x01" + reply[12:_question_end(reply)].lower()
+    return b"\x01" + reply[HEADER_LENGTH:_question_end(reply)].lower()
 
 
 def truncated(reply: bytes) -> bytes:

@@ -68,11 +68,6 @@ def is_transfer_query(packet: bytes) -> bool:
         return False
 
 
-
-
-# ---------------------------------------------------------------- answers
-
-
 class TransferResponder:
     """AXFR/IXFR queries → reply messages. Reads ``holder.current`` once per request.
 
@@ -253,7 +248,3 @@ def _key_text(query: dns.message.Message) -> str | None:
 
 def _peer_text(peer: tuple | None) -> str:
     return format_host_port(peer[0], peer[1]) if peer else "unknown"
-
-
-
-

@@ -17,11 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 import dns.flags
 import dns.message
-import dns.name
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 from dnslib import CLASS, QTYPE, DNSBuffer, DNSLabel
 
 from . import names
@@ -232,14 +228,3 @@ def assemble(query: dns.message.Message, chunks: Sequence[Chunk], payload: int, 
         if index % 4 == 3:
             time.sleep(YIELD_PAUSE)  # a large transfer: let the event loop in between messages
     return messages
-
-
-def rrset_records(rrset: RRset) -> list[dns.rrset.RRset]:
-    """An RRset as one-record dnspython RRsets in zone order (the NOTIFY's SOA)."""
-    owner = dns.name.from_wire(rrset.name, 0)[0]
-    result = []
-    for rdata in rrset.rdatas:
-        wire = rdata_wire(rrset.rtype, rdata)
-        parsed = dns.rdata.from_wire(dns.rdataclass.IN, rrset.rtype, wire, 0, len(wire))
-        result.append(dns.rrset.from_rdata(owner, rrset.ttl, parsed))
-    return result

@@ -10,7 +10,7 @@ which stays the reference. No dnslib, no logging, no exceptions on the hot path.
 
 from __future__ import annotations
 
-from .protocol import EDNS_FLAG_DO, FLAG_CD, FLAG_RD, MIN_UDP_PAYLOAD, TRANSFER_TYPES, TYPE_OPT
+from .protocol import EDNS_FLAG_DO, FLAG_CD, FLAG_RD, HEADER_LENGTH, MIN_UDP_PAYLOAD, TRANSFER_TYPES, TYPE_OPT
 
 # The protocol's numbers as the octets the hot path compares.
 OPT_TYPE = TYPE_OPT.to_bytes(2, "big")
@@ -31,7 +31,7 @@ def question_key(packet: bytes, tcp: int, server_udp_max: int) -> tuple[bytes, i
     if size < 17 or packet[2] & 0xF8 or packet[4:11] != b"\x00\x01\x00\x00\x00\x00\x00":
         return None  # QR or an opcode set, or not exactly one question and no answers
     additional = packet[11]
-    offset = 12
+    offset = HEADER_LENGTH
     length = packet[offset]
     while length:
         if length > 63:
@@ -66,7 +66,7 @@ def question_key(packet: bytes, tcp: int, server_udp_max: int) -> tuple[bytes, i
             tag = bytes(((limit >> 8) | (0x80 if do else 0), limit & 0xFF, 1))
     else:
         return None
-    return packet[12:offset + 1].lower() + qtype_qclass + tag, end
+    return packet[HEADER_LENGTH:offset + 1].lower() + qtype_qclass + tag, end
 
 
 def splice(packet: bytes, question_end: int, flags: int, counts: bytes, body: bytes) -> bytes:
@@ -75,4 +75,4 @@ def splice(packet: bytes, question_end: int, flags: int, counts: bytes, body: by
     RFC 1035 §7.3), and the precompiled rest. Compression offsets in ``body`` point into
     the question, whose length is the same for every query of one key."""
     flags |= ((packet[2] << 8) | packet[3]) & RD_CD
-    return packet[:2] + bytes((flags >> 8, flags & 0xFF)) + counts + packet[12:question_end] + body
+    return packet[:2] + bytes((flags >> 8, flags & 0xFF)) + counts + packet[HEADER_LENGTH:question_end] + body
