@@ -28,6 +28,7 @@ from dnslib import QTYPE, RCODE
 from . import names
 from .answer import resolve
 from .balancespec import MemberKey
+from .counters import MemberCounters, Totals
 from .health import HealthView
 from .ordering import UP_FACTOR, Balancer, Plan
 from .overrides import Override, Overrides, save_overrides
@@ -47,10 +48,14 @@ class ControlError(Exception):
 
 class ControlServer:
     def __init__(self, path: Path, holder: StateHolder, balancer: Balancer, overrides_path: Path,
-                 clock: Callable[[], float] = time.time) -> None:
+                 count: Callable[[], Awaitable[Totals]], clock: Callable[[], float] = time.time) -> None:
+        """``balancer`` predicts next answers (``explain``, ``status``); ``count`` reads
+        what the processes that answer have counted (``counters.Totals``: this one's,
+        or summed over the workers)."""
         self.path = path
         self.holder = holder
         self.balancer = balancer
+        self.count = count
         self.overrides_path = overrides_path
         self.clock = clock
         self.server: asyncio.AbstractServer | None = None
@@ -58,9 +63,7 @@ class ControlServer:
         # of each zone file at the last load.
         self.reloader: Callable[[str], Awaitable[Any]] | None = None
         self.zone_problems: Callable[[], dict[str, list[str]]] = dict
-        # With worker processes (workers.py): gather their counters into ``balancer``
-        # before a command reads them, and describe them for ``status``.
-        self.refresh: Callable[[], Awaitable[Any]] | None = None
+        # With worker processes (workers.py): describe them for ``status``.
         self.workers: Callable[[], list[dict[str, Any]]] | None = None
         self.query_logger: Callable[[bool], Awaitable[None]] | None = None  # set by the service
 
@@ -120,8 +123,6 @@ class ControlServer:
             handler = COMMANDS.get(command) if isinstance(command, str) else None
             if handler is None:
                 raise ControlError(f"unknown command {command!r} (commands: {', '.join(COMMANDS)})")
-            if self.refresh is not None and command in COUNTING_COMMANDS:
-                await self.refresh()
             reply = handler(self, request)
             if asyncio.iscoroutine(reply):
                 reply = await reply
@@ -136,9 +137,13 @@ class ControlServer:
 
     # -- commands -------------------------------------------------------------------
 
-    def status(self, request: dict) -> dict[str, Any]:
+    async def status(self, request: dict) -> dict[str, Any]:
+        return self.status_of(await self.count())
+
+    def status_of(self, totals: Totals) -> dict[str, Any]:
+        """The ``status`` reply with these counters (also the page's and /metrics' input)."""
         state = self.holder.current
-        rrsets = [self._rrset_status(rrset, state.health, state.overrides)
+        rrsets = [self._rrset_status(rrset, state.health, state.overrides, totals.members)
                   for zone in state.snapshot.zones.values() for rrset in zone.rrsets() if rrset.balance is not None]
         rrsets.sort(key=lambda entry: (entry["owner"], entry["type"]))
         served = {key for rrset in _balanced(state.snapshot) for key in _member_keys(rrset)}
@@ -148,7 +153,7 @@ class ControlServer:
                   "records": zone.record_count} for zone in state.snapshot.zones.values()]
         zones.sort(key=lambda entry: entry["origin"])
         return {"zones": zones, "problems": self.zone_problems(), "generation": state.generation,
-                "rrsets": rrsets, "fail_open_answers": self.balancer.fail_open_answers,
+                "rrsets": rrsets, "fail_open_answers": totals.fail_open_answers,
                 "overrides_not_served": orphans, "workers": self.workers() if self.workers is not None else None}
 
     async def query_log(self, request: dict) -> dict[str, Any]:
@@ -172,7 +177,8 @@ class ControlServer:
         return {"changes": changes, "unchanged": result.unchanged, "failed": result.failed,
                 "problems": [str(problem) for problem in result.problems]}
 
-    def _rrset_status(self, rrset: RRset, health: HealthView, overrides: Overrides) -> dict[str, Any]:
+    def _rrset_status(self, rrset: RRset, health: HealthView, overrides: Overrides,
+                      counted: dict[MemberKey, MemberCounters]) -> dict[str, Any]:
         balance = rrset.balance
         assert balance is not None
         plan = self.balancer.peek(rrset, health, overrides)
@@ -180,7 +186,7 @@ class ControlServer:
         firsts_by_group: dict[int | None, int] = {}
         counters = []
         for index, rdata in enumerate(rrset.rdatas):
-            found = self.balancer.counters.get(member_key(rrset, rdata))
+            found = counted.get(member_key(rrset, rdata))
             counters.append(found)
             group = by_index[index].preference
             firsts_by_group[group] = firsts_by_group.get(group, 0) + (found.first if found else 0)
@@ -272,7 +278,7 @@ class ControlServer:
         override = overrides.get(key)
         log.info("override owner=%s type=%s member=%s drained=%s weight=%s", names.to_text(key[0]),
                  type_name(key[1]), key[2], bool(override and override.drained), override.weight if override else None)
-        found = self.balancer.counters.get(key)
+        found = (await self.count()).members.get(key)
         return {"owner": names.to_text(key[0]), "type": type_name(key[1]), "member": key[2],
                 "drained": bool(override and override.drained),
                 "temporary_weight": override.weight if override else None,
@@ -307,9 +313,6 @@ COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
     "reload": ControlServer.reload,
     "query_log": ControlServer.query_log,
 }
-# Commands that report members' counters (first positions, last given), which live in
-# the worker processes when there are several.
-COUNTING_COMMANDS = frozenset({"status", "drain", "undrain", "weight"})
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:

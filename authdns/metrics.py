@@ -21,7 +21,6 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,29 +28,15 @@ from dnslib import QTYPE, RCODE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .counters import LATENCY_BOUNDS, VIA_SLOTS, Observation, Totals
 from .hostport import format_host_port
 from .query import Via
-from .responder import LATENCY_BOUNDS
 from .statuspage import PAGE, page_data
-from .workers import Totals
 
 log = logging.getLogger("authdns.metrics")
 
 OBSERVE_TIMEOUT = 5.0  # seconds a request waits for the event loop's answer
 STATES = ("up", "degraded", "down")
-
-
-@dataclass(frozen=True)
-class Observation:
-    """Everything one scrape or one page refresh shows, read on the event loop."""
-
-    time: float
-    totals: Totals
-    status: dict[str, Any]  # the control channel's `status` reply (control.py)
-    zones_loaded_at: dict[str, float]  # zone origin (text) -> wall time it was last (re)loaded
-    reloads: int
-    failed_reloads: int
-    probes: list[tuple[str, int, int, int, float | None]]  # host, port, probes, failures, rtt
 
 
 class _Collector:
@@ -66,36 +51,38 @@ class _Collector:
 
 
 def _query_metrics(totals: Totals):
+    counted = totals.queries
     answers = CounterMetricFamily("authdns_answers", "Answers sent, by transport and rcode",
                                   labels=["transport", "rcode"])
-    for index, count in enumerate(totals.answers):
+    for index, count in enumerate(counted.answers):
         if count:
-            answers.add_metric([Via(index // 16).name.lower(), RCODE.get(index % 16, str(index % 16))], count)
+            via, rcode = divmod(index, VIA_SLOTS)
+            answers.add_metric([Via(via).name.lower(), RCODE.get(rcode, str(rcode))], count)
     yield answers
     by_type = CounterMetricFamily("authdns_queries_by_type", "Queries by QTYPE (those with a readable question)",
                                   labels=["type"])
-    for qtype, count in sorted(totals.types.items()):
+    for qtype, count in sorted(counted.types.items()):
         by_type.add_metric([QTYPE.get(qtype, str(qtype))], count)
     yield by_type
     for name, documentation, value in (
-            ("authdns_dropped", "Queries dropped unanswered (unreadable header, QR set)", totals.dropped),
-            ("authdns_truncated", "Answers sent with TC=1", totals.truncated),
-            ("authdns_internal_errors", "Queries answered SERVFAIL after an internal error", totals.internal_errors),
+            ("authdns_dropped", "Queries dropped unanswered (unreadable header, QR set)", counted.dropped),
+            ("authdns_truncated", "Answers sent with TC=1", counted.truncated),
+            ("authdns_internal_errors", "Queries answered SERVFAIL after an internal error", counted.internal_errors),
             ("authdns_fast_path_answers", "Answers spliced from precompiled responses", totals.fast_hits),
             ("authdns_fail_open_answers", "Balanced answers given with every member down", totals.fail_open_answers)):
         yield CounterMetricFamily(name, documentation, value=value)
     limited = CounterMetricFamily("authdns_rrl_limited", "UDP answers over the response rate limit, by what "
                                   "was done (dropped, or sent truncated: slip)", labels=["action"])
-    limited.add_metric(["dropped"], totals.rrl_dropped)
-    limited.add_metric(["slipped"], totals.rrl_slipped)
+    limited.add_metric(["dropped"], counted.rrl_dropped)
+    limited.add_metric(["slipped"], counted.rrl_slipped)
     yield limited
     cumulative, buckets = 0, []
-    for bound, count in zip((*map(str, LATENCY_BOUNDS), "+Inf"), totals.latency):
+    for bound, count in zip((*map(str, LATENCY_BOUNDS), "+Inf"), counted.latency):
         cumulative += count
         buckets.append((bound, cumulative))
     latency = HistogramMetricFamily("authdns_response_seconds", "Time from a query's bytes to its answer's, "
                                     "one query in 16 timed", unit="")
-    latency.add_metric([], buckets, totals.latency_sum)
+    latency.add_metric([], buckets, counted.latency_sum)
     yield latency
 
 

@@ -36,6 +36,7 @@ from dnslib import QTYPE
 from .answer import Answer
 from .arrange import arrange
 from .balancespec import BalanceSpec, MemberKey, Policy
+from .counters import MemberCounters
 from .health import HealthView, Status
 from .names import Name
 from .orders import Orders, PlanKey, Plans, rotors_of
@@ -91,16 +92,6 @@ class _Rotor:
 
     turn: int = 0  # round-robin: answers given so far
     smooth: SmoothWeighted = field(default_factory=SmoothWeighted)
-
-
-@dataclass(slots=True)
-class MemberCounters:
-    """Since start (kept across reloads while the member is still there)."""
-
-    first: int = 0  # answers in which it came first in its preference group
-    given: int = 0  # answers that carried it
-    last_given: float = 0.0  # wall time of the last answer that carried it
-    ttl: int = 0  # the TTL it was last handed out with
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +180,6 @@ class Balancer:
         for orders in self.live_orders.values():
             orders.fold()
         return self._counters
-
-    @counters.setter
-    def counters(self, value: dict[MemberKey, MemberCounters]) -> None:
-        self._counters = value  # the worker supervisor sets the sum of its workers' counters
 
     # -- the query path -----------------------------------------------------------
 

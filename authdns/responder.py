@@ -13,13 +13,14 @@ import logging
 import time
 from bisect import bisect_left
 from time import perf_counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dnslib import CLASS
 
 from .answer import Answer, resolve, resolve_chaos
 from .config import ServerConfig
+from .counters import LATENCY_BOUNDS, VIA_SLOTS, QueryCounters
 from .arrange import arrange
 from .ordering import Balancer
 from .orders import UNLISTED
@@ -37,28 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("authdns.responder")
 
-LATENCY_BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 LATENCY_SAMPLE = 16  # one query in this many is timed: two clock reads cost ~1 % of a fast answer
-
-
-@dataclass(slots=True)
-class Counters:
-    # answers by transport and rcode: index Via * 16 + rcode (a flat list: the hot path
-    # pays one list increment, not a tuple hash); ``by_transport_and_rcode()`` reads it.
-    answers: list[int] = field(default_factory=lambda: [0] * 32)
-    dropped: int = 0
-    truncated: int = 0
-    internal_errors: int = 0
-    types: dict[int, int] = field(default_factory=dict)  # queries by QTYPE (those with a readable question)
-    # Time from packet to answer bytes, one query in LATENCY_SAMPLE: counts per bucket
-    # (upper bounds LATENCY_BOUNDS seconds, then one for anything slower).
-    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
-    latency_sum: float = 0.0  # seconds, over the timed queries
-    rrl_dropped: int = 0  # UDP answers response rate limiting dropped (rrl.py)
-    rrl_slipped: int = 0  # ... and sent truncated instead
-
-    def by_transport_and_rcode(self) -> dict[tuple[str, int], int]:
-        return {(Via(index // 16).name, index % 16): count for index, count in enumerate(self.answers) if count}
 
 
 class Responder:
@@ -68,7 +48,7 @@ class Responder:
         self.config = config
         self.balancer = balancer or Balancer()
         self.transfer = transfer  # answers AXFR/IXFR over UDP (peer-dependent); None: REFUSED
-        self.counters = Counters()
+        self.counters = QueryCounters()  # counters.py: the read model's field list
         self.fast_hits = 0  # answers spliced from the cache (wire.py) rather than parsed
         self.query_log = config.query_log  # querylog.py; switched at runtime by `ctl querylog`
         self.udp_max = config.udp_payload
@@ -112,7 +92,7 @@ class Responder:
         if reply is None:
             counters.dropped += 1
         else:
-            counters.answers[via * 16 + (reply[3] & 0xF)] += 1
+            counters.answers[via * VIA_SLOTS + (reply[3] & 0xF)] += 1
             if reply[2] & BYTE_TC:
                 counters.truncated += 1
         if self.query_log:

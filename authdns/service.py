@@ -33,8 +33,9 @@ from .notify import Notifier
 from .transfer import TransferResponder
 from .transferaccess import unknown_keys
 from .watchlist import watch_list
-from .metrics import Observation, StatusHttpServer
-from .workers import WorkerError, WorkerPool, count_of
+from .counters import Observation, Totals
+from .metrics import StatusHttpServer
+from .workers import WorkerError, WorkerPool
 
 log = logging.getLogger("authdns")
 
@@ -55,10 +56,10 @@ class Service:
         self.responder = Responder(self.holder, config, self.balancer, transfer=self.transfer)
         # One process answers (DnsServer here), or N forked workers do (WorkerPool).
         self.dns = DnsServer(config, self.responder, transfer=self.transfer)
-        self.pool = WorkerPool(config, config.workers, self.holder, self.balancer) if config.workers > 1 else None
+        self.pool = WorkerPool(config, config.workers, self.holder) if config.workers > 1 else None
         self.notifier = Notifier(config)
         self.control = ControlServer(config.control or control_path(config.state_dir), self.holder, self.balancer,
-                                     overrides_path(config.state_dir))
+                                     overrides_path(config.state_dir), self.count)
         self.addresses: list[tuple[str, int]] = []
         self._reloading: asyncio.Lock = asyncio.Lock()
         self.serials = SerialStore.load(serials_path(config.state_dir))
@@ -67,7 +68,6 @@ class Service:
         self.control.zone_problems = self.zone_problems
         self.control.query_logger = self.set_query_log
         if self.pool is not None:
-            self.control.refresh = self.pool.collect
             self.control.workers = self.pool.describe
         self.problems: dict[str, list[str]] = {}  # file -> its problems at the last load
         self.failed_files: list[str] = []  # files not loaded at the last load
@@ -229,12 +229,16 @@ class Service:
             else:
                 self.zones_loaded_at[origin] = now
 
+    async def count(self) -> Totals:
+        """What the processes that answer have counted: the workers (asked now), or this one."""
+        return await self.pool.collect() if self.pool is not None else Totals.of(self.responder, self.balancer)
+
     async def observe(self) -> Observation:
         """What /metrics and the status page show, read now (workers asked for counts)."""
-        totals = await self.pool.collect() if self.pool is not None else count_of(self.responder, self.balancer)
+        totals = await self.count()
         probes = [(host, port, state.probes, state.failures, state.rtt)
                   for (host, port, _), state in self.monitor.targets().items()]
-        return Observation(time.time(), totals, self.control.status({}), dict(self.zones_loaded_at), self.reloads,
+        return Observation(time.time(), totals, self.control.status_of(totals), dict(self.zones_loaded_at), self.reloads,
                            self.failed_reloads, probes)
 
     def zone_problems(self) -> dict[str, list[str]]:

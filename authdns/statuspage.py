@@ -5,15 +5,15 @@ RRset with its members' health, configured and effective weight, and a chart of 
 member's share of first positions over the last minute (share among the answers given
 in the last five seconds, so a member that goes down visibly leaves and returns).
 
-``page_data()`` shapes an observation (metrics.py) into that JSON. Changes nothing.
+``page_data()`` shapes an observation (counters.py) into that JSON. Changes nothing;
+imports nothing but the read model (metrics.py serves the page).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .metrics import Observation
+from .counters import Observation
 
 
 def page_data(seen: Observation) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def page_data(seen: Observation) -> dict[str, Any]:
     } for rrset in status["rrsets"]]
     return {"time": seen.time, "zones": zones, "files_not_loaded": unloaded, "reloads": seen.reloads,
             "failed_reloads": seen.failed_reloads, "rrsets": rrsets, "workers": status.get("workers"),
-            "answers": sum(seen.totals.answers)}
+            "answers": sum(seen.totals.queries.answers)}
 
 
 PAGE = """<!doctype html>

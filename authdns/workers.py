@@ -40,9 +40,10 @@ from typing import Any, NoReturn
 from . import eventloop, logformat
 from .config import ServerConfig
 from .health import HealthView
-from .ordering import Balancer, MemberCounters
+from .counters import Totals
+from .ordering import Balancer
 from .overrides import Overrides
-from .responder import LATENCY_BOUNDS, Responder
+from .responder import Responder
 from .server import DnsServer, bind_all, close_pairs
 from .state import ServingState, StateHolder
 from .transfer import TransferResponder
@@ -94,63 +95,6 @@ def _overrides_message(overrides: Overrides) -> tuple:
     return ("overrides", dict(overrides.members))
 
 
-# -- counters ----------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class Totals:
-    """What workers counted: answers by transport and rcode, and per balanced member."""
-
-    answers: list[int] = field(default_factory=lambda: [0] * 32)
-    dropped: int = 0
-    truncated: int = 0
-    internal_errors: int = 0
-    fast_hits: int = 0
-    fail_open_answers: int = 0
-    members: dict[Any, list] = field(default_factory=dict)  # key -> [first, given, last_given, ttl]
-    types: dict[int, int] = field(default_factory=dict)  # queries by QTYPE
-    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
-    latency_sum: float = 0.0
-    rrl_dropped: int = 0
-    rrl_slipped: int = 0
-
-    def add(self, other: Totals) -> None:
-        self.answers = [a + b for a, b in zip(self.answers, other.answers)]
-        self.dropped += other.dropped
-        self.truncated += other.truncated
-        self.internal_errors += other.internal_errors
-        self.fast_hits += other.fast_hits
-        self.fail_open_answers += other.fail_open_answers
-        for qtype, count in other.types.items():
-            self.types[qtype] = self.types.get(qtype, 0) + count
-        self.latency = [a + b for a, b in zip(self.latency, other.latency)]
-        self.latency_sum += other.latency_sum
-        self.rrl_dropped += other.rrl_dropped
-        self.rrl_slipped += other.rrl_slipped
-        for key, (first, given, last_given, ttl) in other.members.items():
-            mine = self.members.get(key)
-            if mine is None:
-                self.members[key] = [first, given, last_given, ttl]
-            else:
-                mine[0] += first
-                mine[1] += given
-                if last_given >= mine[2]:
-                    mine[2], mine[3] = last_given, ttl
-
-    @property
-    def queries(self) -> int:
-        return sum(self.answers) + self.dropped
-
-
-def count_of(responder: Responder, balancer: Balancer) -> Totals:
-    counters = responder.counters
-    return Totals(
-        list(counters.answers), counters.dropped, counters.truncated, counters.internal_errors,
-        responder.fast_hits, balancer.fail_open_answers,
-        {key: [c.first, c.given, c.last_given, c.ttl] for key, c in balancer.counters.items()},
-        dict(counters.types), list(counters.latency), counters.latency_sum, counters.rrl_dropped,
-        counters.rrl_slipped)
-
-
 # -- the supervisor's side ---------------------------------------------------------------
 
 @dataclass(eq=False)
@@ -173,11 +117,10 @@ class Worker:
 class WorkerPool:
     """N worker processes on shared sockets; the supervisor's half of this module."""
 
-    def __init__(self, config: ServerConfig, count: int, holder: StateHolder, balancer: Balancer) -> None:
+    def __init__(self, config: ServerConfig, count: int, holder: StateHolder) -> None:
         self.config = config
         self.count = count
         self.holder = holder
-        self.balancer = balancer  # the supervisor's: gets the merged counters for `status`
         self.bound: list[list] = []  # per address: one (udp, tcp) pair per slot
         self.slots: list[Worker | None] = [None] * count
         self.live: set[Worker] = set()  # serving, starting or retiring
@@ -393,8 +336,7 @@ class WorkerPool:
 
     async def collect(self) -> Totals:
         """Every worker's counters now (those that answer within STATS_TIMEOUT), plus
-        those of workers that have exited; the member counters go to the supervisor's
-        balancer, where ``status`` reads them."""
+        those of workers that have exited (``counters.Totals``)."""
         asking = [worker for worker in self.live if not worker.retiring and worker.ready.done()]
         for worker in asking:
             worker.reported.clear()
@@ -406,14 +348,12 @@ class WorkerPool:
         total.add(self.retired)
         for worker in self.live:
             total.add(worker.counted)
-        self.balancer.counters = {key: MemberCounters(*values) for key, values in total.members.items()}
-        self.balancer.fail_open_answers = total.fail_open_answers
         return total
 
     def describe(self) -> list[dict[str, Any]]:
         """The workers serving now, for ``status``."""
         return [{"slot": worker.slot, "pid": worker.pid, "generation": worker.generation,
-                 "started": round(worker.started, 3), "queries": worker.counted.queries,
+                 "started": round(worker.started, 3), "queries": worker.counted.queries.received,
                  "restarts": self.restarts[worker.slot]}
                 for worker in self.slots if worker is not None]
 
@@ -533,7 +473,7 @@ async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, 
             dns.pause()
             await _send(writer, ("paused",))
             await dns.retire(RETIRE_GRACE)
-            await _send(writer, ("counted", count_of(responder, balancer)))
+            await _send(writer, ("counted", Totals.of(responder, balancer)))
             return 0
         if kind == "health":
             holder.publish(health=HealthView(MappingProxyType(message[1])))
@@ -545,5 +485,5 @@ async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, 
         elif kind == "serve":
             await dns.serve()
         elif kind == "count":
-            await _send(writer, ("counted", count_of(responder, balancer)))
+            await _send(writer, ("counted", Totals.of(responder, balancer)))
         receiving = asyncio.ensure_future(_receive(reader))
