@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 STATE_LIMIT = 1024  # rotor states recorded per answer: a period longer than this is planned per query
 VARIANT_LIMIT = 64  # distinct orders indexed per answer (random over many members renders the rest each time)
 
-PlanKey = tuple  # (section, owner, rtype), as ``Balancer.choose`` keys its plans
+PlanKey = tuple  # (section, owner, rtype), as ``Balancer._choose`` keys its plans
 Plans = dict  # PlanKey -> Plan
 UNLISTED = -1  # advance(): this answer's order has no index; its plans are in ``unlisted``
 
@@ -52,7 +52,8 @@ class Orders:
     """The orders of one balanced answer under one health view and one set of overrides."""
 
     __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "last",
-                 "_plan", "_count", "_clock", "_preps", "_turned", "_smoothed", "_states", "_index", "_memoised")
+                 "_plan", "_count", "_clock", "_preps", "_turned", "_smoothed", "_states", "_index", "_memoised",
+                 "lasts")
 
     def __init__(self, answer: Answer, health: HealthView, overrides: Overrides, preps: dict[PlanKey, _Prepared],
                  rotors: list[tuple[_Rotor, int | None, tuple]], memoised: bool, plan: Callable[[], Plans],
@@ -68,6 +69,7 @@ class Orders:
         self.unlisted: Plans = {}  # the last plans that got no index (UNLISTED)
         self.counts: list[int] = []  # answers replayed per index, not yet added to the counters
         self.last = 0.0  # wall time of the last replayed answer
+        self.lasts: list[float] = []  # ... per index (the members' last-given times)
         self._plan, self._count, self._clock, self._preps = plan, count, clock, preps
         self._turned = [(rotor, width) for rotor, width, _ in rotors if width is not None]
         self._smoothed = [(rotor.smooth, epoch, (0,) * len(epoch)) for rotor, width, epoch in rotors if width is None]
@@ -86,17 +88,22 @@ class Orders:
             index, turns, credits = found
             for (rotor, _), moved in zip(self._turned, turns):
                 rotor.turn += moved
-            for (smooth, _, _), (epoch, credit) in zip(self._smoothed, credits):
-                smooth.epoch, smooth.credit = epoch, credit  # pick() never mutates a credit list
+            for (smooth, _, _), moved in zip(self._smoothed, credits):
+                if moved is not None:  # None: the plan left this rotor alone
+                    smooth.epoch, smooth.credit = moved  # pick() never mutates a credit list
             self.counts[index] += 1
-            self.last = self._clock()
+            self.lasts[index] = self.last = self._clock()
             return index
         turns_before = [rotor.turn for rotor, _ in self._turned]
+        credits_before = [smooth.credit for smooth, _, _ in self._smoothed]
         plans = self._plan()
         index = self._listed(plans)
         if index != UNLISTED and len(self._states) < STATE_LIMIT:
             turns = tuple(rotor.turn - before for (rotor, _), before in zip(self._turned, turns_before))
-            credits = tuple((smooth.epoch, smooth.credit) for smooth, _, _ in self._smoothed)
+            # A rotor the plan did not touch (its RRset left out of this answer) keeps
+            # whatever it holds on replay: pick() always assigns a new credit list.
+            credits = tuple((smooth.epoch, smooth.credit) if smooth.credit is not before else None
+                            for (smooth, _, _), before in zip(self._smoothed, credits_before))
             self._states[state] = (index, turns, credits)
         return index
 
@@ -108,7 +115,7 @@ class Orders:
         for index, times in enumerate(self.counts):
             if times:
                 for key, plan in self.plans[index].items():
-                    self._count(self._preps[key], plan, times, self.last)
+                    self._count(self._preps[key], plan, times, self.lasts[index])
                 self.counts[index] = 0
 
     @property
@@ -135,6 +142,7 @@ class Orders:
             index = self._index[signature] = len(self.plans)
             self.plans.append(plans)
             self.counts.append(0)
+            self.lasts.append(0.0)
         return index
 
 

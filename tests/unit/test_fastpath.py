@@ -12,7 +12,9 @@ bounded under a flood of random names; a reload keeps the entries of unchanged z
 
 from __future__ import annotations
 
+import random
 import shutil
+from types import MappingProxyType
 from pathlib import Path
 
 import dns.flags
@@ -29,6 +31,7 @@ from dnslib import QTYPE
 from authdns import names
 from authdns.answer import resolve
 from authdns.config import ServerConfig
+from authdns.health import HealthView, MemberHealth, Status
 from authdns.ordering import Balancer
 from authdns.overrides import Override, Overrides
 from authdns.query import Reject, Via, parse_query
@@ -176,6 +179,104 @@ def test_every_deterministic_policy_is_replayed(tmp_path: Path, name: str, rdtyp
     (entry,) = [entry for entry in holder.current.cache.entries.values() if entry.__class__.__name__ == "Dynamic"]
     assert entry.orders.states <= period + 1 and len(entry.variants) <= period
     assert counted(fast.balancer) == counted(slow_balancer)
+
+
+SHARED_ROTORS = """
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  m: {MX: {answer: 1, records: ['10 mx1', '10 mx2', '20 mx3']}}
+  w: {MX: {policy: weighted, records: [{preference: 10, exchange: mx1, weight: 2}, {preference: 10, exchange: mx2, weight: 1}]}}
+  mx1: {A: {policy: weighted, records: [{address: 192.0.2.11, weight: 2}, 192.0.2.12, 192.0.2.13]}}
+  mx2: {A: [192.0.2.21, 192.0.2.22]}
+  mx3: {A: {policy: weighted, records: [192.0.2.31, 192.0.2.32]}}
+"""
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_shared_rotors_stay_in_step_through_health_and_drain_changes(tmp_path: Path, seed: int) -> None:
+    """Random interleavings of MX answers (whose additional section moves the exchangers'
+    address rotors, or leaves them alone when answer: 1 or a drain drops the exchanger),
+    direct address queries sharing those rotors, with and without EDNS (two cache
+    entries, two Orders, one set of rotors), and health and drain changes between them:
+    the fast path answers the slow path's bytes and counts what it counts, last-given
+    times included. Regression: a replay once wrote back the credit of a rotor its plan
+    had not touched, and the rotations drifted apart for good once an epoch came back."""
+    rng = random.Random(seed)
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    (zone_dir / "bal.test.yaml").write_text(SHARED_ROTORS)
+    holder = StateHolder()
+    holder.publish(snapshot=load_snapshot(zone_dir).snapshot)
+    now = [0.0]
+    config = ServerConfig()
+    fast = Responder(holder, config, Balancer(clock=lambda: now[0]))
+    slow_balancer = Balancer(clock=lambda: now[0])
+
+    def member(owner: str, rtype: int, text: str) -> tuple:
+        return (names.from_text(owner), rtype, text)
+
+    members = [member("mx1.bal.test.", QTYPE.A, "192.0.2.13"), member("mx1.bal.test.", QTYPE.A, "192.0.2.11"),
+               member("m.bal.test.", QTYPE.MX, "mx1.bal.test."), member("mx3.bal.test.", QTYPE.A, "192.0.2.32"),
+               member("w.bal.test.", QTYPE.MX, "mx2.bal.test."), member("mx2.bal.test.", QTYPE.A, "192.0.2.21")]
+    questions = [("m.bal.test.", "MX"), ("w.bal.test.", "MX"), ("mx1.bal.test.", "A"), ("mx2.bal.test.", "A"),
+                 ("mx3.bal.test.", "A")]
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.06:
+            holder.publish(health=HealthView(MappingProxyType({
+                key: MemberHealth(rng.choice([Status.DOWN, Status.DEGRADED]), 0.0, None, None, ())
+                for key in rng.sample(members, rng.choice([0, 0, 1, 2]))})))
+        elif roll < 0.09:
+            holder.publish(overrides=Overrides({
+                key: rng.choice([Override(drained=True), Override(weight=3)])
+                for key in rng.sample(members, rng.choice([0, 0, 1]))}))
+        else:
+            now[0] += 1.0
+            name, rdtype = rng.choice(questions)
+            message = dns.message.make_query(name, rdtype, use_edns=0 if rng.random() < 0.3 else None)
+            packet = bytes([step % 256, 9]) + message.to_wire()[2:]
+            expected = reference(packet, False, holder, slow_balancer, config.udp_payload)
+            assert fast.respond(packet, Via.UDP) == expected, (seed, step, name, rdtype)
+    assert timed(fast.balancer) == timed(slow_balancer)
+
+
+def test_replay_leaves_alone_a_rotor_its_plan_did_not_move(tmp_path: Path) -> None:
+    """answer: 1 over two exchangers, the first with weighted addresses: an answer giving
+    mx2 does not plan mx1's addresses, so replaying it must not write back their credit
+    (it once wrote a stale one, and after the epoch came back every mx1 A answer differed)."""
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    (zone_dir / "bal.test.yaml").write_text("""
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  m: {MX: {answer: 1, records: ['10 mx1', '10 mx2']}}
+  mx1: {A: {policy: weighted, records: [192.0.2.11, 192.0.2.12, 192.0.2.13]}}
+  mx2: {A: 192.0.2.20}
+""")
+    holder = StateHolder()
+    holder.publish(snapshot=load_snapshot(zone_dir).snapshot)
+    config = ServerConfig()
+    fast = Responder(holder, config, Balancer())
+    slow_balancer = Balancer()
+    down = HealthView(MappingProxyType({(names.from_text("mx1.bal.test."), QTYPE.A, "192.0.2.13"):
+                                        MemberHealth(Status.DOWN, 0.0, None, None, ())}))
+    steps = [("m", "MX"), down, ("m", "MX"), ("m", "MX"), ("mx1", "A"), ("m", "MX"),
+             HealthView(MappingProxyType({})), ("mx1", "A"), ("mx1", "A"), ("mx1", "A")]
+    for number, step in enumerate(steps):
+        if isinstance(step, HealthView):
+            holder.publish(health=step)
+            continue
+        packet = bytes([number, 3]) + dns.message.make_query(f"{step[0]}.bal.test.", step[1]).to_wire()[2:]
+        assert fast.respond(packet, Via.UDP) == reference(packet, False, holder, slow_balancer, config.udp_payload), number
+
+
+def timed(balancer: Balancer) -> tuple:
+    return ({key: (found.first, found.given, found.ttl, found.last_given) for key, found in balancer.counters.items()},
+            balancer.fail_open_answers)
 
 
 def test_reload_keeps_entries_of_unchanged_zones(tmp_path: Path) -> None:
