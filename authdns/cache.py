@@ -46,7 +46,7 @@ class Dynamic:
     def __init__(self, answer: Answer, query: Query) -> None:
         self.answer, self.query = answer, query
         self.orders: Orders | None = None
-        self.variants: list[Static] = []  # by Orders index; indices are handed out in sequence
+        self.variants: dict[int, Static] = {}  # by Orders index
 
 
 class FastCache:

@@ -394,11 +394,7 @@ class Balancer:
             return eligible if group.uniform else sorted(eligible, key=lambda p: (-weights[p], p))
         if policy is Policy.RANDOM:
             return self._weighted_shuffle(eligible, weights)
-        rotor = self.rotors.get(group.rotor_key)
-        if rotor is None:
-            rotor = _Rotor()
-            if commit:
-                self.rotors[group.rotor_key] = rotor
+        rotor = self._rotor(group.rotor_key) if commit else self.rotors.get(group.rotor_key) or _Rotor()
         if policy is Policy.ROUND_ROBIN and group.uniform:
             start = rotor.turn % len(eligible)
             if commit:

@@ -51,9 +51,8 @@ UNLISTED = -1  # advance(): this answer's order has no index; its plans are in `
 class Orders:
     """The orders of one balanced answer under one health view and one set of overrides."""
 
-    __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "last",
-                 "_plan", "_count", "_clock", "_preps", "_turned", "_smoothed", "_states", "_index", "_memoised",
-                 "lasts")
+    __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "lasts",
+                 "_plan", "_count", "_clock", "_preps", "_turned", "_smoothed", "_states", "_index", "_memoised")
 
     def __init__(self, answer: Answer, health: HealthView, overrides: Overrides, preps: dict[PlanKey, _Prepared],
                  rotors: list[tuple[_Rotor, int | None, tuple]], memoised: bool, plan: Callable[[], Plans],
@@ -68,8 +67,7 @@ class Orders:
         self.plans: list[Plans] = []  # by index: each distinct order of the answer
         self.unlisted: Plans = {}  # the last plans that got no index (UNLISTED)
         self.counts: list[int] = []  # answers replayed per index, not yet added to the counters
-        self.last = 0.0  # wall time of the last replayed answer
-        self.lasts: list[float] = []  # ... per index (the members' last-given times)
+        self.lasts: list[float] = []  # wall time of the last replayed answer, per index
         self._plan, self._count, self._clock, self._preps = plan, count, clock, preps
         self._turned = [(rotor, width) for rotor, width, _ in rotors if width is not None]
         self._smoothed = [(rotor.smooth, epoch, (0,) * len(epoch)) for rotor, width, epoch in rotors if width is None]
@@ -92,7 +90,7 @@ class Orders:
                 if moved is not None:  # None: the plan left this rotor alone
                     smooth.epoch, smooth.credit = moved  # pick() never mutates a credit list
             self.counts[index] += 1
-            self.lasts[index] = self.last = self._clock()
+            self.lasts[index] = self._clock()
             return index
         turns_before = [rotor.turn for rotor, _ in self._turned]
         credits_before = [smooth.credit for smooth, _, _ in self._smoothed]

@@ -115,16 +115,14 @@ class Responder:
         orders = entry.orders
         if orders is None or not orders.live or orders.health is not state.health or orders.overrides is not state.overrides:
             orders = entry.orders = self.balancer.orders(entry.answer, state.health, state.overrides, orders)
-            entry.variants = []
+            entry.variants = {}
         index = orders.advance()
-        variants = entry.variants
-        if index < len(variants) and index != UNLISTED:
-            variant = variants[index]
-        else:
+        variant = entry.variants.get(index)
+        if variant is None:
             ordered = arrange(entry.answer, orders.plans_at(index))
             variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end)
             if index != UNLISTED:
-                variants.append(variant)  # indices are new in sequence: this one is len(variants)
+                entry.variants[index] = variant
         return splice(packet, question_end, variant.flags, variant.counts, variant.body)
 
     def _respond(self, packet: bytes, via: Via, peer: tuple | None, state: ServingState,
@@ -179,13 +177,16 @@ class Responder:
     def _cache_and_answer(self, answer: Answer, query: Query, packet: bytes, found: tuple[bytes, int],
                           state: ServingState) -> bytes:
         """Answer through a new cache entry: a Dynamic one when any RRset is balanced
-        (ordered per query), else the rendered response itself."""
+        (ordered per query), else the rendered response itself. A balanced answer the
+        full cache does not take is ordered as an uncached one: no Orders for one query."""
         key, question_end = found
         zones = _zones_touched(state.snapshot, query.qname, answer)
         negative = answer.rcode != RCODE_NOERROR
         if any(placed.rrset.balance is not None for placed in answer.answer + answer.additional):
             entry = Dynamic(answer, query)
-            state.cache.put(key, entry, zones, negative)
+            if not state.cache.put(key, entry, zones, negative):
+                return render(query, self.balancer.apply(answer, state.health, state.overrides),
+                              self.config.udp_payload)
             return self._dynamic(entry, packet, question_end, state)
         reply = render(query, answer, self.config.udp_payload)
         state.cache.put(key, _precompiled(reply, question_end), zones, negative)

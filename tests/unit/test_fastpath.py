@@ -279,6 +279,23 @@ def timed(balancer: Balancer) -> tuple:
             balancer.fail_open_answers)
 
 
+def test_a_full_cache_answers_balanced_queries_without_new_orders(tmp_path: Path) -> None:
+    """Once the cache is full, a balanced answer it cannot store is ordered like an
+    uncached one: the same bytes and counts, and no Orders kept for a single query
+    (they once piled up to LIVE_ORDERS_LIMIT, then every cached entry lost its own)."""
+    holder = state(tmp_path)
+    config = ServerConfig()
+    fast = Responder(holder, config, Balancer())
+    slow_balancer = Balancer()
+    holder.current.cache.limit = 0  # full from the start
+    for payload in range(1200, 1300):  # a new size class each: a new cache key each
+        message = dns.message.make_query("rr.bal.test.", "MX", use_edns=0, payload=payload)
+        packet = bytes([payload % 256, 5]) + message.to_wire()[2:]
+        assert fast.respond(packet, Via.UDP) == reference(packet, False, holder, slow_balancer, config.udp_payload)
+    assert fast.balancer.live_orders == {} and len(holder.current.cache) == 0
+    assert counted(fast.balancer) == counted(slow_balancer)
+
+
 def test_reload_keeps_entries_of_unchanged_zones(tmp_path: Path) -> None:
     holder = state(tmp_path)
     fast = Responder(holder, ServerConfig(), Balancer())
