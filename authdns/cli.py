@@ -26,7 +26,7 @@ from .masterfile import export_zone, import_master
 from .masterread import leading_origin
 from .zonefile import master_file_origin
 from .service import Service, StartError
-from .snapshot import cross_zone_problems, load_zone_file, unserved_files, zone_files
+from .loader import cross_zone_problems, load_zone_file, unserved_files, zone_files
 from .workers import default_count
 
 log = logging.getLogger("authdns")

@@ -22,6 +22,7 @@ DEFAULT_UDP_PAYLOAD = 1232
 # Operator overrides (drains) and the control socket live here; systemd sets
 # /var/lib/authdns (StateDirectory=). Relative to the working directory by default.
 DEFAULT_STATE_DIR = Path(".authdns")
+DEFAULT_MAX_ZONE_BYTES = 256 << 20  # a million-record zone is about 30 MiB of YAML
 
 
 def control_path(state_dir: Path) -> Path:
@@ -66,10 +67,10 @@ class ServerConfig:
     query_log: bool = False  # a line per query from the start (querylog.py)
     rrl_rate: int = 0  # answers per second per prefix and answer over UDP; 0: no rate limiting (rrl.py)
     rrl_slip: int = 2  # over the limit, every slip-th answer goes out truncated, the rest dropped
-    # Steps of each zone's history kept for IXFR (snapshot.with_history); NSD's
+    # Steps of each zone's history kept for IXFR (loader.with_history); NSD's
     # ixfr-number defaults to 5 too.
     ixfr_history: int = 5
-    max_zone_bytes: int = 256 << 20  # a larger zone file is refused with file:line (snapshot.py)
+    max_zone_bytes: int = DEFAULT_MAX_ZONE_BYTES  # a larger zone file is refused with file:line (loader.py)
     metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (metrics.py)
 
 

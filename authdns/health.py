@@ -184,6 +184,7 @@ class HealthMonitor:
         self._resolved: dict[str, tuple[str, ...]] = {}
         self._resolvers: dict[str, asyncio.Task[None]] = {}
         self._errors: dict[str, tuple[float, int]] = {}  # where → (last logged, suppressed since)
+        self._holding = False  # rewatch() running: views wait for the caller's publish
 
     async def watch(self, members: Mapping[MemberKey, MemberWatch]) -> None:
         """Watch exactly ``members`` from now on. Targets still used keep their state and
@@ -197,6 +198,23 @@ class HealthMonitor:
             del self._current[gone]
             self._member_status.pop(gone, None)
         self._refresh(self._watches, force=True)
+
+    async def rewatch(self, members: Mapping[MemberKey, MemberWatch]) -> HealthView:
+        """``watch(members)`` and its ``first_round()``, publishing nothing meanwhile; the
+        view returned is for the caller to publish together with the snapshot these
+        members come from. Until then the served snapshot is the old one: a view of the
+        new members would drop members it still answers with (an unknown member counts
+        as up), so the last published view stays in force. Probes that finish after this
+        returns publish as usual."""
+        self._holding = True
+        try:
+            await self.watch(members)
+            if members:
+                await self.first_round()
+        finally:
+            self._holding = False
+        self._published = view = self.view()
+        return view
 
     async def first_round(self) -> None:
         """Wait until every target without a result has been probed once (its loop probes
@@ -326,6 +344,8 @@ class HealthMonitor:
                 member_key_text(key), status.value, was, detail.replace('"', "'"))
 
     def _publish_view(self) -> None:
+        if self._holding:
+            return  # rewatch() hands its view to the caller instead
         view = self.view()
         try:
             self._publish(view)

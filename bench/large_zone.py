@@ -39,7 +39,7 @@ def measure(count: int) -> dict:
 
     from authdns import names
     from authdns.answer import resolve
-    from authdns.snapshot import load_snapshot
+    from authdns.loader import load_snapshot
 
     zones = write_zones(Path(tempfile.mkdtemp(prefix="authdns-large-")), count)
     small = zones / "small.test.yaml"

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 from authdns.config import ServerConfig
 from authdns.responder import Responder
 from authdns.server import DnsServer
-from authdns.snapshot import load_snapshot
+from authdns.loader import load_snapshot
 from authdns.state import StateHolder
 from authdns.transfer import TransferResponder
 

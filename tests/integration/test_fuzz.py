@@ -31,7 +31,7 @@ from authdns.config import ServerConfig
 from authdns.ordering import Balancer
 from authdns.query import Via
 from authdns.responder import Responder
-from authdns.snapshot import load_snapshot
+from authdns.loader import load_snapshot
 from authdns.state import StateHolder
 from conftest import SHIPPED_ZONES, ServerProcess, start_server, stop_server
 

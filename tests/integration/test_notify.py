@@ -48,7 +48,7 @@ from support import write_zone
 
 from authdns.tsig import TsigSecret
 from authdns.config import ServerConfig
-from authdns.snapshot import load_zone_file
+from authdns.loader import load_zone_file
 from authdns.notify import Notifier
 from authdns.zone import Zone
 

@@ -18,7 +18,7 @@ from dnslib import QTYPE
 
 from authdns import names
 from authdns.balancespec import CheckKind, Policy, ProbeAddress
-from authdns.snapshot import load_zone_file
+from authdns.loader import load_zone_file
 
 HEAD = """\
 ttl: 60

@@ -17,7 +17,7 @@ from dnslib import QTYPE
 
 from conftest import run_authdns
 from authdns import names
-from authdns.snapshot import load_zone_file
+from authdns.loader import load_zone_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

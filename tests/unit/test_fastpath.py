@@ -37,7 +37,7 @@ from authdns.overrides import Override, Overrides
 from authdns.query import Reject, Via, parse_query
 from authdns.render import render, render_reject
 from authdns.responder import Responder
-from authdns.snapshot import load_snapshot
+from authdns.loader import load_snapshot
 from authdns.state import StateHolder
 from authdns.wire import question_key
 

@@ -9,7 +9,7 @@
   restarted one coming back within the rise/fall bounds (published and logged), 421 as
   DEGRADED, shared targets sharing state and probes, ``watch()`` keeping state and tasks,
   a removed target's task cancelled, MX-like members with several addresses or a
-  resolved name, no publish without news, a failing publish callback, ``close()``.
+  resolved name, ``rewatch()`` holding its view for the caller, no publish without news, a failing publish callback, ``close()``.
 """
 
 from __future__ import annotations
@@ -354,6 +354,31 @@ def test_new_target_on_reload_is_probed_by_first_round(fakes: Callable[..., Fake
             await monitor.first_round()
             assert published.views[-1].status(mx("mx2")) is Status.UP
             assert published.views[-1].status(mx("mx1")) is Status.UP
+        finally:
+            await monitor.close()
+
+    asyncio.run(main())
+
+
+def test_rewatch_publishes_nothing_until_it_hands_back_its_view(fakes: Callable[..., FakeSmtp]) -> None:
+    """A reload's rewatch: while the new members are probed the old snapshot still serves,
+    so the monitor's published view must stay the old one (a view of the new members
+    would drop members the old snapshot answers with); the view comes back to the caller,
+    and probes after it publish as usual."""
+    first, second = fakes("ok"), fakes("ok")
+    published = Published()
+
+    async def main() -> None:
+        monitor = HealthMonitor(published)
+        try:
+            view = await monitor.rewatch({mx("mx1"): watch(first)})
+            assert published.views == [] and view.status(mx("mx1")) is Status.UP
+            published(view)  # what the service does, with the snapshot
+            view = await monitor.rewatch({mx("mx2"): watch(second)})
+            assert len(published.views) == 1 and mx("mx2") not in published.views[-1].members
+            assert view.status(mx("mx2")) is Status.UP and mx("mx1") not in view.members
+            second.stop()
+            await until(published_status(published, mx("mx2"), Status.DOWN), INTERVAL * FALL + TIMEOUT + MARGIN)
         finally:
             await monitor.close()
 

@@ -25,7 +25,7 @@ from conftest import run_authdns
 from authdns import names
 from authdns.masterfile import export_zone, import_master
 from authdns.masterread import generate_text
-from authdns.snapshot import load_zone_file, zone_files
+from authdns.loader import load_zone_file, zone_files
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from authdns import names
 from authdns.health import EMPTY_HEALTH, HealthView, MemberHealth, Status
 from authdns.ordering import Balancer, SmoothWeighted
 from authdns.overrides import EMPTY_OVERRIDES, Override
-from authdns.snapshot import load_zone_file
+from authdns.loader import load_zone_file
 
 ZONE = """
 ttl: 60

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from authdns.snapshot import load_zone_file
+from authdns.loader import load_zone_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_authdns
-from authdns.snapshot import load_zone_file
+from authdns.loader import load_zone_file
 from authdns.tsig import TsigSecret
 from authdns.transferspec import (AllowRule, TransferSpec, parse_allow_rule, parse_notify_attempts,
                                   parse_notify_retry, parse_tsig_key, tsig_keyring)

@@ -34,7 +34,7 @@ from watchdog.observers import Observer
 
 from .zonefile import is_zone_file_name, wants_a_hint
 
-log = logging.getLogger("authdns.reload")
+log = logging.getLogger("authdns.watcher")
 
 QUIET = 0.15  # seconds without events before the reload: a save is several events
 LONGEST = 0.6  # ... but never wait longer than this after the first one (changes serve within 1 s)
