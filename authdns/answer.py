@@ -9,6 +9,7 @@ RFC 8482 (ANY).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -41,6 +42,18 @@ class Placed:
         return self.rrset.records_as(self.owner)
 
 
+class AnswerKind(enum.IntEnum):
+    """What a reply is, in the classes response rate limiting counts apart (BIND's and
+    NSD's RRL) and the query log names."""
+
+    ANSWER = 1  # records for the question, a CNAME chain's included (RFC 1034 §4.3.2 step 3a)
+    NODATA = 2  # the name exists, not with this type (RFC 2308 §2.2)
+    NXDOMAIN = 3  # the name does not exist (RFC 2308 §2.1), after a CNAME chain too (RFC 6604)
+    REFERRAL = 4  # a delegation: the child's NS in authority, AA clear (RFC 1034 §4.3.2 step 3b)
+    REFUSED = 5  # not ours, or not allowed (RFC 1035 §4.1.1)
+    ERROR = 6  # any other rcode: FORMERR, SERVFAIL, NOTIMP, YXDOMAIN, BADVERS, NOTAUTH ...
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     rcode: int
@@ -50,6 +63,49 @@ class Answer:
     additional: tuple[Placed, ...] = ()
     qclass: int = CLASS.IN
     ede: int | None = None  # Extended DNS Error info-code for the OPT record (RFC 8914)
+
+    @property
+    def kind(self) -> AnswerKind:
+        if self.rcode != RCODE_NOERROR:
+            return kind_of_rcode(self.rcode)
+        if self.answer:
+            return AnswerKind.ANSWER
+        if not self.authoritative and self.authority:
+            return AnswerKind.REFERRAL  # only a referral leaves AA clear with an empty answer
+        return AnswerKind.NODATA
+
+    def key(self, qname: Name, qtype: int) -> bytes:
+        """The kind (first octet) and what the reply is about: the name (the wildcard's, for
+        a synthesized answer) and type for an answer, the name for NODATA, the delegation point for a referral, the rcode alone
+        for NXDOMAIN and errors. Replies with equal keys are "the same response" to
+        response rate limiting, as in BIND and NSD (rrl.py): random names under one
+        delegation, under a wildcard, or random NXDOMAIN names share a bucket rather than
+        open one each."""
+        kind = self.kind
+        if kind is AnswerKind.ANSWER:
+            first = self.answer[0]
+            if first.owner != first.rrset.name:  # synthesized from a wildcard: count by the wildcard (as NSD)
+                qname = first.rrset.name
+            return bytes((kind,)) + qname + qtype.to_bytes(2, "big")
+        if kind is AnswerKind.NODATA:
+            return bytes((kind,)) + qname
+        if kind is AnswerKind.REFERRAL:
+            return bytes((kind,)) + self.authority[0].owner
+        return rcode_key(self.rcode)
+
+
+def kind_of_rcode(rcode: int) -> AnswerKind:
+    """The kind of a reply known only by its rcode (a reject, a transfer, a TSIG error)."""
+    if rcode == RCODE_NXDOMAIN:
+        return AnswerKind.NXDOMAIN
+    if rcode == RCODE_REFUSED:
+        return AnswerKind.REFUSED
+    return AnswerKind.ANSWER if rcode == RCODE_NOERROR else AnswerKind.ERROR
+
+
+def rcode_key(rcode: int) -> bytes:
+    """``Answer.key`` of a reply known only by its rcode: its kind and the rcode."""
+    return bytes((kind_of_rcode(rcode), rcode & 0xFF))
 
 
 # Not ours: REFUSED with EDE "Not Authoritative" (RFC 8914 §4.21).

@@ -30,21 +30,24 @@ CROSS = b"\xff"  # bucket of entries that touched several zones or none
 
 
 class Static:
-    __slots__ = ("flags", "counts", "body")
+    """One rendered response; ``key`` is its ``Answer.key`` (kind and subject, for RRL
+    and the query log), so a cache hit knows what it is without reading the bytes."""
 
-    def __init__(self, flags: int, counts: bytes, body: bytes) -> None:
-        self.flags, self.counts, self.body = flags, counts, body
+    __slots__ = ("flags", "counts", "body", "key")
+
+    def __init__(self, flags: int, counts: bytes, body: bytes, key: bytes) -> None:
+        self.flags, self.counts, self.body, self.key = flags, counts, body, key
 
 
 class Dynamic:
     """A balanced answer: the engine's result, the query it was first asked as (for
     rendering a new variant), its Orders (None until first asked), and the variant
-    rendered for each index of those Orders so far."""
+    rendered for each index of those Orders so far; ``key`` as in ``Static``."""
 
-    __slots__ = ("answer", "query", "orders", "variants")
+    __slots__ = ("answer", "query", "orders", "variants", "key")
 
-    def __init__(self, answer: Answer, query: Query) -> None:
-        self.answer, self.query = answer, query
+    def __init__(self, answer: Answer, query: Query, key: bytes) -> None:
+        self.answer, self.query, self.key = answer, query, key
         self.orders: Orders | None = None
         self.variants: dict[int, Static] = {}  # by Orders index
 

@@ -1,7 +1,9 @@
 """The query log: one line per answered query (client, transport, name, type, rcode, the
-first answer record), when switched on (``serve --query-log``, or ``authdns ctl querylog
-on|off`` at runtime). The line is built from the bytes by dnslib only while the log is
-on, so a server with it off pays one attribute check per query. Logged at INFO to the
+kind of reply, the first answer record), when switched on (``serve --query-log``, or
+``authdns ctl querylog on|off`` at runtime). The kind comes from the responder
+(``Answer.key``'s first octet: answer, nodata, nxdomain, referral, refused, error); the
+name and the first record are read from the bytes by dnslib only while the log is on,
+so a server with it off pays one attribute check per query. Logged at INFO to the
 ``authdns.queries`` logger, so it follows ``--log-format``.
 """
 
@@ -11,13 +13,14 @@ import logging
 
 from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
+from .answer import AnswerKind
 from .protocol import BYTE_TC
 from .query import Via
 
 log = logging.getLogger("authdns.queries")
 
 
-def log_query(packet: bytes, reply: bytes | None, via: Via, peer: tuple | None) -> None:
+def log_query(packet: bytes, reply: bytes | None, via: Via, peer: tuple | None, answer_key: bytes) -> None:
     client = f"{peer[0]}#{peer[1]}" if peer else "-"
     try:
         question = DNSRecord.parse(packet).questions[0]
@@ -34,5 +37,6 @@ def log_query(packet: bytes, reply: bytes | None, via: Via, peer: tuple | None) 
     except (DNSError, ValueError):
         rcode, first = str(reply[3] & 0xF) if len(reply) > 3 else "-", "-"
     truncated = " truncated" if len(reply) > 2 and reply[2] & BYTE_TC else ""
-    log.info("query client=%s via=%s name=%s type=%s rcode=%s first=%s%s", client, via.name, name, qtype, rcode,
-             first, truncated)
+    kind = AnswerKind(answer_key[0]).name.lower() if answer_key else "-"
+    log.info("query client=%s via=%s name=%s type=%s rcode=%s kind=%s first=%s%s", client, via.name, name, qtype,
+             rcode, kind, first, truncated)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dnslib import CLASS
 
-from .answer import Answer, resolve, resolve_chaos
+from .answer import Answer, rcode_key, resolve, resolve_chaos
 from .config import ServerConfig
 from .counters import LATENCY_BOUNDS, VIA_SLOTS, QueryCounters
 from .arrange import arrange
@@ -55,6 +55,10 @@ class Responder:
         self.keyring = keyring(config.tsig_keys)  # signed queries are answered signed (tsig.py)
         self._last_error_log = 0.0
         self._tick = 0
+        # The last reply's Answer.key (its kind, then what it is about), set by every
+        # respond() and read right after it on the same thread: the UDP listener's rate
+        # limiter and the query log take it instead of reading the reply's bytes.
+        self.reply_key = b""
 
     def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | None:
         self._tick = tick = self._tick + 1
@@ -79,24 +83,30 @@ class Responder:
             entry = state.cache.entries.get(found[0]) if found is not None else None
             if entry is not None:
                 self.fast_hits += 1
+                self.reply_key = entry.key
                 if entry.__class__ is Static:
                     reply = splice(packet, found[1], entry.flags, entry.counts, entry.body)
                 else:
                     reply = self._dynamic(entry, packet, found[1], state)
             else:
+                self.reply_key = b""  # set by _answer_request when the engine answers
                 reply = self._respond(packet, via, peer, state, found)
         except Exception:
             self._internal_error()
-            return render_servfail(packet)
+            reply = render_servfail(packet)
+            self.reply_key = rcode_key(reply[3] & 0xF) if reply is not None else b""
+            return reply
         counters = self.counters
         if reply is None:
             counters.dropped += 1
         else:
+            if not self.reply_key:  # a reject, a transfer, a TSIG error: known by its rcode
+                self.reply_key = rcode_key(reply[3] & 0xF)
             counters.answers[via * VIA_SLOTS + (reply[3] & 0xF)] += 1
             if reply[2] & BYTE_TC:
                 counters.truncated += 1
         if self.query_log:
-            log_query(packet, reply, via, peer)
+            log_query(packet, reply, via, peer, self.reply_key)
         return reply
 
     def _internal_error(self) -> None:
@@ -120,7 +130,7 @@ class Responder:
         variant = entry.variants.get(index)
         if variant is None:
             ordered = arrange(entry.answer, orders.plans_at(index))
-            variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end)
+            variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end, entry.key)
             if index != UNLISTED:
                 entry.variants[index] = variant
         return splice(packet, question_end, variant.flags, variant.counts, variant.body)
@@ -154,6 +164,7 @@ class Responder:
             types = self.counters.types
             types[query.qtype] = types.get(query.qtype, 0) + 1
         if isinstance(query, Reject):
+            self.reply_key = rcode_key(query.rcode)  # BADVERS too: its header rcode reads NOERROR
             return _signed(render_reject(query, self.config.udp_payload), signer)
         if self.transfer is not None and query.qtype in TRANSFER_TYPES and via is Via.UDP and query.qclass == CLASS.IN:
             # Who asks decides (access list, TSIG), so transfer.py answers (and signs):
@@ -166,7 +177,9 @@ class Responder:
             query = replace(query, size_limit=query.size_limit - signer.reserve)
         answer = self._answer(state.snapshot, query)
         if isinstance(answer, Reject):
+            self.reply_key = rcode_key(answer.rcode)
             return _signed(render_reject(answer, self.config.udp_payload), signer)
+        self.reply_key = answer.key(query.qname, query.qtype)
         if found is not None and query.qclass == CLASS.IN:
             return self._cache_and_answer(answer, query, packet, found, state)
         # Resolve → order → render (ARCHITECTURE.md rule 2): the engine decided what,
@@ -183,13 +196,13 @@ class Responder:
         zones = _zones_touched(state.snapshot, query.qname, answer)
         negative = answer.rcode != RCODE_NOERROR
         if any(placed.rrset.balance is not None for placed in answer.answer + answer.additional):
-            entry = Dynamic(answer, query)
+            entry = Dynamic(answer, query, self.reply_key)
             if not state.cache.put(key, entry, zones, negative):
                 return render(query, self.balancer.apply(answer, state.health, state.overrides),
                               self.config.udp_payload)
             return self._dynamic(entry, packet, question_end, state)
         reply = render(query, answer, self.config.udp_payload)
-        state.cache.put(key, _precompiled(reply, question_end), zones, negative)
+        state.cache.put(key, _precompiled(reply, question_end, self.reply_key), zones, negative)
         return reply
 
     def _answer(self, snapshot, query: Query) -> Answer | Reject:
@@ -210,11 +223,11 @@ def _signed(reply: bytes, signer: Signer | None) -> bytes:
     return reply if signer is None else signer.sign(reply)[0]
 
 
-def _precompiled(reply: bytes, question_end: int) -> Static:
+def _precompiled(reply: bytes, question_end: int, key: bytes) -> Static:
     """A rendered response as a cache variant: flags without the query's RD/CD (copied
     per query), the counts, and everything after the question."""
     flags = ((reply[2] << 8) | reply[3]) & ~RD_CD
-    return Static(flags, reply[4:12], reply[question_end:])
+    return Static(flags, reply[4:12], reply[question_end:], key)
 
 
 def _zones_touched(snapshot, qname, answer: Answer) -> set:

@@ -2,9 +2,10 @@
 turn the server into an amplifier aimed at the spoofed address.
 
 Answers are counted per client prefix (/24 for IPv4, /56 for IPv6: one host or network
-behind many addresses counts once) and per kind of answer: positive answers and NODATA
-by question (name and type); NXDOMAIN, and each error rcode, for the prefix as a whole,
-so random names do not open a bucket each. Each bucket refills at ``rate`` answers a
+behind many addresses counts once) and per "same response", as BIND and NSD count them
+(``answer.Answer.key``, which the responder hands over): positive answers by name and
+type, NODATA by name, referrals by delegation point, and NXDOMAIN and each error rcode
+for the prefix as a whole, so random names do not open a bucket each. Each bucket refills at ``rate`` answers a
 second, holding at most one second's worth. Over the limit, every ``slip``-th answer goes
 out truncated (TC=1, question only: a real client retries over TCP, which is never
 limited) and the others are dropped; ``slip`` 0 drops them all, 1 truncates them all.
@@ -23,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from .protocol import BYTE_TC, HEADER_LENGTH, RCODE_NOERROR
+from .protocol import BYTE_TC, HEADER_LENGTH
 
 MAX_BUCKETS = 200_000
 
@@ -39,9 +40,10 @@ class RateLimiter:
         self.buckets: dict[bytes, list[float]] = {}  # key -> [tokens, last refill, answers limited]
         self.max_buckets = max_buckets
 
-    def check(self, address: tuple, reply: bytes) -> bytes | None:
-        """``reply`` when within the limit; else a truncated reply (a slip) or None (drop)."""
-        key = _prefix(address[0]) + _answer_key(reply)
+    def check(self, address: tuple, reply: bytes, answer_key: bytes) -> bytes | None:
+        """``reply`` when within the limit; else a truncated reply (a slip) or None (drop).
+        ``answer_key``: the reply's ``Answer.key`` (``Responder.reply_key``)."""
+        key = _prefix(address[0]) + answer_key
         now = self.clock()
         bucket = self.buckets.get(key)
         if bucket is None:
@@ -78,13 +80,6 @@ def _question_end(reply: bytes) -> int:
             return offset + 2 + 4
         offset += reply[offset] + 1
     return offset + 1 + 4
-
-
-def _answer_key(reply: bytes) -> bytes:
-    rcode = reply[3] & 0x0F
-    if rcode != RCODE_NOERROR or reply[5] == 0 and reply[4] == 0:
-        return bytes((0, rcode))  # NXDOMAIN and errors: one bucket per prefix and rcode
-    return b"\x01" + reply[HEADER_LENGTH:_question_end(reply)].lower()
 
 
 def truncated(reply: bytes) -> bytes:

@@ -177,7 +177,8 @@ class UdpListener:
             loop.remove_reader(self.sock.fileno())
 
     def on_readable(self) -> None:
-        sock, respond, buffer, limiter = self.sock, self.responder.respond, self.buffer, self.limiter
+        responder = self.responder
+        sock, respond, buffer, limiter = self.sock, responder.respond, self.buffer, self.limiter
         view = memoryview(buffer)
         for _ in range(UDP_BATCH):
             try:
@@ -191,9 +192,9 @@ class UdpListener:
             if reply is None:
                 continue
             if limiter is not None:
-                limited = limiter.check(address, reply)
+                limited = limiter.check(address, reply, responder.reply_key)
                 if limited is not reply:
-                    counters = self.responder.counters
+                    counters = responder.counters
                     if limited is None:
                         counters.rrl_dropped += 1
                         continue

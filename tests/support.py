@@ -26,6 +26,8 @@ import dns.renderer
 import dns.rrset
 import dns.tsig
 
+from authdns.loader import load_zone_file
+from authdns.zone import Zone
 from conftest import ServerProcess, wait_until
 
 # ---------------------------------------------------------------- other people's servers
@@ -214,6 +216,14 @@ def write_zone(zone_dir: Path, origin: str, text: str) -> Path:
     path = zone_dir / f"{origin}.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def load_text(zone_dir: Path, origin: str, text: str) -> tuple[Path, Zone | None, list[str]]:
+    """Write ``text`` as ``<origin>.yaml`` and load it as the server would: the path, the
+    zone (None when it does not load) and every problem as ``file:line:column: ...``."""
+    path = write_zone(zone_dir, origin, text)
+    zone, problems = load_zone_file(path)
+    return path, zone, [str(problem) for problem in problems]
 
 
 BIG_TXT_COUNT = 40

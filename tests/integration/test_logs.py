@@ -3,7 +3,7 @@ runtime with ``authdns ctl querylog on|off`` or on from the start with ``--query
 
 Checks: every line of a JSON-logging server (workers included) parses, with time, level,
 logger and message, and workers' lines carry their slot and pid; a query log line names
-the client, transport, name, type, rcode and first answer, over UDP and TCP; once `ctl
+the client, transport, name, type, rcode, kind (answer, NXDOMAIN, referral, NODATA) and first answer, over UDP and TCP; once `ctl
 querylog off` has returned, no query is logged, in one process or across workers.
 """
 
@@ -37,11 +37,17 @@ def test_query_log_switched_at_runtime(zone_dir: Path, workers: int) -> None:
         assert ctl(server, "querylog", "on").strip() == "query log on"
         server.query("pool.example.test", "MX")
         server.query("nope.example.test", "A", tcp=True)
+        server.query("host.lab.example.test", "A")
+        server.query("mail.example.test", "TXT")
         udp = wait_until(lambda: query_lines(server, "pool.example.test.") or None)
         assert re.search(r"query client=127\.0\.0\.1#\d+ via=UDP name=pool\.example\.test\. type=MX rcode=NOERROR "
-                         r"first=MX 10 mx\d\.example\.test\.", udp[0]), udp
+                         r"kind=answer first=MX 10 mx\d\.example\.test\.", udp[0]), udp
         tcp = wait_until(lambda: query_lines(server, "nope.example.test.") or None)
-        assert re.search(r"via=TCP name=nope\.example\.test\. type=A rcode=NXDOMAIN first=-", tcp[0]), tcp
+        assert re.search(r"via=TCP name=nope\.example\.test\. type=A rcode=NXDOMAIN kind=nxdomain first=-", tcp[0]), tcp
+        referral = wait_until(lambda: query_lines(server, "host.lab.example.test.") or None)
+        assert re.search(r"type=A rcode=NOERROR kind=referral first=-", referral[0]), referral
+        nodata = wait_until(lambda: query_lines(server, "mail.example.test.") or None)
+        assert re.search(r"type=TXT rcode=NOERROR kind=nodata first=-", nodata[0]), nodata
         assert len(udp) == 1, "the query before `on` was not logged"
         ctl(server, "querylog", "off")
         for _ in range(20):  # fresh source ports: every worker's turn
@@ -65,6 +71,6 @@ def test_json_logs_and_query_log_from_the_start(zone_dir: Path) -> None:
         assert any(entry["message"].startswith("ready port=") for entry in entries)
         logged = next(entry for entry in entries if entry["logger"] == "authdns.queries" and "type=MX" in entry["message"])
         assert logged["worker"] in (0, 1) and isinstance(logged["pid"], int)
-        assert "name=example.test. type=MX rcode=NOERROR first=MX 20 mail.example.test." in logged["message"]
+        assert "name=example.test. type=MX rcode=NOERROR kind=answer first=MX 20 mail.example.test." in logged["message"]
     finally:
         stop_server(server.process)

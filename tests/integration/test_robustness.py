@@ -3,7 +3,8 @@
 Checks, with the figures printed (-s):
 * response rate limiting: a flood from one loopback source gets the configured rate
   (a second's burst, then RATE a second), half of the rest truncated (slip 2), the rest
-  dropped; a source in another /24 at the same time is not limited at all;
+  dropped; a source in another /24 at the same time is not limited at all; random names
+  under one delegation or one wildcard count as one response;
 * slowloris: 300 idle and trickling TCP connections from one address; meanwhile a UDP
   client and a well-behaved TCP client on other addresses get every answer within 100 ms;
 * hostile zone files (too big, an absurd RRset, a billion-laughs alias, a label over 63
@@ -20,7 +21,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.message
@@ -35,10 +36,10 @@ RATE = 50
 FLOOD_SECONDS = 2.0
 
 
-def udp_flood(source: str, port: int, seconds: float, gap: float) -> tuple[int, int, int]:
-    """Send the same query from ``source`` for ``seconds``, one every ``gap`` seconds;
-    (sent, full answers, truncated answers) once the stragglers are in."""
-    query = dns.message.make_query("example.test", "MX").to_wire()
+def udp_flood(source: str, port: int, seconds: float, gap: float,
+              name: Callable[[int], str] = lambda _: "example.test", rdtype: str = "MX") -> tuple[int, int, int]:
+    """Send queries for ``name(n)`` from ``source`` for ``seconds``, one every ``gap``
+    seconds; (sent, full answers, truncated answers) once the stragglers are in."""
     full = truncated = sent = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
@@ -58,7 +59,7 @@ def udp_flood(source: str, port: int, seconds: float, gap: float) -> tuple[int, 
 
         started = time.monotonic()
         while time.monotonic() - started < seconds:
-            sock.sendto(query, ("127.0.0.1", port))
+            sock.sendto(dns.message.make_query(name(sent), rdtype).to_wire(), ("127.0.0.1", port))
             sent += 1
             time.sleep(gap)  # the flood's pace
             collect()
@@ -87,6 +88,27 @@ def test_rate_limiting_limits_one_source_not_another(zone_dir: Path) -> None:
         assert abs(truncated - limited / 2) <= 0.05 * limited + 5, (truncated, limited)
         other_sent, other_full, other_truncated = results["other"]
         assert other_full == other_sent and other_truncated == 0, results["other"]
+    finally:
+        stop_server(server.process)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("under", "rdtype"), [("lab.example.test", "A"), ("users.example.test", "A")],
+                         ids=["referrals", "wildcard answers"])
+def test_random_names_under_one_delegation_or_wildcard_share_a_bucket(zone_dir: Path, under: str,
+                                                                      rdtype: str) -> None:
+    """Random names below a delegation (a referral each) or a wildcard (a synthesized
+    answer each) are "the same response" to RRL, as in BIND and NSD: counted by the
+    delegation point or the wildcard, not by name, or each name would open a bucket of
+    its own and a spoofed flood of random names would never be limited."""
+    server = start_server(zone_dir, "--rrl-rate", str(RATE), "--rrl-slip", "2")
+    try:
+        sent, full, truncated = udp_flood("127.0.0.2", server.port, FLOOD_SECONDS, 0.0005,
+                                          name=lambda n: f"r{n}x{os.getpid()}.{under}", rdtype=rdtype)
+        print(f"\nrandom names under {under}: sent {sent}, answered {full}, truncated {truncated}")
+        assert sent > 10 * RATE * FLOOD_SECONDS, "the flood must exceed the limit by far"
+        assert full <= RATE * (FLOOD_SECONDS + 1) + 5, (sent, full, truncated)
+        assert truncated > 0  # slip 2: half the limited ones go out truncated
     finally:
         stop_server(server.process)
 

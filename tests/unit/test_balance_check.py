@@ -18,7 +18,7 @@ from dnslib import QTYPE
 
 from authdns import names
 from authdns.balancespec import CheckKind, Policy, ProbeAddress
-from authdns.loader import load_zone_file
+from support import load_text
 
 HEAD = """\
 ttl: 60
@@ -33,10 +33,7 @@ records:
 
 
 def load(tmp_path: Path, body: str):
-    path = tmp_path / "example.test.yaml"
-    path.write_text(body)
-    zone, problems = load_zone_file(path)
-    return path, zone, [str(problem) for problem in problems]
+    return load_text(tmp_path, "example.test", body)
 
 
 ERRORS = [

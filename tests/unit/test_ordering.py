@@ -24,7 +24,7 @@ from authdns import names
 from authdns.health import EMPTY_HEALTH, HealthView, MemberHealth, Status
 from authdns.ordering import Balancer, SmoothWeighted
 from authdns.overrides import EMPTY_OVERRIDES, Override
-from authdns.loader import load_zone_file
+from support import load_text
 
 ZONE = """
 ttl: 60
@@ -57,10 +57,8 @@ records:
 
 
 def load(tmp_path: Path):
-    path = tmp_path / "o.test.yaml"
-    path.write_text(ZONE)
-    zone, problems = load_zone_file(path)
-    assert zone is not None, [str(p) for p in problems]
+    _, zone, problems = load_text(tmp_path, "o.test", ZONE)
+    assert zone is not None, problems
     return zone
 
 
@@ -196,11 +194,9 @@ def test_flapping_weights_do_not_starve() -> None:
 
 
 def test_fail_open_ignores_answer_n(tmp_path: Path) -> None:
-    path = tmp_path / "f.test.yaml"
-    path.write_text('records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n'
-                    "  p: {MX: {ttl: 60, answer: 1, records: ['10 a', '10 b', '20 c']}}\n"
-                    "  a: {A: 192.0.2.11}\n  b: {A: 192.0.2.12}\n  c: {A: 192.0.2.13}\n")
-    zone, problems = load_zone_file(path)
+    _, zone, problems = load_text(tmp_path, "f.test", 'records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n'
+                                  "  p: {MX: {ttl: 60, answer: 1, records: ['10 a', '10 b', '20 c']}}\n"
+                                  "  a: {A: 192.0.2.11}\n  b: {A: 192.0.2.12}\n  c: {A: 192.0.2.13}\n")
     assert zone is not None, problems
     rrset_ = zone.nodes[names.from_text("p.f.test.")].rrsets[QTYPE.MX]
     down = HealthView(MappingProxyType({(names.from_text("p.f.test."), QTYPE.MX, f"{m}.f.test."):

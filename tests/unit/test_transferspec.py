@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_authdns
-from authdns.loader import load_zone_file
 from authdns.tsig import TsigSecret
+from support import load_text
 from authdns.transferspec import (AllowRule, TransferSpec, parse_allow_rule, parse_notify_attempts,
                                   parse_notify_retry, parse_tsig_key, tsig_keyring)
 
@@ -33,10 +33,7 @@ records:
 
 
 def load(tmp_path: Path, transfer: str):
-    path = tmp_path / "example.test.yaml"
-    path.write_text(transfer + RECORDS)
-    zone, problems = load_zone_file(path)
-    return path, zone, [str(problem) for problem in problems]
+    return load_text(tmp_path, "example.test", transfer + RECORDS)
 
 
 ERRORS = [
