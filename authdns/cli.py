@@ -7,15 +7,13 @@ Exit codes: 0 success, 1 the work failed (invalid zone, cannot bind), 2 usage er
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
 
-from .hostport import format_host_port, has_port
+from .hostport import has_port
 from . import __version__
 from . import configfile, ctlcli, eventloop, logformat
 from .eventloop import LOOPS
@@ -25,7 +23,7 @@ from .transferspec import parse_allow_rule, parse_notify_attempts, parse_notify_
 from .masterfile import export_zone, import_master
 from .masterread import leading_origin
 from .zonefile import master_file_origin
-from .service import Service, StartError
+from .service import Service
 from .loader import cross_zone_problems, load_zone_file, unserved_files, zone_files
 from .workers import default_count
 
@@ -298,41 +296,7 @@ def run_check(paths: list[Path], state_dir: Path, strict: bool = False) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
-    service = Service(config)
-    try:
-        await service.start()
-    except StartError as error:
-        log.error("%s", error)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    reloading: set[asyncio.Task] = set()
-
-    def on_hangup() -> None:
-        log.info("reload requested by SIGHUP")
-        task = loop.create_task(service.reload("SIGHUP"))
-        reloading.add(task)
-        task.add_done_callback(reloading.discard)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    for host, port in service.addresses:
-        log.info("listening udp+tcp %s", format_host_port(host, port))
-    log.info("control socket %s", service.control.path)
-    if service.http_address is not None:
-        host, port = service.http_address
-        log.info("metrics and status page http://%s/ port=%d", format_host_port(host, port), port)
-    log.info("ready port=%d zones=%d workers=%d loop=%s", service.addresses[0][1],
-             len(service.holder.current.snapshot.zones), service.config.workers, service.config.event_loop)
-    service.systemd.ready(service.status_line())  # every zone loaded, every socket bound
-    service.systemd.start_watchdog()
-    await stop.wait()
-    log.info("stopping")
-    service.systemd.stopping()
-    await service.systemd.close()
-    await service.close()
-    return 0
+    return await Service(config).run()
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import stat
 import struct
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from dnslib import QTYPE, RCODE
 
@@ -36,6 +36,9 @@ from .state import StateHolder
 from .zone import RRset, member_key, member_text
 from .rrtypes import type_name
 
+if TYPE_CHECKING:
+    from .loader import LoadResult
+
 log = logging.getLogger("authdns.control")
 
 REQUEST_LIMIT = 4096  # octets in one request line
@@ -46,26 +49,34 @@ class ControlError(Exception):
     """A request that cannot be carried out; the message goes back to the client."""
 
 
+class Controlled(Protocol):
+    """What the control server asks of the server it controls (``service.Service``)."""
+
+    async def count(self) -> Totals:
+        """What the processes that answer have counted: this one's, or summed over the workers."""
+
+    async def reload(self, trigger: str) -> "LoadResult": ...
+
+    async def set_query_log(self, enabled: bool) -> None: ...
+
+    def zone_problems(self) -> dict[str, list[str]]: ...
+
+    def workers(self) -> list[dict[str, Any]] | None:
+        """The worker processes, or None when the server answers in one process."""
+
+
 class ControlServer:
     def __init__(self, path: Path, holder: StateHolder, balancer: Balancer, overrides_path: Path,
-                 count: Callable[[], Awaitable[Totals]], clock: Callable[[], float] = time.time) -> None:
-        """``balancer`` predicts next answers (``explain``, ``status``); ``count`` reads
-        what the processes that answer have counted (``counters.Totals``: this one's,
-        or summed over the workers)."""
+                 controlled: Controlled, clock: Callable[[], float] = time.time) -> None:
+        """``balancer`` predicts next answers (``explain``, ``status``); ``controlled``
+        counts, reloads and switches the query log."""
         self.path = path
         self.holder = holder
         self.balancer = balancer
-        self.count = count
+        self.controlled = controlled
         self.overrides_path = overrides_path
         self.clock = clock
         self.server: asyncio.AbstractServer | None = None
-        # Set by the service: reload the zones (returns a LoadResult), and the problems
-        # of each zone file at the last load.
-        self.reloader: Callable[[str], Awaitable[Any]] | None = None
-        self.zone_problems: Callable[[], dict[str, list[str]]] = dict
-        # With worker processes (workers.py): describe them for ``status``.
-        self.workers: Callable[[], list[dict[str, Any]]] | None = None
-        self.query_logger: Callable[[bool], Awaitable[None]] | None = None  # set by the service
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +149,7 @@ class ControlServer:
     # -- commands -------------------------------------------------------------------
 
     async def status(self, request: dict) -> dict[str, Any]:
-        return self.status_of(await self.count())
+        return self.status_of(await self.controlled.count())
 
     def status_of(self, totals: Totals) -> dict[str, Any]:
         """The ``status`` reply with these counters (also the page's and /metrics' input)."""
@@ -152,25 +163,21 @@ class ControlServer:
         zones = [{"origin": names.to_text(zone.origin), "serial": zone.serial, "file": zone.path,
                   "records": zone.record_count} for zone in state.snapshot.zones.values()]
         zones.sort(key=lambda entry: entry["origin"])
-        return {"zones": zones, "problems": self.zone_problems(), "generation": state.generation,
+        return {"zones": zones, "problems": self.controlled.zone_problems(), "generation": state.generation,
                 "rrsets": rrsets, "fail_open_answers": totals.fail_open_answers,
-                "overrides_not_served": orphans, "workers": self.workers() if self.workers is not None else None}
+                "overrides_not_served": orphans, "workers": self.controlled.workers()}
 
     async def query_log(self, request: dict) -> dict[str, Any]:
         """Switch the query log (querylog.py) on or off."""
         enabled = request.get("enabled")
         if not isinstance(enabled, bool):
             raise ControlError("query_log needs \"enabled\": true or false")
-        if self.query_logger is None:
-            raise ControlError("this server has no query log")
-        await self.query_logger(enabled)
+        await self.controlled.set_query_log(enabled)
         return {"query_log": enabled}
 
     async def reload(self, request: dict) -> dict[str, Any]:
         """Reload the zone directory now; say per zone what changed."""
-        if self.reloader is None:
-            raise ControlError("this server cannot reload")
-        result = await self.reloader("ctl")
+        result = await self.controlled.reload("ctl")
         changes = [{"origin": names.to_text(change.origin), "file": change.path, "old_serial": change.old_serial,
                     "new_serial": change.new_serial, "diff": str(change.diff) if change.diff else None}
                    for change in result.changes]
@@ -278,7 +285,7 @@ class ControlServer:
         override = overrides.get(key)
         log.info("override owner=%s type=%s member=%s drained=%s weight=%s", names.to_text(key[0]),
                  type_name(key[1]), key[2], bool(override and override.drained), override.weight if override else None)
-        found = (await self.count()).members.get(key)
+        found = (await self.controlled.count()).members.get(key)
         return {"owner": names.to_text(key[0]), "type": type_name(key[1]), "member": key[2],
                 "drained": bool(override and override.drained),
                 "temporary_weight": override.weight if override else None,

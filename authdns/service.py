@@ -1,5 +1,6 @@
 """``authdns serve`` as one object: the pieces that live as long as the server does,
-started in the order that keeps every answer right and stopped in reverse.
+started in the order that keeps every answer right and stopped in reverse; ``run()``
+owns the process around them (signals, readiness, the systemd watchdog, the stop).
 
 Start: zones → overrides (drains) → health monitor with one full probe round (so no
 answer ever carries a member that was not checked; gdnsd does the same) → DNS
@@ -13,22 +14,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import time
+from typing import Any
 
 from .config import ServerConfig, control_path, overrides_path
+from .answerer import build_answerer
 from .control import ControlError, ControlServer
 from .health import HealthMonitor
-from .ordering import Balancer
+from .hostport import format_host_port
 from .overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
-from .responder import Responder
-from .server import BindError, DnsServer
+from .server import BindError
 from .loader import LoadResult, ZoneLoader
 from .snapshot import Snapshot
 from .watcher import ZoneWatcher
 from .state import StateHolder
 from .systemd import SystemdNotifier
 from .notify import Notifier
-from .transfer import TransferResponder
 from .watchlist import watch_list
 from .counters import Observation, Totals
 from .metrics import StatusHttpServer
@@ -45,25 +47,20 @@ class Service:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.holder = StateHolder()
-        self.balancer = Balancer()
         self.monitor = HealthMonitor(lambda view: self.holder.publish(health=view))
-        self.transfer = TransferResponder(self.holder, config)
-        self.responder = Responder(self.holder, config, self.balancer, transfer=self.transfer)
-        # One process answers (DnsServer here), or N forked workers do (WorkerPool).
-        self.dns = DnsServer(config, self.responder, transfer=self.transfer)
+        # One process answers (its own answerer), or N forked workers do (WorkerPool),
+        # each with an answerer of its own; this one's balancer then only predicts
+        # (explain, status), and its counters stay at zero.
+        self.answerer = build_answerer(config, self.holder)
+        self.balancer = self.answerer.balancer
         self.pool = WorkerPool(config, config.workers, self.holder) if config.workers > 1 else None
         self.notifier = Notifier(config)
         self.control = ControlServer(config.control or control_path(config.state_dir), self.holder, self.balancer,
-                                     overrides_path(config.state_dir), self.count)
+                                     overrides_path(config.state_dir), self)
         self.addresses: list[tuple[str, int]] = []
         self._reloading: asyncio.Lock = asyncio.Lock()
         self.watcher = ZoneWatcher(config.zone_dir, self.reload) if config.watch else None
         self.loader = ZoneLoader(config, self.watcher)
-        self.control.reloader = self.reload
-        self.control.zone_problems = lambda: self.loader.problems
-        self.control.query_logger = self.set_query_log
-        if self.pool is not None:
-            self.control.workers = self.pool.describe
         self.systemd = SystemdNotifier()
         self.http = StatusHttpServer(config.metrics, self.observe) if config.metrics is not None else None
         self.http_address: tuple[str, int] | None = None
@@ -85,7 +82,7 @@ class Service:
         self.holder.publish(health=await self._rewatch(result.snapshot))
         try:
             # Health is known by now: workers are forked with it (and the zones) in hand.
-            self.addresses = await (self.pool.start() if self.pool is not None else self.dns.start())
+            self.addresses = await (self.pool.start() if self.pool is not None else self.answerer.dns.start())
             await self.control.start()
             if self.http is not None:
                 self.http_address = self.http.start()
@@ -149,7 +146,7 @@ class Service:
 
     async def count(self) -> Totals:
         """What the processes that answer have counted: the workers (asked now), or this one."""
-        return await self.pool.collect() if self.pool is not None else Totals.of(self.responder, self.balancer)
+        return await self.pool.collect() if self.pool is not None else self.answerer.totals()
 
     async def observe(self) -> Observation:
         """What /metrics and the status page show, read now (workers asked for counts)."""
@@ -160,9 +157,17 @@ class Service:
         return Observation(time.time(), totals, self.control.status_of(totals), dict(loader.loaded_at), loader.reloads,
                            loader.failed_reloads, probes)
 
+    def zone_problems(self) -> dict[str, list[str]]:
+        """Each zone file's problems at the last load (``status``)."""
+        return self.loader.problems
+
+    def workers(self) -> list[dict[str, Any]] | None:
+        """The workers serving now (``status``), or None when this process answers."""
+        return self.pool.describe() if self.pool is not None else None
+
     async def set_query_log(self, enabled: bool) -> None:
         """The query log on or off, in every process that answers (querylog.py)."""
-        self.responder.query_log = enabled
+        self.answerer.responder.query_log = enabled
         if self.pool is not None:
             await self.pool.set_query_log(enabled)
         log.info("query log %s", "on" if enabled else "off")
@@ -175,13 +180,55 @@ class Service:
         trouble = f"; {failing} zone file(s) not loaded, see the log" if failing else ""
         return f"serving {zones} zone(s){workers}, generation {self.holder.current.generation}{trouble}"
 
+    async def run(self) -> int:
+        """Start, serve until SIGINT or SIGTERM (SIGHUP reloads), stop; the exit code.
+        systemd hears READY once every zone is loaded and every socket bound, and the
+        watchdog is fed from then on."""
+        try:
+            await self.start()
+        except StartError as error:
+            log.error("%s", error)
+            return 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        reloading: set[asyncio.Task] = set()
+
+        def on_hangup() -> None:
+            log.info("reload requested by SIGHUP")
+            task = loop.create_task(self.reload("SIGHUP"))
+            reloading.add(task)  # held: a task nobody references may be collected mid-reload
+            task.add_done_callback(reloading.discard)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        self._log_ready()
+        self.systemd.ready(self.status_line())
+        self.systemd.start_watchdog()
+        await stop.wait()
+        log.info("stopping")
+        self.systemd.stopping()
+        await self.systemd.close()
+        await self.close()
+        return 0
+
+    def _log_ready(self) -> None:
+        for host, port in self.addresses:
+            log.info("listening udp+tcp %s", format_host_port(host, port))
+        log.info("control socket %s", self.control.path)
+        if self.http_address is not None:
+            host, port = self.http_address
+            log.info("metrics and status page http://%s/ port=%d", format_host_port(host, port), port)
+        log.info("ready port=%d zones=%d workers=%d loop=%s", self.addresses[0][1],
+                 len(self.holder.current.snapshot.zones), self.config.workers, self.config.event_loop)
+
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
         if self.watcher is not None:
             await self.watcher.close()
         await self.control.close()
-        await self.dns.close()
+        await self.answerer.dns.close()
         if self.pool is not None:
             await self.pool.close()
         await self.notifier.close()

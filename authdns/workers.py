@@ -28,25 +28,20 @@ import asyncio
 import gc
 import logging
 import os
-import pickle
 import signal
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, NoReturn
 
 from . import eventloop, logformat
+from .answerer import build_answerer
 from .config import ServerConfig
-from .health import HealthView
 from .counters import Totals
-from .ordering import Balancer
-from .overrides import Overrides
-from .responder import Responder
-from .server import DnsServer, bind_all, close_pairs
+from .server import bind_all, close_pairs
 from .state import ServingState, StateHolder
-from .transfer import TransferResponder
+from .workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
+                            Stop, Switched, ToWorker, receive, send)
 
 log = logging.getLogger("authdns.workers")
 
@@ -68,31 +63,6 @@ def default_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-# -- the channel: length-prefixed pickles between a worker and its supervisor -----------
-
-async def _send(writer: asyncio.StreamWriter, message: tuple) -> None:
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    writer.write(struct.pack("!I", len(payload)) + payload)
-    await writer.drain()
-
-
-async def _receive(reader: asyncio.StreamReader) -> tuple | None:
-    """The next message, or None when the other side has gone."""
-    try:
-        size = struct.unpack("!I", await reader.readexactly(4))[0]
-        return pickle.loads(await reader.readexactly(size))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-
-
-def _health_message(view: HealthView) -> tuple:
-    return ("health", dict(view.members))  # a mapping proxy does not pickle; its dict does
-
-
-def _overrides_message(overrides: Overrides) -> tuple:
-    return ("overrides", dict(overrides.members))
 
 
 # -- the supervisor's side ---------------------------------------------------------------
@@ -190,17 +160,17 @@ class WorkerPool:
     async def _listen(self, worker: Worker) -> None:
         """Everything a worker says, until it exits (its channel closes with it)."""
         try:
-            while (message := await _receive(worker.reader)) is not None:
-                kind = message[0]
-                if kind == "ready" and not worker.ready.done():
-                    worker.ready.set_result(None)
-                elif kind == "switched":
-                    worker.switched.set()
-                elif kind == "paused":
-                    worker.paused.set()
-                elif kind == "counted":
-                    worker.counted = message[1]
-                    worker.reported.set()
+            while (message := await receive(worker.reader)) is not None:
+                match message:
+                    case Ready() if not worker.ready.done():
+                        worker.ready.set_result(None)
+                    case Switched():
+                        worker.switched.set()
+                    case Paused():
+                        worker.paused.set()
+                    case Counted(totals):
+                        worker.counted = totals
+                        worker.reported.set()
         finally:
             await self._reap(worker)
 
@@ -246,11 +216,11 @@ class WorkerPool:
             self.wanted = new.generation
             self._rollout_wanted.set()  # forked with everything current, health included
             return
-        messages = []
+        messages: list[ToWorker] = []
         if new.health is not old.health:
-            messages.append(_health_message(new.health))
+            messages.append(HealthUpdate.of(new.health))
         if new.overrides is not old.overrides:
-            messages.append(_overrides_message(new.overrides))
+            messages.append(OverridesUpdate.of(new.overrides))
         for worker in list(self.live):
             if not worker.retiring:
                 for message in messages:
@@ -263,14 +233,14 @@ class WorkerPool:
         telling = [worker for worker in self.live if not worker.retiring]
         for worker in telling:
             worker.switched.clear()
-            await self._tell(worker, ("query_log", enabled))
+            await self._tell(worker, SetQueryLog(enabled))
         if telling:
             await asyncio.wait([self._spawn_task(worker.switched.wait()) for worker in telling],
                                timeout=STATS_TIMEOUT)
 
-    async def _tell(self, worker: Worker, message: tuple) -> None:
+    async def _tell(self, worker: Worker, message: ToWorker) -> None:
         try:
-            await _send(worker.writer, message)
+            await send(worker.writer, message)
         except (ConnectionError, OSError):
             pass  # it has exited: _reap deals with it
 
@@ -322,7 +292,7 @@ class WorkerPool:
         if old:
             await asyncio.wait([self._spawn_task(worker.paused.wait()) for worker in old], timeout=HANDOVER_TIMEOUT)
         for worker in new:
-            await self._tell(worker, ("serve",))
+            await self._tell(worker, Serve())
         self.generations += 1
         log.info("workers serving generation=%d workers=%d", generation, self.count)
 
@@ -330,7 +300,7 @@ class WorkerPool:
         if worker.retiring:
             return
         worker.retiring = True
-        self._spawn_task(self._tell(worker, ("stop",)))
+        self._spawn_task(self._tell(worker, Stop()))
 
     # -- counters ------------------------------------------------------------------------
 
@@ -340,7 +310,7 @@ class WorkerPool:
         asking = [worker for worker in self.live if not worker.retiring and worker.ready.done()]
         for worker in asking:
             worker.reported.clear()
-            await self._tell(worker, ("count",))
+            await self._tell(worker, Count())
         if asking:
             await asyncio.wait([self._spawn_task(worker.reported.wait()) for worker in asking],
                                timeout=STATS_TIMEOUT)
@@ -447,43 +417,41 @@ def _log_fds() -> set[int]:
 
 async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, channel: socket.socket,
                         serving: bool, query_log: bool) -> int:
-    """Answer on ``pairs`` (at once, or from the "serve" message on) until told to stop."""
+    """Answer on ``pairs`` (at once, or from ``Serve`` on) until told to stop."""
     holder = StateHolder()
     holder.publish(snapshot=state.snapshot, health=state.health, overrides=state.overrides)
-    balancer = Balancer()
-    transfer = TransferResponder(holder, config)
-    responder = Responder(holder, config, balancer, transfer=transfer)
-    responder.query_log = query_log
-    dns = DnsServer(config, responder, transfer=transfer)
+    answerer = build_answerer(config, holder)
+    answerer.responder.query_log = query_log
+    dns = answerer.dns
     await dns.start(pairs, serving=serving)
     reader, writer = await asyncio.open_unix_connection(sock=channel)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await _send(writer, ("ready",))
-    receiving = asyncio.ensure_future(_receive(reader))
+    await send(writer, Ready())
+    receiving = asyncio.ensure_future(receive(reader))
     stopping = asyncio.ensure_future(stop.wait())
     while True:
         await asyncio.wait([receiving, stopping], return_when=asyncio.FIRST_COMPLETED)
-        message = receiving.result() if receiving.done() else ("stop",)
-        if message is None:  # the supervisor is gone: so is the reason to serve
-            await dns.close()
-            return 0
-        kind = message[0]
-        if kind == "stop":
-            dns.pause()
-            await _send(writer, ("paused",))
-            await dns.retire(RETIRE_GRACE)
-            await _send(writer, ("counted", Totals.of(responder, balancer)))
-            return 0
-        if kind == "health":
-            holder.publish(health=HealthView(MappingProxyType(message[1])))
-        elif kind == "overrides":
-            holder.publish(overrides=Overrides(MappingProxyType(message[1])))
-        elif kind == "query_log":
-            responder.query_log = message[1]
-            await _send(writer, ("switched",))
-        elif kind == "serve":
-            await dns.serve()
-        elif kind == "count":
-            await _send(writer, ("counted", Totals.of(responder, balancer)))
-        receiving = asyncio.ensure_future(_receive(reader))
+        message = receiving.result() if receiving.done() else Stop()
+        match message:
+            case None:  # the supervisor is gone: so is the reason to serve
+                await dns.close()
+                return 0
+            case Stop():
+                dns.pause()
+                await send(writer, Paused())
+                await dns.retire(RETIRE_GRACE)
+                await send(writer, Counted(answerer.totals()))
+                return 0
+            case HealthUpdate():
+                holder.publish(health=message.view())
+            case OverridesUpdate():
+                holder.publish(overrides=message.overrides())
+            case SetQueryLog(enabled):
+                answerer.responder.query_log = enabled
+                await send(writer, Switched())
+            case Serve():
+                await dns.serve()
+            case Count():
+                await send(writer, Counted(answerer.totals()))
+        receiving = asyncio.ensure_future(receive(reader))
