@@ -10,19 +10,19 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from .config import DEFAULT_STATE_DIR, control_path
+from .config import control_path
 from .control import request
+from .settings import CONFIG, CONTROL, STATE_DIR, add_flags
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     def with_control(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
-                            help=f"the server's --state-dir (default: {DEFAULT_STATE_DIR})")
-        parser.add_argument("--control", type=Path, metavar="SOCKET",
-                            help="the server's control socket (default: DIR/control.sock)")
+        # The same settings as serve's (settings.py), read from the same configuration file.
+        add_flags(parser, [CONFIG, replace(STATE_DIR, help="the server's --state-dir (default: {default})"),
+                           replace(CONTROL, help="the server's control socket (default: DIR/control.sock)")])
         parser.add_argument("--json", action="store_true", help="print the server's reply as JSON")
         return parser
 

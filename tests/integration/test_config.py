@@ -4,7 +4,8 @@
 Checks: a file alone runs the server (zones and state dir relative to the file, listen
 address, workers, no watcher); its values are those the server uses (EDNS payload, TCP
 idle timeout); flags given on the command line win over it, lists replaced not merged;
-each kind of mistake exits 1 with the exact place and no traceback.
+each kind of mistake exits 1 with the exact place and no traceback; ``status`` and
+``ctl`` given the same file find the server it configures, a flag still winning.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ udp_payload: 1400
         assert reply.answer and reply.payload == 1400
         assert (site / "state" / "control.sock").is_socket()
         assert not any("watching zone directory" in line for line in list(lines))
+        # The client commands read the same file: they find this server's control socket
+        # (state_dir relative to the file) from another directory, with no --state-dir.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        status = run_authdns("status", "--config", config, "--json", cwd=elsewhere, timeout=15)
+        assert status.returncode == 0, status.stderr
+        assert "example.test." in status.stdout
+        reload = run_authdns("ctl", "--config", config, "reload", cwd=elsewhere, timeout=15)
+        assert reload.returncode == 0, reload.stderr
+        wrong = run_authdns("status", "--config", config, "--state-dir", "nowhere", cwd=elsewhere, timeout=15)
+        assert wrong.returncode == 1 and "nowhere/control.sock" in wrong.stderr  # a flag still wins
     finally:
         stop_server(process)
 

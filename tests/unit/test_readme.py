@@ -53,3 +53,14 @@ def test_readme_transfer_example_loads(tmp_path: Path) -> None:
     assert zone is not None and not problems, [str(p) for p in problems]
     assert [rule.key for rule in zone.transfer.allow] == [None, None, "sec1."]
     assert zone.transfer.notify == (("192.0.2.53", 53), ("127.0.0.1", 5300))
+
+
+def test_the_configuration_table_lists_every_setting() -> None:
+    """README's "Configuration file" table names each key of settings.SETTINGS once,
+    with its flag: a setting added to the table without the README fails here."""
+    from authdns.settings import CONFIG, SETTINGS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration file", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(--[\w-]+)` \|", section, re.M))
+    assert rows == {setting.key: setting.flag for setting in SETTINGS if setting is not CONFIG}
