@@ -36,4 +36,4 @@ def build_answerer(config: ServerConfig, holder: StateHolder) -> Answerer:
     balancer = Balancer()
     transfer = TransferResponder(holder, config)
     responder = Responder(holder, config, balancer, transfer=transfer)
-    return Answerer(holder, balancer, transfer, responder, DnsServer(config, responder, transfer=transfer))
+    return Answerer(holder, balancer, transfer, responder, DnsServer(config, responder))

@@ -1,4 +1,6 @@
-"""``Responder.respond(packet, via) -> bytes | None``: the whole query path, bytes to bytes.
+"""``Responder.respond(packet, via) -> bytes | TransferStream | None``: the whole query
+path, bytes to bytes; a zone transfer over TCP is answered with a ``TransferStream``
+(transfer.py builds its messages off the loop), the one answer that is not one message.
 
 Parse (``query``), resolve (``answer``), render (``render``); count what happened. A
 query signed with TSIG is checked first and its reply signed (``tsig``). An
@@ -14,7 +16,6 @@ import time
 from bisect import bisect_left
 from time import perf_counter
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from dnslib import CLASS
 
@@ -30,11 +31,9 @@ from .query import Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
 from .cache import Dynamic, Static
 from .state import ServingState, StateHolder
+from .transfer import TransferResponder, TransferStream, is_transfer_query
 from .tsig import Signer, check_request, keyring
 from .wire import RD_CD, question_key, splice
-
-if TYPE_CHECKING:
-    from .transfer import TransferResponder
 
 log = logging.getLogger("authdns.responder")
 
@@ -47,7 +46,7 @@ class Responder:
         self.holder = holder
         self.config = config
         self.balancer = balancer or Balancer()
-        self.transfer = transfer  # answers AXFR/IXFR over UDP (peer-dependent); None: REFUSED
+        self.transfer = transfer  # answers AXFR/IXFR (peer-dependent); None: REFUSED
         self.counters = QueryCounters()  # counters.py: the read model's field list
         self.fast_hits = 0  # answers spliced from the cache (wire.py) rather than parsed
         self.query_log = config.query_log  # querylog.py; switched at runtime by `ctl querylog`
@@ -60,7 +59,7 @@ class Responder:
         # limiter and the query log take it instead of reading the reply's bytes.
         self.reply_key = b""
 
-    def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | None:
+    def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | TransferStream | None:
         self._tick = tick = self._tick + 1
         if tick % LATENCY_SAMPLE:
             return self._respond_counted(packet, via, peer)
@@ -72,7 +71,7 @@ class Responder:
         counters.latency_sum += elapsed
         return reply
 
-    def _respond_counted(self, packet: bytes, via: Via, peer: tuple | None) -> bytes | None:
+    def _respond_counted(self, packet: bytes, via: Via, peer: tuple | None) -> bytes | TransferStream | None:
         try:
             state = self.holder.current  # read once: one generation for the whole query
             found = question_key(packet, via, self.udp_max)
@@ -96,6 +95,8 @@ class Responder:
             reply = render_servfail(packet)
             self.reply_key = rcode_key(reply[3] & 0xF) if reply is not None else b""
             return reply
+        if reply.__class__ is TransferStream:
+            return reply  # counted by transfer.py, message by message
         counters = self.counters
         if reply is None:
             counters.dropped += 1
@@ -136,7 +137,13 @@ class Responder:
         return splice(packet, question_end, variant.flags, variant.counts, variant.body)
 
     def _respond(self, packet: bytes, via: Via, peer: tuple | None, state: ServingState,
-                 found: tuple[bytes, int] | None) -> bytes | None:
+                 found: tuple[bytes, int] | None) -> bytes | TransferStream | None:
+        if via is Via.TCP and self.transfer is not None and found is None and is_transfer_query(packet):
+            # Who asks decides (access rules, TSIG, verified by transfer.py on the signed
+            # bytes), and a zone is many messages (RFC 5936 §2.2): the transfer answers.
+            stream = self.transfer.stream(packet, peer)
+            if stream is not None:
+                return stream
         signer = None
         readable = packet
         if found is None and any(packet[6:12]):  # records beyond the question: a TSIG among them?
@@ -167,9 +174,8 @@ class Responder:
             self.reply_key = rcode_key(query.rcode)  # BADVERS too: its header rcode reads NOERROR
             return _signed(render_reject(query, self.config.udp_payload), signer)
         if self.transfer is not None and query.qtype in TRANSFER_TYPES and via is Via.UDP and query.qclass == CLASS.IN:
-            # Who asks decides (access list, TSIG), so transfer.py answers (and signs):
-            # SOA-only for an allowed IXFR (RFC 1995 §2), REFUSED otherwise. Over TCP the
-            # listener hands transfers to it before they get here.
+            # Over UDP too the transfer decides and signs: SOA-only for an allowed IXFR
+            # (RFC 1995 §2), REFUSED otherwise (AXFR over UDP is not defined, RFC 5936 §4.2).
             reply = self.transfer.respond_udp(packet, peer)
             if reply is not None:
                 return reply

@@ -19,7 +19,7 @@ from .config import ServerConfig
 from .query import Via
 from .responder import Responder
 from .rrl import RateLimiter
-from .transfer import TransferResponder, is_transfer_query
+from .transfer import TransferStream
 
 log = logging.getLogger("authdns.server")
 
@@ -221,12 +221,10 @@ def _no_delay(writer: asyncio.StreamWriter) -> None:
 
 
 class TcpListener:
-    def __init__(self, sock: socket.socket, responder: Responder, config: ServerConfig,
-                 transfer: TransferResponder | None = None) -> None:
+    def __init__(self, sock: socket.socket, responder: Responder, config: ServerConfig) -> None:
         self.sock = sock
-        self.responder = responder
+        self.responder = responder  # answers transfers too, as a TransferStream
         self.config = config
-        self.transfer = transfer  # AXFR/IXFR (RFC 5936); None: the responder refuses them
         self.active = 0
         self.per_client: dict[str, int] = {}  # open connections per client address
         self.refused = 0
@@ -304,18 +302,16 @@ class TcpListener:
                 return
             async with asyncio.timeout(whole):
                 packet = await reader.readexactly(length)
-            if self.transfer is not None and is_transfer_query(packet):
-                # Rendering a large zone takes a while: in a thread, so queries keep flowing.
-                loop = asyncio.get_running_loop()
-                messages = await loop.run_in_executor(self.transfer.executor, self.transfer.respond, packet, peer)
-                if messages is not None:
-                    for message in messages:  # one transfer: several messages (RFC 5936 §2.2)
-                        writer.write(struct.pack("!H", len(message)) + message)
-                        async with asyncio.timeout(whole):
-                            await writer.drain()
-                    continue
             reply = respond(packet, Via.TCP, peer)
             if reply is None:
+                continue
+            if reply.__class__ is TransferStream:
+                # A zone transfer: several messages (RFC 5936 §2.2), built in a thread so
+                # queries keep flowing meanwhile, each drained before the next.
+                for message in await reply.messages():
+                    writer.write(struct.pack("!H", len(message)) + message)
+                    async with asyncio.timeout(whole):
+                        await writer.drain()
                 continue
             writer.write(struct.pack("!H", len(reply)) + reply)
             if transport.get_write_buffer_size() > WRITE_BACKLOG:
@@ -355,10 +351,9 @@ class TcpListener:
 class DnsServer:
     """Every listen address, UDP and TCP, bound before any of them serves."""
 
-    def __init__(self, config: ServerConfig, responder: Responder, transfer: TransferResponder | None = None) -> None:
+    def __init__(self, config: ServerConfig, responder: Responder) -> None:
         self.config = config
         self.responder = responder
-        self.transfer = transfer  # zone transfers over TCP; None refuses them (the responder does)
         self.udp: list[UdpListener] = []
         self.tcp: list[TcpListener] = []
         self.addresses: list[tuple[str, int]] = []
@@ -373,7 +368,7 @@ class DnsServer:
         limiter = RateLimiter(self.config.rrl_rate, self.config.rrl_slip) if self.config.rrl_rate else None
         for udp_sock, tcp_sock in bound:
             self.udp.append(UdpListener(udp_sock, self.responder, limiter))
-            tcp = TcpListener(tcp_sock, self.responder, self.config, self.transfer)
+            tcp = TcpListener(tcp_sock, self.responder, self.config)
             await tcp.start(serving=False)
             self.tcp.append(tcp)
             host, port = udp_sock.getsockname()[:2]

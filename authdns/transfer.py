@@ -2,9 +2,11 @@
 history), answered to whoever the access rules admit (``transferaccess``), signed when
 the request was (RFC 8945, ``tsig``), from messages ``transferpack`` builds.
 
-``TransferResponder.respond(packet, peer)`` takes a TCP message and returns the framed
-replies' bodies for a transfer query, or None for anything else (the ordinary query
-path answers it). ``respond_udp()`` answers AXFR/IXFR over UDP.
+The responder hands a transfer query over TCP to ``TransferResponder.stream(packet,
+peer)``, which checks its TSIG and reads it at once and returns a ``TransferStream``
+(None when dnspython cannot read it: the ordinary path says FORMERR); the TCP listener
+sends what ``TransferStream.messages()`` builds in the transfer executor, one framed
+message each. ``respond_udp()`` answers AXFR/IXFR over UDP.
 
 Each zone version is packed once and that is cached here (the newest version of the
 most recently transferred zones); a request then costs a header, the question, the OPT
@@ -17,6 +19,7 @@ only state is the packed-zone cache and its counters.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -68,6 +71,26 @@ def is_transfer_query(packet: bytes) -> bool:
         return False
 
 
+class TransferStream:
+    """The answer to an AXFR/IXFR over TCP: the messages of one transfer (RFC 5936 §2.2),
+    built off the event loop in the transfer executor when the transport asks for them.
+    What the responder returns for a transfer query, as it returns bytes for others."""
+
+    __slots__ = ("transfer", "query", "packet", "peer")
+
+    def __init__(self, transfer: "TransferResponder", query: dns.message.Message | bytes, packet: bytes,
+                 peer: tuple | None) -> None:
+        self.transfer, self.query, self.packet, self.peer = transfer, query, packet, peer
+
+    async def messages(self) -> list[bytes]:
+        """Every message to send, in order."""
+        if isinstance(self.query, bytes):
+            return [self.query]  # a TSIG error (RFC 8945 §5.2): one message
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.transfer.executor, self.transfer.messages, self.query, self.packet,
+                                          self.peer)
+
+
 class TransferResponder:
     """AXFR/IXFR queries → reply messages. Reads ``holder.current`` once per request.
 
@@ -88,22 +111,23 @@ class TransferResponder:
         # at a time, so transfers neither stall queries much nor take the reload threads.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authdns-transfer")
 
-    def respond(self, packet: bytes, peer: tuple | None) -> list[bytes] | None:
-        """A TCP message: None unless it is an AXFR/IXFR query; else the messages to send.
-        An unexpected error is logged and answered SERVFAIL, as the responder does (signed
-        when the query was: RFC 8945 §5.3)."""
-        if not is_transfer_query(packet):
-            return None
-        query = None
+    def stream(self, packet: bytes, peer: tuple | None) -> TransferStream | None:
+        """An AXFR/IXFR over TCP (``is_transfer_query``): its TSIG checked and its query
+        read now, its messages built when the transport reads the stream; None when
+        dnspython cannot read it (the ordinary path then says FORMERR)."""
+        query = self._parse(packet)
+        return None if query is None else TransferStream(self, query, packet, peer)
+
+    def messages(self, query: dns.message.Message, packet: bytes, peer: tuple | None) -> list[bytes]:
+        """The messages of one transfer, in a transfer executor thread. An unexpected error
+        is logged and answered SERVFAIL, as the responder does (signed when the query was:
+        RFC 8945 §5.3)."""
         try:
-            query = self._parse(packet)
-            if query is None or isinstance(query, bytes):
-                return None if query is None else [query]
             return self._answer(query, peer, tcp=True)
         except Exception:
             log.exception("internal error answering a transfer query; answered SERVFAIL")
             reply = render_servfail(packet)
-            signer = _signer(query) if isinstance(query, dns.message.Message) else None
+            signer = _signer(query)
             if reply is not None and signer is not None:
                 reply = signer.sign(reply)[0]
             return [reply] if reply is not None else []

@@ -75,7 +75,7 @@ def serve_in_process(zone_dir: Path, **config_fields: Any) -> Iterator[InProcess
     try:
         loop.call(holder.publish, snapshot=result.snapshot)
         transfer = TransferResponder(holder, config)
-        server = DnsServer(config, Responder(holder, config, transfer=transfer), transfer=transfer)
+        server = DnsServer(config, Responder(holder, config, transfer=transfer))
         (host, port), *_ = loop.run(server.start())
         try:
             yield InProcessServer(loop, server, holder, config, host, port)

@@ -345,7 +345,7 @@ def test_large_zone_spans_several_messages(server: InProcessServer, signed: bool
 def test_packed_once_per_zone_version_and_bounded(server: InProcessServer) -> None:
     """A zone version is packed once and reused; a new Zone object (a reload) is packed
     again; only the newest versions of RENDER_CACHE_ZONES zones are kept."""
-    responder = server.server.transfer
+    responder = server.server.responder.transfer
     zone = server.holder.current.snapshot.zones[names.from_text("xfr.test.")]
     first = responder._rendered_zone(zone)
     assert responder._rendered_zone(zone) is first
@@ -496,3 +496,18 @@ def test_tsig_mac_size_out_of_bounds_is_formerr(server: InProcessServer, mac_siz
     assert reply.rcode() == dns.rcode.FORMERR and reply.answer == [] and not reply.had_tsig
 
 
+
+
+def test_a_transfer_query_nobody_can_read_gets_formerr_over_tcp(server: InProcessServer) -> None:
+    """An AXFR whose additional section is cut short: the transfer cannot read it, so the
+    ordinary path answers it, FORMERR (RFC 1035 §4.1.1), on the same connection, which
+    then still answers a transfer."""
+    question = dns.name.from_text("xfr.test.").to_wire() + struct.pack("!HH", dns.rdatatype.AXFR, 1)
+    broken = struct.pack("!HHHHHH", 0x4242, 0, 1, 0, 0, 1) + question + b"\x00\x00\x29"
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(frame(broken))
+        reply = tcp_read_message(sock)
+        assert reply[:2] == b"\x42\x42" and reply[3] & 0x0F == dns.rcode.FORMERR
+        sock.sendall(frame(dns.message.make_query("xfr.test.", "AXFR").to_wire()))
+        first = dns.message.from_wire(tcp_read_message(sock), one_rr_per_rrset=True)
+        assert first.answer[0].rdtype == dns.rdatatype.SOA
