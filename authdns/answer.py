@@ -63,6 +63,7 @@ class Answer:
     additional: tuple[Placed, ...] = ()
     qclass: int = CLASS.IN
     ede: int | None = None  # Extended DNS Error info-code for the OPT record (RFC 8914)
+    wildcard: Name | None = None  # the wildcard the question matched (RFC 4592 §3.3.1), if it did
 
     @property
     def kind(self) -> AnswerKind:
@@ -75,23 +76,27 @@ class Answer:
         return AnswerKind.NODATA
 
     def key(self, qname: Name, qtype: int) -> bytes:
-        """The kind (first octet) and what the reply is about: the name (the wildcard's, for
-        a synthesized answer) and type for an answer, the name for NODATA, the delegation point for a referral, the rcode alone
-        for NXDOMAIN and errors. Replies with equal keys are "the same response" to
+        """The kind (first octet) and what the reply is about: the name and type for an
+        answer, the name for NODATA (for both: the wildcard instead, when the question
+        matched one), the delegation point for a referral, the rcode alone for NXDOMAIN
+        and errors. Replies with equal keys are "the same response" to
         response rate limiting, as in BIND and NSD (rrl.py): random names under one
         delegation, under a wildcard, or random NXDOMAIN names share a bucket rather than
         open one each."""
         kind = self.kind
+        subject = self.wildcard or qname  # random names under one wildcard: one response (as NSD)
         if kind is AnswerKind.ANSWER:
-            first = self.answer[0]
-            if first.owner != first.rrset.name:  # synthesized from a wildcard: count by the wildcard (as NSD)
-                qname = first.rrset.name
-            return bytes((kind,)) + qname + qtype.to_bytes(2, "big")
+            return answer_key(subject, qtype)
         if kind is AnswerKind.NODATA:
-            return bytes((kind,)) + qname
+            return bytes((kind,)) + subject
         if kind is AnswerKind.REFERRAL:
             return bytes((kind,)) + self.authority[0].owner
         return rcode_key(self.rcode)
+
+
+def answer_key(qname: Name, qtype: int) -> bytes:
+    """``Answer.key`` of a positive answer: its kind, the name and the type."""
+    return bytes((AnswerKind.ANSWER,)) + qname + qtype.to_bytes(2, "big")
 
 
 def kind_of_rcode(rcode: int) -> AnswerKind:
@@ -120,9 +125,11 @@ class _Builder:
     additional: list[Placed] = field(default_factory=list)
     rcode: int = RCODE_NOERROR
     authoritative: bool = True
+    wildcard: Name | None = None  # the wildcard the question itself matched
 
     def done(self) -> Answer:
-        return Answer(self.rcode, self.authoritative, tuple(self.answer), tuple(self.authority), tuple(self.additional))
+        return Answer(self.rcode, self.authoritative, tuple(self.answer), tuple(self.authority), tuple(self.additional),
+                      wildcard=self.wildcard)
 
     def negative(self, zone: Zone, rcode: int) -> None:
         """NXDOMAIN or NODATA: the zone's SOA in authority, TTL min(TTL, MINIMUM) (RFC 2308 §3, §2.2)."""
@@ -177,11 +184,14 @@ def _resolve_in_zone(builder: _Builder, zone: Zone, qname: Name, qtype: int) -> 
             # No data lies below a DNAME (zone.py refuses it), so a DNAME above the name
             # asked is always at its closest encloser, and it wins over wildcards.
             return answer_dname(builder, encloser, dname, qname)
-        node = zone.nodes.get(names.wildcard_of(encloser))
+        wildcard = names.wildcard_of(encloser)
+        node = zone.nodes.get(wildcard)
         if node is None:
             builder.negative(zone, RCODE_NXDOMAIN)  # RFC 6604 §3: the rcode of the last name
             return None
         # RFC 4592 §3.3.1: synthesize from the wildcard with the query name as owner.
+        if not builder.answer:  # the question's own name, not a CNAME target further on
+            builder.wildcard = wildcard
     return answer_from_node(builder, zone, node, owner, qtype)
 
 

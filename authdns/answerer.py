@@ -21,7 +21,6 @@ from .transfer import TransferResponder
 
 @dataclass(frozen=True, slots=True)
 class Answerer:
-    holder: StateHolder
     balancer: Balancer
     transfer: TransferResponder
     responder: Responder
@@ -36,4 +35,4 @@ def build_answerer(config: ServerConfig, holder: StateHolder) -> Answerer:
     balancer = Balancer()
     transfer = TransferResponder(holder, config)
     responder = Responder(holder, config, balancer, transfer=transfer)
-    return Answerer(holder, balancer, transfer, responder, DnsServer(config, responder))
+    return Answerer(balancer, transfer, responder, DnsServer(config, responder))

@@ -43,7 +43,15 @@ def _read_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv
         if not configfile.DEFAULT_PATH.exists():
             return
         path = configfile.DEFAULT_PATH
-    values = configfile.load(path, parser.serve_parser)  # type: ignore[attr-defined]
+    try:
+        values = configfile.load(path, parser.serve_parser)  # type: ignore[attr-defined]
+    except configfile.ConfigError as error:
+        if args.command == "serve" or args.config is not None:
+            raise
+        # A client command only looks for the server: a host file this user may not read
+        # (TSIG secrets, mode 0640) or that serve would refuse must not stop `check`.
+        print(f"authdns {args.command}: {error}; ignored (give --state-dir, or --config)", file=sys.stderr)
+        return
     command = parser.command_parsers[args.command]  # type: ignore[attr-defined]
     ours = set(configfile.settings(command))
     given = configfile.given_on_command_line(command, argv[argv.index(args.command) + 1:])

@@ -1,6 +1,7 @@
 """The server's configuration file: what does not belong in zones, as YAML.
 
-``/etc/authdns/authdns.yaml`` when it exists, or the file ``serve --config`` names. Its
+``/etc/authdns/authdns.yaml`` when it exists, or the file ``--config`` names (``serve``
+reads every key; the client commands take the keys they have flags for). Its
 keys are the ``serve`` flags with underscores (``tcp_idle_timeout: 5`` means
 ``--tcp-idle-timeout 5``; ``watch: false`` means ``--no-watch``; ``listen``,
 ``allow_transfer`` and ``tsig_key`` take a list). Every value goes through the same check

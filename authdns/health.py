@@ -167,8 +167,9 @@ def rtt_moved(published: float | None, current: float | None) -> bool:
 class HealthMonitor:
     """Runs one probe loop per target and publishes a ``HealthView`` when it matters.
 
-    Event-loop thread only; call ``watch``, ``first_round`` and ``close`` from one task
-    at a time. ``publish`` is called in the loop thread, synchronously.
+    Event-loop thread only; call ``watch``, ``first_round``, ``rewatch`` (the service's
+    way in: watch and first round, the view handed back) and ``close`` from one task at
+    a time, never two of them at once. ``publish`` is called in the loop thread, synchronously.
     """
 
     def __init__(self, publish: Callable[[HealthView], None], *, clock: Callable[[], float] = time.time) -> None:

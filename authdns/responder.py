@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from dnslib import CLASS
 
-from .answer import Answer, rcode_key, resolve, resolve_chaos
+from .answer import Answer, answer_key, rcode_key, resolve, resolve_chaos
 from .config import ServerConfig
 from .counters import LATENCY_BOUNDS, VIA_SLOTS, QueryCounters
 from .arrange import arrange
@@ -159,6 +159,7 @@ class Responder:
         except Exception:
             # A signed requester discards an unsigned reply (RFC 8945 §5.3): sign the SERVFAIL.
             self._internal_error()
+            self.reply_key = b""  # the answer's key may be set already: this is a SERVFAIL (by its rcode)
             servfail = render_servfail(readable)
             return signer.sign(servfail)[0] if servfail is not None else None
 
@@ -178,6 +179,8 @@ class Responder:
             # (RFC 1995 §2), REFUSED otherwise (AXFR over UDP is not defined, RFC 5936 §4.2).
             reply = self.transfer.respond_udp(packet, peer)
             if reply is not None:
+                rcode = reply[3] & 0xF
+                self.reply_key = rcode_key(rcode) if rcode else answer_key(query.qname, query.qtype)
                 return reply
         if signer is not None:  # the signature must fit in the client's size too
             query = replace(query, size_limit=query.size_limit - signer.reserve)

@@ -2,10 +2,12 @@
 turn the server into an amplifier aimed at the spoofed address.
 
 Answers are counted per client prefix (/24 for IPv4, /56 for IPv6: one host or network
-behind many addresses counts once) and per "same response", as BIND and NSD count them
-(``answer.Answer.key``, which the responder hands over): positive answers by name and
-type, NODATA by name, referrals by delegation point, and NXDOMAIN and each error rcode
-for the prefix as a whole, so random names do not open a bucket each. Each bucket refills at ``rate`` answers a
+behind many addresses counts once) and per "same response" (``answer.Answer.key``, which
+the responder hands over), grouped much as BIND and NSD group them: positive answers by
+name and type, NODATA by name (BIND's choice; NSD takes the zone), both by the wildcard
+when the question matched one (as NSD), referrals by the delegation point, and NXDOMAIN
+and each error rcode for the prefix as a whole, so random names do not open a bucket
+each. Each bucket refills at ``rate`` answers a
 second, holding at most one second's worth. Over the limit, every ``slip``-th answer goes
 out truncated (TC=1, question only: a real client retries over TCP, which is never
 limited) and the others are dropped; ``slip`` 0 drops them all, 1 truncates them all.

@@ -132,9 +132,14 @@ class Service:
     async def _reload(self, trigger: str) -> LoadResult:
         result = await self.loader.again(self.holder.current.snapshot)
         if result.changes:
-            health = await self._rewatch(result.snapshot)  # new members probed before they are answered
-            # One assignment: the new zones with the health of their members.
-            self.holder.publish(snapshot=result.snapshot, health=health)
+            health = None
+            try:
+                health = await self._rewatch(result.snapshot)  # new members probed before they are answered
+            finally:
+                # One assignment: the new zones with the health of their members. Also when
+                # the rewatch failed: the monitor watches the new members now, and its next
+                # view must not be published beside the old zones (it lacks their members).
+                self.holder.publish(snapshot=result.snapshot, health=health or self.monitor.view())
             self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
             if self.pool is not None:
                 await self.pool.caught_up()  # secondaries told now must get the new serial

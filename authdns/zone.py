@@ -150,7 +150,7 @@ class Zone:
     serial_given: bool = False  # the file names its serial (else it was generated)
     transfer: TransferSpec | None = None  # `transfer:` (transferspec.py): AXFR ACL and NOTIFY targets
     # The steps that led here, oldest first, the last ending at ``serial``: what IXFR
-    # answers from (snapshot.py keeps the last ``--ixfr-history`` of them).
+    # answers from (loader.with_history keeps the last ``--ixfr-history`` of them).
     history: tuple[ZoneDelta, ...] = ()
 
     def rrsets(self) -> list[RRset]:

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
+from authdns.answerer import build_answerer
 from authdns.config import ServerConfig
-from authdns.responder import Responder
 from authdns.server import DnsServer
 from authdns.loader import load_snapshot
 from authdns.state import StateHolder
-from authdns.transfer import TransferResponder
 
 T = TypeVar("T")
 
@@ -74,8 +73,7 @@ def serve_in_process(zone_dir: Path, **config_fields: Any) -> Iterator[InProcess
     loop = LoopThread()
     try:
         loop.call(holder.publish, snapshot=result.snapshot)
-        transfer = TransferResponder(holder, config)
-        server = DnsServer(config, Responder(holder, config, transfer=transfer))
+        server = build_answerer(config, holder).dns  # as the server wires it, transfers included
         (host, port), *_ = loop.run(server.start())
         try:
             yield InProcessServer(loop, server, holder, config, host, port)

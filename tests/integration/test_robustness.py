@@ -93,8 +93,9 @@ def test_rate_limiting_limits_one_source_not_another(zone_dir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("under", "rdtype"), [("lab.example.test", "A"), ("users.example.test", "A")],
-                         ids=["referrals", "wildcard answers"])
+@pytest.mark.parametrize(("under", "rdtype"), [("lab.example.test", "A"), ("users.example.test", "A"),
+                                               ("users.example.test", "TXT")],
+                         ids=["referrals", "wildcard answers", "wildcard NODATA"])
 def test_random_names_under_one_delegation_or_wildcard_share_a_bucket(zone_dir: Path, under: str,
                                                                       rdtype: str) -> None:
     """Random names below a delegation (a referral each) or a wildcard (a synthesized

@@ -172,7 +172,8 @@ def key(snapshot: Snapshot, qname: str, qtype: str) -> bytes:
     (("mail.example.test", "TXT"), ("mail.example.test", "SRV"), True),  # NODATA: by name
     (("mail.example.test", "TXT"), ("mail2.example.test", "TXT"), False),
     (("mail.example.test", "A"), ("mail.example.test", "AAAA"), False),  # answers: name and type
-    (("mail.example.test", "A"), ("MAIL.example.test", "A"), True),  # names are case-blind
+    (("a.users.example.test", "TXT"), ("b.c.users.example.test", "TXT"), True),  # wildcard NODATA: the wildcard
+    (("a.users.example.test", "TXT"), ("a.users.example.test", "A"), False),  # ... apart from its answers
     (("example.org", "A"), ("example.com", "MX"), True),  # REFUSED: per prefix
     (("nope.example.test", "A"), ("example.org", "A"), False),  # ... apart from NXDOMAIN
 ])

@@ -34,7 +34,7 @@ from authdns.config import ServerConfig
 from authdns.health import HealthView, MemberHealth, Status
 from authdns.ordering import Balancer
 from authdns.overrides import Override, Overrides
-from authdns.query import Reject, Via, parse_query
+from authdns.query import Query, Reject, Via, parse_query
 from authdns.render import render, render_reject
 from authdns.responder import Responder
 from authdns.loader import load_snapshot
@@ -368,3 +368,24 @@ def test_question_key_leaves_the_unusual_to_the_slow_path() -> None:
     assert question_key(with_option, False, 1232) is None  # EDNS options
     version1 = dns.message.make_query("example.test.", "A", use_edns=1).to_wire()
     assert question_key(version1, False, 1232) is None  # BADVERS is the slow path's
+
+
+def test_a_cache_hit_carries_the_same_reply_key_as_the_slow_path(tmp_path: Path) -> None:
+    """RRL and the query log read ``Responder.reply_key``: a cached answer (static or
+    balanced) must report the key the engine gave it, and each query's key is its own
+    (a previous query's never lingers)."""
+    holder = state(tmp_path)
+    responder = Responder(holder, ServerConfig(), Balancer())
+    for name in NAMES:
+        for rdtype in TYPES:
+            packet = dns.message.make_query(name, rdtype, use_edns=0).to_wire()
+            responder.respond(packet, Via.UDP)
+            slow = responder.reply_key
+            query = parse_query(packet, Via.UDP, 1232)
+            assert isinstance(query, Query)
+            assert slow == resolve(holder.current.snapshot, query.qname, query.qtype).key(query.qname, query.qtype)
+            responder.respond(b"\x00\x01\x01", Via.UDP)  # too short: dropped, and no key of the last
+            assert responder.reply_key == b""
+            hits = responder.fast_hits
+            responder.respond(packet, Via.UDP)
+            assert responder.fast_hits == hits + 1 and responder.reply_key == slow, (name, rdtype)
