@@ -27,8 +27,11 @@ class Answerer:
     dns: DnsServer
 
     def totals(self) -> Totals:
-        """What this process has counted (``counters.Totals``)."""
-        return Totals.of(self.responder, self.balancer)
+        """A copy of what this process's responder and balancer have counted so far
+        (``counters.Totals``)."""
+        responder, balancer = self.responder, self.balancer
+        return Totals(responder.counters.copy(), responder.fast_hits, balancer.fail_open_answers,
+                      {key: counters.copy() for key, counters in balancer.counters.items()})
 
 
 def build_answerer(config: ServerConfig, holder: StateHolder) -> Answerer:

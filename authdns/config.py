@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping
 
 from .hostport import parse_host_port
+from .loader import DEFAULT_MAX_ZONE_BYTES
 
 if TYPE_CHECKING:
     from .transferspec import AllowRule
@@ -22,7 +23,6 @@ DEFAULT_UDP_PAYLOAD = 1232
 # Operator overrides (drains) and the control socket live here; systemd sets
 # /var/lib/authdns (StateDirectory=). Relative to the working directory by default.
 DEFAULT_STATE_DIR = Path(".authdns")
-DEFAULT_MAX_ZONE_BYTES = 256 << 20  # a million-record zone is about 30 MiB of YAML
 
 
 def control_path(state_dir: Path) -> Path:

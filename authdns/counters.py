@@ -5,7 +5,7 @@
   query path increments its fields in place; nothing else writes them.
 - ``MemberCounters``: per balanced member (owner, type, member text), since start:
   first places, answers, when it was last handed out and with which TTL.
-- ``Totals``: one process's counters read at one moment (``Totals.of``), or the sum
+- ``Totals``: one process's counters read at one moment (``Answerer.totals``), or the sum
   over worker processes (``add``): what ``status``, ``drain``, ``/metrics`` and the
   status page read. Picklable: workers send it to their supervisor.
 - ``Observation``: everything one scrape or status-page refresh shows.
@@ -16,11 +16,7 @@ Holds numbers only: counts nothing itself, imports nothing it reads from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .ordering import Balancer
-    from .responder import Responder
+from typing import Any
 
 # Upper bounds (seconds) of the latency histogram's buckets; one more for anything slower.
 LATENCY_BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
@@ -92,12 +88,6 @@ class Totals:
     fast_hits: int = 0  # answers spliced from the response cache
     fail_open_answers: int = 0  # balanced answers given with every member down
     members: dict[Any, MemberCounters] = field(default_factory=dict)  # member key -> its counters
-
-    @classmethod
-    def of(cls, responder: Responder, balancer: Balancer) -> Totals:
-        """A copy of what this process's responder and balancer have counted so far."""
-        return cls(responder.counters.copy(), responder.fast_hits, balancer.fail_open_answers,
-                   {key: counters.copy() for key, counters in balancer.counters.items()})
 
     def add(self, other: Totals) -> None:
         self.queries.add(other.queries)

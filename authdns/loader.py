@@ -22,12 +22,10 @@ from typing import Iterable, Mapping, Protocol
 from dnslib import QTYPE
 
 from . import names
-from .config import DEFAULT_MAX_ZONE_BYTES, ServerConfig, serials_path
 from .names import Name
 from .rrtypes import type_name
 from .serials import SerialStore, serial_gt
 from .snapshot import EMPTY, Snapshot
-from .transferaccess import unknown_keys
 from .yamltree import Where
 from .zone import Zone, build_zone
 from .zonediff import ZoneDiff, diff_zones, zone_delta
@@ -37,6 +35,7 @@ from .zonefile import (Problem, is_zone_file_name, not_yaml_hint, origin_from_pa
 log = logging.getLogger("authdns")
 
 LOAD_ATTEMPTS = 5  # loads dropped for an overlapping write, before one is taken anyway
+DEFAULT_MAX_ZONE_BYTES = 256 << 20  # a million-record zone is about 30 MiB of YAML
 
 
 def load_zone_file(
@@ -325,10 +324,11 @@ class ZoneLoader:
     served zone was loaded, and the reload counts. Event-loop thread; the parsing runs in
     ``asyncio.to_thread``."""
 
-    def __init__(self, config: ServerConfig, writes: WriteTracker | None = None) -> None:
-        self.config = config
+    def __init__(self, zone_dir: Path, serials: SerialStore, max_bytes: int = DEFAULT_MAX_ZONE_BYTES,
+                 ixfr_history: int = 0, writes: WriteTracker | None = None) -> None:
+        self.zone_dir, self.max_bytes, self.ixfr_history = zone_dir, max_bytes, ixfr_history
         self.writes = writes  # None: nothing watches the directory (--no-watch)
-        self.serials = SerialStore.load(serials_path(config.state_dir))
+        self.serials = serials
         self.problems: dict[str, list[str]] = {}  # file -> its problems at the last load
         self.failed_files: list[str] = []  # files not loaded at the last load
         self.loaded_at: dict[str, float] = {}  # zone origin (text) -> wall time of its served version
@@ -339,8 +339,8 @@ class ZoneLoader:
         """The load at start: every file parsed."""
         if self.serials.warning:
             log.error("%s", self.serials.warning)
-        result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, EMPTY, self.serials,
-                                         max_bytes=self.config.max_zone_bytes, ixfr_history=self.config.ixfr_history)
+        result = await asyncio.to_thread(load_snapshot, self.zone_dir, EMPTY, self.serials,
+                                         max_bytes=self.max_bytes, ixfr_history=self.ixfr_history)
         self._note(result, first=True)
         return result
 
@@ -366,8 +366,8 @@ class ZoneLoader:
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             seq = writes.seq if writes is not None else 0
             serials = self.serials.copy()
-            result = await asyncio.to_thread(load_snapshot, self.config.zone_dir, served, serials, False, parsed,
-                                             hold, self.config.max_zone_bytes, self.config.ixfr_history)
+            result = await asyncio.to_thread(load_snapshot, self.zone_dir, served, serials, False, parsed,
+                                             hold, self.max_bytes, self.ixfr_history)
             parsed = result.snapshot
             dirty = writes.dirty_since(seq) - hold if writes is not None else frozenset()
             if not dirty:
@@ -385,8 +385,6 @@ class ZoneLoader:
     def _note(self, result: LoadResult, first: bool) -> None:
         """Log the load, and keep its problems and load times for ``status``."""
         log_load(result, first)
-        for line in unknown_keys(result.snapshot.zones.values(), self.config):
-            log.warning("transfer: %s", line)
         problems: dict[str, list[str]] = {}
         for problem in result.problems:
             problems.setdefault(problem.where.path, []).append(str(problem))

@@ -1,5 +1,5 @@
-"""``Responder.respond(packet, via) -> bytes | TransferStream | None``: the whole query
-path, bytes to bytes; a zone transfer over TCP is answered with a ``TransferStream``
+"""``Responder.respond(packet, via) -> bytes | Stream | None``: the whole query
+path, bytes to bytes; a zone transfer over TCP is answered with a ``Stream``
 (transfer.py builds its messages off the loop), the one answer that is not one message.
 
 Parse (``query``), resolve (``answer``), render (``render``); count what happened. A
@@ -16,6 +16,7 @@ import time
 from bisect import bisect_left
 from time import perf_counter
 from dataclasses import replace
+from typing import Protocol
 
 from dnslib import CLASS
 
@@ -31,18 +32,35 @@ from .query import Query, Reject, Via, parse_query
 from .render import render, render_reject, render_servfail
 from .cache import Dynamic, Static
 from .state import ServingState, StateHolder
-from .transfer import TransferResponder, TransferStream, is_transfer_query
 from .tsig import Signer, check_request, keyring
-from .wire import RD_CD, question_key, splice
+from .wire import RD_CD, is_transfer_query, question_key, splice
 
 log = logging.getLogger("authdns.responder")
+
+
+class Stream:
+    """An answer of several messages (a zone transfer, RFC 5936 §2.2), returned instead of
+    bytes; the TCP transport awaits ``messages()`` and sends each."""
+
+    __slots__ = ()
+
+    async def messages(self) -> list[bytes]:
+        raise NotImplementedError
+
+
+class Transfers(Protocol):
+    """What the responder asks of the zone-transfer side (transfer.TransferResponder)."""
+
+    def stream(self, packet: bytes, peer: tuple | None) -> Stream | None: ...
+
+    def respond_udp(self, packet: bytes, peer: tuple | None) -> bytes | None: ...
 
 LATENCY_SAMPLE = 16  # one query in this many is timed: two clock reads cost ~1 % of a fast answer
 
 
 class Responder:
     def __init__(self, holder: StateHolder, config: ServerConfig, balancer: Balancer | None = None,
-                 transfer: TransferResponder | None = None) -> None:
+                 transfer: Transfers | None = None) -> None:
         self.holder = holder
         self.config = config
         self.balancer = balancer or Balancer()
@@ -59,7 +77,7 @@ class Responder:
         # limiter and the query log take it instead of reading the reply's bytes.
         self.reply_key = b""
 
-    def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | TransferStream | None:
+    def respond(self, packet: bytes, via: Via, peer: tuple | None = None) -> bytes | Stream | None:
         self._tick = tick = self._tick + 1
         if tick % LATENCY_SAMPLE:
             return self._respond_counted(packet, via, peer)
@@ -71,7 +89,7 @@ class Responder:
         counters.latency_sum += elapsed
         return reply
 
-    def _respond_counted(self, packet: bytes, via: Via, peer: tuple | None) -> bytes | TransferStream | None:
+    def _respond_counted(self, packet: bytes, via: Via, peer: tuple | None) -> bytes | Stream | None:
         try:
             state = self.holder.current  # read once: one generation for the whole query
             found = question_key(packet, via, self.udp_max)
@@ -95,7 +113,7 @@ class Responder:
             reply = render_servfail(packet)
             self.reply_key = rcode_key(reply[3] & 0xF) if reply is not None else b""
             return reply
-        if reply.__class__ is TransferStream:
+        if isinstance(reply, Stream):
             return reply  # counted by transfer.py, message by message
         counters = self.counters
         if reply is None:
@@ -137,7 +155,7 @@ class Responder:
         return splice(packet, question_end, variant.flags, variant.counts, variant.body)
 
     def _respond(self, packet: bytes, via: Via, peer: tuple | None, state: ServingState,
-                 found: tuple[bytes, int] | None) -> bytes | TransferStream | None:
+                 found: tuple[bytes, int] | None) -> bytes | Stream | None:
         if via is Via.TCP and self.transfer is not None and found is None and is_transfer_query(packet):
             # Who asks decides (access rules, TSIG, verified by transfer.py on the signed
             # bytes), and a zone is many messages (RFC 5936 §2.2): the transfer answers.

@@ -17,9 +17,8 @@ import struct
 
 from .config import ServerConfig
 from .query import Via
-from .responder import Responder
+from .responder import Responder, Stream
 from .rrl import RateLimiter
-from .transfer import TransferStream
 
 log = logging.getLogger("authdns.server")
 
@@ -305,7 +304,7 @@ class TcpListener:
             reply = respond(packet, Via.TCP, peer)
             if reply is None:
                 continue
-            if reply.__class__ is TransferStream:
+            if isinstance(reply, Stream):
                 # A zone transfer: several messages (RFC 5936 §2.2), built in a thread so
                 # queries keep flowing meanwhile, each drained before the next.
                 for message in await reply.messages():

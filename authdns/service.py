@@ -18,7 +18,7 @@ import signal
 import time
 from typing import Any
 
-from .config import ServerConfig, control_path, overrides_path
+from .config import ServerConfig, control_path, overrides_path, serials_path
 from .answerer import build_answerer
 from .control import ControlError, ControlServer
 from .health import HealthMonitor
@@ -26,11 +26,13 @@ from .hostport import format_host_port
 from .overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
 from .server import BindError
 from .loader import LoadResult, ZoneLoader
+from .serials import SerialStore
 from .snapshot import Snapshot
 from .watcher import ZoneWatcher
 from .state import StateHolder
 from .systemd import SystemdNotifier
 from .notify import Notifier
+from .transferaccess import unknown_keys
 from .watchlist import watch_list
 from .counters import Observation, Totals
 from .metrics import StatusHttpServer
@@ -60,13 +62,15 @@ class Service:
         self.addresses: list[tuple[str, int]] = []
         self._reloading: asyncio.Lock = asyncio.Lock()
         self.watcher = ZoneWatcher(config.zone_dir, self.reload) if config.watch else None
-        self.loader = ZoneLoader(config, self.watcher)
+        self.loader = ZoneLoader(config.zone_dir, SerialStore.load(serials_path(config.state_dir)),
+                                 config.max_zone_bytes, config.ixfr_history, self.watcher)
         self.systemd = SystemdNotifier()
         self.http = StatusHttpServer(config.metrics, self.observe) if config.metrics is not None else None
         self.http_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         result = await self.loader.first()
+        self._check_transfer_keys(result.snapshot)
         # The zones just loaded live as long as the server does: keep the cyclic garbage
         # collector from walking them (a full collection over a large zone held the GIL
         # for about 0.5 s, stalling every query meanwhile).
@@ -109,6 +113,12 @@ class Service:
                       "with `authdns ctl`", error, kept)
             return EMPTY_OVERRIDES
 
+    def _check_transfer_keys(self, snapshot: Snapshot) -> None:
+        """Zones whose transfer rules name a TSIG key the server was not given (logged at
+        each load: such a rule admits nobody)."""
+        for line in unknown_keys(snapshot.zones.values(), self.config):
+            log.warning("transfer: %s", line)
+
     async def _rewatch(self, snapshot: Snapshot):
         """Hand the monitor what to probe, wait for one round of new targets, and return
         the health to publish with ``snapshot`` (no answer carries an unchecked member)."""
@@ -131,6 +141,7 @@ class Service:
 
     async def _reload(self, trigger: str) -> LoadResult:
         result = await self.loader.again(self.holder.current.snapshot)
+        self._check_transfer_keys(result.snapshot)
         if result.changes:
             health = None
             try:

@@ -14,6 +14,7 @@ the file (``file:line:column``). Nothing here starts anything.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +99,11 @@ def workers(text: str) -> int:
 
 
 def default_workers() -> int:
-    from .workers import default_count  # workers.py forks servers: imported only to count cores
-
-    return default_count()
+    """One worker per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def event_loop(name: str) -> str:

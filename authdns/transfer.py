@@ -38,8 +38,9 @@ from . import names
 from .config import ServerConfig
 from .hostport import format_host_port
 from .names import Name
-from .protocol import EDE_PROHIBITED, HEADER_LENGTH, MIN_UDP_PAYLOAD, TRANSFER_TYPES
+from .protocol import EDE_PROHIBITED, MIN_UDP_PAYLOAD
 from .render import render_servfail
+from .responder import Stream
 from .serials import serial_gt
 from .state import StateHolder
 from .transferaccess import Refusal, decide, peer_address
@@ -55,23 +56,7 @@ REFUSAL_LOG_INTERVAL = 1.0  # at most one "transfer refused" line a second (scan
 RENDER_CACHE_ZONES = 8
 
 
-def is_transfer_query(packet: bytes) -> bool:
-    """QR=0, OPCODE=QUERY, QDCOUNT=1 and QTYPE AXFR or IXFR, read without a parse, so that
-    ordinary TCP queries pay a few byte reads only."""
-    if len(packet) < 17 or packet[2] & 0xF8 or packet[4:6] != b"\x00\x01":  # QR or an opcode set
-        return False
-    offset = HEADER_LENGTH
-    try:
-        while (length := packet[offset]) != 0:
-            if length & 0xC0:
-                return True  # a pointer in a question is odd; let the full parse decide
-            offset += length + 1
-        return int.from_bytes(packet[offset + 1 : offset + 3], "big") in TRANSFER_TYPES
-    except IndexError:
-        return False
-
-
-class TransferStream:
+class TransferStream(Stream):
     """The answer to an AXFR/IXFR over TCP: the messages of one transfer (RFC 5936 §2.2),
     built off the event loop in the transfer executor when the transport asks for them.
     What the responder returns for a transfer query, as it returns bytes for others."""
@@ -112,7 +97,7 @@ class TransferResponder:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="authdns-transfer")
 
     def stream(self, packet: bytes, peer: tuple | None) -> TransferStream | None:
-        """An AXFR/IXFR over TCP (``is_transfer_query``): its TSIG checked and its query
+        """An AXFR/IXFR over TCP (``wire.is_transfer_query``): its TSIG checked and its query
         read now, its messages built when the transport reads the stream; None when
         dnspython cannot read it (the ordinary path then says FORMERR)."""
         query = self._parse(packet)

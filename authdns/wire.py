@@ -1,5 +1,6 @@
 """Fast-path byte helpers: read a plain query's question straight from the packet, and
-splice a precompiled response under the query's own ID, flags and question.
+splice a precompiled response under the query's own ID, flags and question; and
+``is_transfer_query``, the few byte reads that tell a zone transfer over TCP apart.
 
 Only the common case is handled here (ARCHITECTURE.md, "Fast-path key"): QR=0,
 OPCODE=QUERY, QDCOUNT=1, ANCOUNT=NSCOUNT=0, and either no additional record or one bare
@@ -76,3 +77,19 @@ def splice(packet: bytes, question_end: int, flags: int, counts: bytes, body: by
     the question, whose length is the same for every query of one key."""
     flags |= ((packet[2] << 8) | packet[3]) & RD_CD
     return packet[:2] + bytes((flags >> 8, flags & 0xFF)) + counts + packet[HEADER_LENGTH:question_end] + body
+
+
+def is_transfer_query(packet: bytes) -> bool:
+    """QR=0, OPCODE=QUERY, QDCOUNT=1 and QTYPE AXFR or IXFR, read without a parse, so that
+    ordinary TCP queries pay a few byte reads only."""
+    if len(packet) < 17 or packet[2] & 0xF8 or packet[4:6] != b"\x00\x01":  # QR or an opcode set
+        return False
+    offset = HEADER_LENGTH
+    try:
+        while (length := packet[offset]) != 0:
+            if length & 0xC0:
+                return True  # a pointer in a question is odd; let the full parse decide
+            offset += length + 1
+        return int.from_bytes(packet[offset + 1 : offset + 3], "big") in TRANSFER_TYPES
+    except IndexError:
+        return False

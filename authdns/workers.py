@@ -57,14 +57,6 @@ class WorkerError(Exception):
     """Workers could not be started; the message says why."""
 
 
-def default_count() -> int:
-    """One worker per core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 # -- the supervisor's side ---------------------------------------------------------------
 
 @dataclass(eq=False)
