@@ -37,9 +37,9 @@ def measure(count: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from dnslib import QTYPE
 
-    from authdns import names
-    from authdns.answer import resolve
-    from authdns.loader import load_snapshot
+    from authdns.base import names
+    from authdns.answering.answer import resolve
+    from authdns.zones.loader import load_snapshot
 
     zones = write_zones(Path(tempfile.mkdtemp(prefix="authdns-large-")), count)
     small = zones / "small.test.yaml"

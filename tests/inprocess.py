@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
-from authdns.answerer import build_answerer
-from authdns.config import ServerConfig
-from authdns.server import DnsServer
-from authdns.loader import load_snapshot
-from authdns.state import StateHolder
+from authdns.serve.answerer import build_answerer
+from authdns.configuration.config import ServerConfig
+from authdns.serve.server import DnsServer
+from authdns.zones.loader import load_snapshot
+from authdns.engine.state import StateHolder
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ import dns.renderer
 import dns.rrset
 import dns.tsig
 
-from authdns.loader import load_zone_file
-from authdns.zone import Zone
+from authdns.zones.loader import load_zone_file
+from authdns.zones.zone import Zone
 from conftest import ServerProcess, wait_until
 
 # ---------------------------------------------------------------- other people's servers

@@ -27,13 +27,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authdns.config import ServerConfig
-from authdns.ordering import Balancer
-from authdns.query import Via
-from authdns.responder import Responder
-from authdns.loader import load_snapshot
-from authdns.state import StateHolder
-from authdns.transfer import TransferResponder, TransferStream
+from authdns.configuration.config import ServerConfig
+from authdns.balancing.ordering import Balancer
+from authdns.answering.query import Via
+from authdns.engine.responder import Responder
+from authdns.zones.loader import load_snapshot
+from authdns.engine.state import StateHolder
+from authdns.transfer.zonetransfer import TransferResponder, TransferStream
 from conftest import SHIPPED_ZONES, ServerProcess, start_server, stop_server
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out

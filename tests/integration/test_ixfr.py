@@ -33,8 +33,8 @@ import pytest
 from inprocess import InProcessServer, serve_in_process
 from support import write_zone
 
-from authdns.transferspec import AllowRule
-from authdns.tsig import TsigSecret
+from authdns.zones.transferspec import AllowRule
+from authdns.base.tsig import TsigSecret
 
 
 ORIGIN = "inc.test."

@@ -14,10 +14,10 @@ import dns.query
 import dns.rcode
 import pytest
 
-from authdns.config import ServerConfig
-from authdns.responder import Responder
-from authdns.server import BindError, DnsServer
-from authdns.state import StateHolder
+from authdns.configuration.config import ServerConfig
+from authdns.engine.responder import Responder
+from authdns.serve.server import BindError, DnsServer
+from authdns.engine.state import StateHolder
 
 MISSING = ("192.0.2.1", 0)
 

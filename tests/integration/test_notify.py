@@ -1,4 +1,4 @@
-"""NOTIFY out (notify.py ``Notifier``, RFC 1996), against a fake secondary: a UDP
+"""NOTIFY out (transfer/notify.py ``Notifier``, RFC 1996), against a fake secondary: a UDP
 socket on 127.0.0.1 that this test reads and answers by hand.
 
 Checks:
@@ -46,11 +46,11 @@ from conftest import wait_until
 from inprocess import LoopThread
 from support import write_zone
 
-from authdns.tsig import TsigSecret
-from authdns.config import ServerConfig
-from authdns.loader import load_zone_file
-from authdns.notify import Notifier
-from authdns.zone import Zone
+from authdns.base.tsig import TsigSecret
+from authdns.configuration.config import ServerConfig
+from authdns.zones.loader import load_zone_file
+from authdns.transfer.notify import Notifier
+from authdns.zones.zone import Zone
 
 SECRET = bytes(range(1, 33))
 KEYRING = {dns.name.from_text("sec1."): dns.tsig.Key("sec1.", SECRET, dns.tsig.HMAC_SHA256)}

@@ -1,9 +1,9 @@
-"""Zone transfers out (transfer.py): AXFR (RFC 5936), IXFR of a zone without history
+"""Zone transfers out (transfer/zonetransfer.py): AXFR (RFC 5936), IXFR of a zone without history
 (answered in full, RFC 1995 §4; the differences are test_ixfr.py's), access rules and
 TSIG (RFC 8945), with dnspython as the secondary.
 
 Checks, against a server running in this process (``tests/inprocess.py``: the TSIG keys
-and ``allow_transfer`` are server settings the command line gets from cli.py):
+and ``allow_transfer`` are server settings the command line gets from cli/commands.py):
 
 * AXFR from an allowed address gets the whole zone, equal to what ``authdns export``
   writes, SOA first and last, AA set, one message for a small zone;
@@ -30,7 +30,7 @@ and ``allow_transfer`` are server settings the command line gets from cli.py):
   the cache keeps RENDER_CACHE_ZONES zones;
 * a reload's new serial and records are what the next transfer sends;
 * allow rules naming a key the server lacks are reported (``unknown_keys``);
-* end to end with ``authdns serve`` (zone-level ``transfer:``, needs service.py to
+* end to end with ``authdns serve`` (zone-level ``transfer:``, needs serve/service.py to
   hand DnsServer a TransferResponder): allowed AXFR, refused from 127.0.0.2.
 """
 
@@ -64,11 +64,11 @@ from conftest import ServerProcess, run_authdns, start_server, stop_server
 from inprocess import InProcessServer, serve_in_process
 from support import frame, signed_wire, tcp_read_message, write_zone
 
-from authdns.tsig import TsigSecret
-from authdns import names
-from authdns.transfer import RENDER_CACHE_ZONES
-from authdns.transferaccess import unknown_keys
-from authdns.transferspec import AllowRule
+from authdns.base.tsig import TsigSecret
+from authdns.base import names
+from authdns.transfer.zonetransfer import RENDER_CACHE_ZONES
+from authdns.transfer.access import unknown_keys
+from authdns.zones.transferspec import AllowRule
 
 SECRET = bytes(range(1, 33))
 OTHER_SECRET = bytes(range(101, 133))
@@ -381,7 +381,7 @@ def served(zone_dir: Path) -> Iterator[ServerProcess]:
 
 @pytest.mark.slow
 def test_serve_transfers_by_the_zone_rules(served: ServerProcess, zone_dir: Path) -> None:
-    """Needs service.py to give DnsServer (and Responder) a TransferResponder."""
+    """Needs serve/service.py to give DnsServer (and Responder) a TransferResponder."""
     messages = list(dns.query.xfr(served.host, "xfr.test.", port=served.port, timeout=5, lifetime=10,
                                   relativize=False))
     assert dns.zone.from_xfr(iter(messages), relativize=False) == exported(zone_dir / "xfr.test.yaml", "xfr.test.")

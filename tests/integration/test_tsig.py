@@ -45,7 +45,7 @@ from conftest import ROOT, ServerProcess, rrset_texts, run_authdns, start_server
 from inprocess import serve_in_process
 from support import frame, query_wire, signed_wire, tcp_exchange, udp_exchange, udp_replies_until, write_zone
 
-from authdns.tsig import TsigSecret
+from authdns.base.tsig import TsigSecret
 
 SECRETS = {algorithm: bytes((index * 7 + offset) % 256 for offset in range(size))
            for index, (algorithm, size) in enumerate([("hmac-sha1", 20), ("hmac-sha224", 28), ("hmac-sha256", 32),
@@ -343,7 +343,7 @@ def test_an_internal_error_on_a_signed_query_is_a_signed_servfail(tmp_path: Path
 
     keys = {str(SHA256.name): TsigSecret("hmac-sha256", SHA256.secret)}
     with serve_in_process(zone_dir, tsig_keys=keys) as running:
-        monkeypatch.setattr("authdns.responder.resolve", broken)
+        monkeypatch.setattr("authdns.engine.responder.resolve", broken)
         reply = dns.query.udp(signed("tsig.test.", "SOA", SHA256), running.host, port=running.port, timeout=3)
         assert reply.rcode() == dns.rcode.SERVFAIL and reply.had_tsig  # dnspython verified the MAC
         plain = dns.query.udp(dns.message.make_query("tsig.test.", "SOA"), running.host, port=running.port, timeout=3)

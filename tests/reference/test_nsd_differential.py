@@ -96,7 +96,7 @@ def zone_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def state_dir(zone_set: Path) -> Path:
     """authdns's state dir, read by the export for NSD: files without a serial get a
-    generated one, remembered there, so both servers serve the same (serials.py)."""
+    generated one, remembered there, so both servers serve the same (zones/serials.py)."""
     return fresh_state_dir(zone_set)
 
 

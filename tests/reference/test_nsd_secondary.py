@@ -12,7 +12,7 @@ Checks:
 * after the zone file gets a new serial and a new record, NSD serves both within a few
   seconds: once with authdns run in this process (reload, then
   ``Notifier.zones_changed``), once end to end with ``authdns serve`` and a SIGHUP
-  (needs service.py to call ``zones_changed`` after each reload);
+  (needs serve/service.py to call ``zones_changed`` after each reload);
 * a client on 127.0.0.2, not on the zone's allow list, is REFUSED (with a plain
   dnspython client: NSD cannot be told to transfer from another source address here).
 
@@ -40,9 +40,9 @@ from nsd_support import HOST, NSD, server_lines
 from inprocess import serve_in_process
 from support import free_port, write_zone
 
-from authdns.tsig import TsigSecret
-from authdns import names
-from authdns.notify import Notifier
+from authdns.base.tsig import TsigSecret
+from authdns.base import names
+from authdns.transfer.notify import Notifier
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
@@ -190,7 +190,7 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple]:
 
 
 def test_nsd_follows_authdns_serve_after_sighup(served: tuple, tmp_path: Path) -> None:
-    """Needs service.py's wiring: a TransferResponder for DnsServer and Responder, and
+    """Needs serve/service.py's wiring: a TransferResponder for DnsServer and Responder, and
     ``Notifier.zones_changed`` after each reload publishes."""
     authdns, zone_file, nsd_port = served
     secondary = start_secondary(tmp_path / "nsd", nsd_port, authdns.port)

@@ -43,3 +43,34 @@ def test_the_module_count_in_the_heading_is_true() -> None:
     count = re.search(r"(\d+) modules", heading)
     assert count is not None, heading
     assert int(count.group(1)) == len(package_modules()), heading
+
+
+def package_order() -> list[str]:
+    """The subpackages in the order the map lists them (its ``### `name/`:`` headings)."""
+    text = MAP.read_text(encoding="utf-8")
+    section = text.split("\n## Module map", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^### `(\w+)/`", section, flags=re.MULTILINE)
+
+
+def test_nothing_imports_from_a_package_below_it() -> None:
+    """Dependency order, as the map states it: a module of package N imports from
+    packages 0..N only (type-only imports count too), so the layout shows what depends
+    on what."""
+    import ast
+
+    order = package_order()
+    package = ROOT / "authdns"
+    assert sorted(order) == sorted(p.name for p in package.iterdir() if (p / "__init__.py").exists())
+    upward = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).parts
+        if len(parts) < 2:
+            continue  # __init__.py, __main__.py of the package itself
+        level = order.index(parts[0])
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("authdns."):
+                imported = node.module.split(".")[1]
+                if imported in order and order.index(imported) > level:
+                    upward.append(f"{path.relative_to(package)}:{node.lineno} imports {node.module}")
+            assert not (isinstance(node, ast.ImportFrom) and node.level), f"{path}: relative import"
+    assert not upward, upward

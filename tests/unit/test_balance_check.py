@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE
 
-from authdns import names
-from authdns.balancespec import CheckKind, Policy, ProbeAddress
+from authdns.base import names
+from authdns.zones.balancespec import CheckKind, Policy, ProbeAddress
 from support import load_text
 
 HEAD = """\

@@ -16,8 +16,8 @@ import pytest
 from dnslib import QTYPE
 
 from conftest import run_authdns
-from authdns import names
-from authdns.loader import load_zone_file
+from authdns.base import names
+from authdns.zones.loader import load_zone_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import pytest
 from dnslib import QTYPE
 
-from authdns import names
-from authdns.answer import Answer, AnswerKind, MAX_CNAME_CHAIN, rcode_key, resolve
-from authdns.loader import load_snapshot
-from authdns.protocol import RCODE_FORMERR, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_YXDOMAIN
-from authdns.snapshot import Snapshot
+from authdns.base import names
+from authdns.answering.answer import Answer, AnswerKind, MAX_CNAME_CHAIN, rcode_key, resolve
+from authdns.zones.loader import load_snapshot
+from authdns.base.protocol import RCODE_FORMERR, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_YXDOMAIN
+from authdns.zones.snapshot import Snapshot
 from conftest import SHIPPED_ZONES
 from support import write_zone
 
@@ -152,7 +152,7 @@ def test_engine(snapshot: Snapshot, case: Case) -> None:
 
 
 def test_the_engine_is_pure(snapshot: Snapshot) -> None:
-    """The same snapshot and question always give the same Answer (answer.py's contract)."""
+    """The same snapshot and question always give the same Answer (answering/answer.py's contract)."""
     for case in CASES:
         qname, qtype = name(case.qname), getattr(QTYPE, case.qtype)
         assert resolve(snapshot, qname, qtype) == resolve(snapshot, qname, qtype)

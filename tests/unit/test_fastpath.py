@@ -28,18 +28,18 @@ from hypothesis import strategies as st
 
 from dnslib import QTYPE
 
-from authdns import names
-from authdns.answer import resolve
-from authdns.config import ServerConfig
-from authdns.health import HealthView, MemberHealth, Status
-from authdns.ordering import Balancer
-from authdns.overrides import Override, Overrides
-from authdns.query import Query, Reject, Via, parse_query
-from authdns.render import render, render_reject
-from authdns.responder import Responder
-from authdns.loader import load_snapshot
-from authdns.state import StateHolder
-from authdns.wire import question_key
+from authdns.base import names
+from authdns.answering.answer import resolve
+from authdns.configuration.config import ServerConfig
+from authdns.health.monitor import HealthView, MemberHealth, Status
+from authdns.balancing.ordering import Balancer
+from authdns.balancing.overrides import Override, Overrides
+from authdns.answering.query import Query, Reject, Via, parse_query
+from authdns.answering.render import render, render_reject
+from authdns.engine.responder import Responder
+from authdns.zones.loader import load_snapshot
+from authdns.engine.state import StateHolder
+from authdns.answering.wire import question_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

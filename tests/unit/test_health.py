@@ -28,9 +28,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from smtp_listeners import FakeSmtp
 
-from authdns import names
-from authdns.balancespec import CheckKind, CheckSpec, MemberKey
-from authdns.health import (
+from authdns.base import names
+from authdns.zones.balancespec import CheckKind, CheckSpec, MemberKey
+from authdns.health.monitor import (
     EMPTY_HEALTH,
     HealthMonitor,
     HealthView,
@@ -40,7 +40,7 @@ from authdns.health import (
     TargetState,
     rtt_moved,
 )
-from authdns.probes import ProbeOutcome, ProbeResult
+from authdns.health.probes import ProbeOutcome, ProbeResult
 
 T = TypeVar("T")
 

@@ -1,11 +1,11 @@
-"""The one parser and formatter of ``ADDR[:PORT]`` and ``[V6][:PORT]`` (hostport.py),
+"""The one parser and formatter of ``ADDR[:PORT]`` and ``[V6][:PORT]`` (base/hostport.py),
 which listen addresses, NOTIFY targets and probe addresses all go through."""
 
 from __future__ import annotations
 
 import pytest
 
-from authdns.hostport import BadAddress, BadPort, format_host_port, has_port, parse_host_port
+from authdns.base.hostport import BadAddress, BadPort, format_host_port, has_port, parse_host_port
 
 
 @pytest.mark.parametrize("text,expected", [

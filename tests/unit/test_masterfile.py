@@ -22,10 +22,10 @@ import dns.zone
 import pytest
 
 from conftest import run_authdns
-from authdns import names
-from authdns.masterfile import export_zone, import_master
-from authdns.masterread import generate_text
-from authdns.loader import load_zone_file, zone_files
+from authdns.base import names
+from authdns.zones.masterfile import export_zone, import_master
+from authdns.zones.masterread import generate_text
+from authdns.zones.loader import load_zone_file, zone_files
 
 ROOT = Path(__file__).resolve().parents[2]
 

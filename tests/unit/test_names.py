@@ -6,7 +6,7 @@ import dns.name
 import pytest
 from hypothesis import given, strategies as st
 
-from authdns import names
+from authdns.base import names
 
 label = st.binary(min_size=1, max_size=63)
 name_labels = st.lists(label, min_size=0, max_size=6).filter(lambda ls: sum(len(x) + 1 for x in ls) + 1 <= 255)

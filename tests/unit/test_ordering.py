@@ -20,10 +20,10 @@ from dnslib import QTYPE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authdns import names
-from authdns.health import EMPTY_HEALTH, HealthView, MemberHealth, Status
-from authdns.ordering import Balancer, SmoothWeighted
-from authdns.overrides import EMPTY_OVERRIDES, Override
+from authdns.base import names
+from authdns.health.monitor import EMPTY_HEALTH, HealthView, MemberHealth, Status
+from authdns.balancing.ordering import Balancer, SmoothWeighted
+from authdns.balancing.overrides import EMPTY_OVERRIDES, Override
 from support import load_text
 
 ZONE = """

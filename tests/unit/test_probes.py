@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smtp_listeners import FakeSmtp
 
-from authdns.balancespec import CheckKind, CheckSpec
-from authdns.probes import ProbeOutcome, ProbeResult, probe, smtp_banner, tcp_connect
+from authdns.zones.balancespec import CheckKind, CheckSpec
+from authdns.health.probes import ProbeOutcome, ProbeResult, probe, smtp_banner, tcp_connect
 
 LOOPBACK = "127.0.0.1"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from authdns.loader import load_zone_file
+from authdns.zones.loader import load_zone_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,8 +27,8 @@ def test_readme_balancing_example_loads(tmp_path: Path) -> None:
     without a problem and means what the README says."""
     from dnslib import QTYPE
 
-    from authdns import names
-    from authdns.balancespec import Policy
+    from authdns.base import names
+    from authdns.zones.balancespec import Policy
 
     readme = (ROOT / "README.md").read_text()
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "checks:" in b)
@@ -58,7 +58,7 @@ def test_readme_transfer_example_loads(tmp_path: Path) -> None:
 def test_the_configuration_table_lists_every_setting() -> None:
     """README's "Configuration file" table names each key of settings.SETTINGS once,
     with its flag: a setting added to the table without the README fails here."""
-    from authdns.settings import CONFIG, SETTINGS
+    from authdns.configuration.settings import CONFIG, SETTINGS
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Configuration file", 1)[1].split("\n## ", 1)[0]

@@ -1,4 +1,4 @@
-"""The settings table (settings.py) in-process: the flags it makes parse into the
+"""The settings table (configuration/settings.py) in-process: the flags it makes parse into the
 ``ServerConfig`` fields they name (defaults equal to ServerConfig's own, values changed
 in shape where the table says so), every key is one flag and one config-file key, and
 the client commands treat an unusable host configuration file as a warning while an
@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from authdns import cli, configfile, settings
-from authdns.config import DEFAULT_LISTEN, ServerConfig
+from authdns.cli import commands as cli
+
+from authdns.configuration import configfile
+
+from authdns.configuration import settings
+from authdns.configuration.config import DEFAULT_LISTEN, ServerConfig
 from conftest import SHIPPED_ZONES
 
 

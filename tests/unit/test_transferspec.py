@@ -1,4 +1,4 @@
-"""The zone file's ``transfer:`` key and the transfer flag values (transferspec.py).
+"""The zone file's ``transfer:`` key and the transfer flag values (zones/transferspec.py).
 
 Checks: every malformed ``allow:``/``notify:`` entry and unknown key is an error at its
 ``file:line:column`` (among them rules that could never match: an IPv4-mapped IPv6
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_authdns
-from authdns.tsig import TsigSecret
+from authdns.base.tsig import TsigSecret
 from support import load_text
-from authdns.transferspec import (AllowRule, TransferSpec, parse_allow_rule, parse_notify_attempts,
+from authdns.zones.transferspec import (AllowRule, TransferSpec, parse_allow_rule, parse_notify_attempts,
                                   parse_notify_retry, parse_tsig_key, tsig_keyring)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The supervisor–worker channel (workerchannel.py) over a real socketpair: every
+"""The supervisor–worker channel (serve/workerchannel.py) over a real socketpair: every
 message type arrives as it was sent, in order, its fields intact (a health view and
 overrides as the worker rebuilds them, a Totals with counts); a peer that closes
 reads as None, also mid-message."""
@@ -11,11 +11,11 @@ from types import MappingProxyType
 
 from dnslib import QTYPE
 
-from authdns import names
-from authdns.counters import MemberCounters, Totals
-from authdns.health import HealthView, MemberHealth, Status
-from authdns.overrides import Override, Overrides
-from authdns.workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
+from authdns.base import names
+from authdns.balancing.counters import MemberCounters, Totals
+from authdns.health.monitor import HealthView, MemberHealth, Status
+from authdns.balancing.overrides import Override, Overrides
+from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
                                    Stop, Switched, receive, send)
 
 KEY = (names.from_text("pool.example.test."), QTYPE.MX, "mx1.example.test.")

@@ -1,0 +1,521 @@
+"""Load-aware ordering: which members of a balanced MX/A/AAAA RRset an answer carries,
+in what order, and why.
+
+``Balancer.apply(answer, health, overrides)`` takes the engine's ``Answer`` (zone order)
+and returns it ordered (``arrange``): per RRset, the members that are eligible (health,
+drains, standby), ordered by the RRset's policy, cut to ``answer: N``, MX preferences
+promoted. ``Balancer.orders(...)`` gives the same sequence of answers memoised over its
+period (``orders.Orders``: the cache's path). ``Balancer.peek_answer`` and ``peek``
+compute the next answer without moving any rotor or counting anything, with each
+member's reason: that is ``authdns explain`` and ``status``. The Balancer is mutable and
+lives on the event-loop thread only; it does no I/O and writes no bytes.
+
+Rules (README, "Load balancing"):
+- MX members trade places only inside a preference group; groups stay in ascending
+  preference (RFC 5321 §5.1). A/AAAA: the whole RRset is one group.
+- A member that is down leaves the answer, its addresses too. A member with weight 0
+  (configured, or drained by an operator) is a standby: used only when every member of
+  its group with a weight above 0 is down (Route 53's semantics). An MX group with no
+  usable member leaves the answer; when no group is left, every member is answered
+  (fail open: senders queue and retry, nothing is lost).
+- Effective weight = base weight × 4 when up, × 1 when degraded (a 4xx greeting: it
+  stays, at a quarter of its share). Base weight = the operator's temporary weight, else
+  the configured one, else for ``weight: auto`` round(10 × fastest / own) of the
+  members' smoothed probe round-trip times (each at least 10 ms), between 1 and 10.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from dnslib import QTYPE
+
+from authdns.answering.answer import Answer
+from authdns.balancing.arrange import arrange
+from authdns.zones.balancespec import BalanceSpec, MemberKey, Policy
+from authdns.balancing.counters import MemberCounters
+from authdns.health.monitor import HealthView, Status
+from authdns.base.names import Name
+from authdns.balancing.orders import Orders, PlanKey, Plans, rotors_of
+from authdns.balancing.overrides import Overrides
+from authdns.zones.zone import RRset, member_key
+
+LIVE_ORDERS_LIMIT = 200_000  # Orders kept for counting (one per cached balanced answer, as the cache's bound)
+UP_FACTOR = 4  # effective weight per unit of base weight when up ...
+DEGRADED_FACTOR = 1  # ... and when degraded: a quarter of its share
+AUTO_SCALE = 10  # the fastest auto member's base weight; the slowest gets at least 1
+AUTO_RTT_FLOOR = 0.010  # seconds: below this, round-trip times count as equal (loopback noise)
+
+
+class SmoothWeighted:
+    """Smooth weighted round robin (nginx): over each cycle of sum(weights) picks,
+    member i comes first exactly weights[i] times, spread as evenly as possible.
+
+    A new ``epoch`` (the eligible members or the weights an operator or the zone set)
+    starts a new cycle from zero credit, so shares are exact from there. Weights that
+    move within an epoch (a member degraded, an auto weight's step) keep the credit, as
+    nginx keeps current_weight: a reset would hand the first pick to the heaviest member
+    every time, and a flapping member would never come first.
+    """
+
+    __slots__ = ("epoch", "credit")
+
+    def __init__(self) -> None:
+        self.epoch: object = None
+        self.credit: list[int] = []
+
+    def pick(self, weights: tuple[int, ...], commit: bool = True, epoch: object = None) -> int:
+        fresh = epoch != self.epoch or len(self.credit) != len(weights)
+        credit = [0] * len(weights) if fresh else list(self.credit)
+        total = 0
+        best = -1
+        for index, weight in enumerate(weights):
+            if weight > 0:
+                credit[index] += weight
+                total += weight
+                if best < 0 or credit[index] > credit[best]:
+                    best = index
+            else:
+                credit[index] = 0  # not eligible now: no debt or savings to carry
+        credit[best] -= total
+        if commit:
+            self.epoch, self.credit = epoch, credit
+        return best
+
+
+@dataclass(slots=True)
+class _Rotor:
+    """The state one preference group keeps between answers."""
+
+    turn: int = 0  # round-robin: answers given so far
+    smooth: SmoothWeighted = field(default_factory=SmoothWeighted)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPlan:
+    """One member in the next answer, or left out of it, and why."""
+
+    index: int  # position in the zone file's RRset
+    text: str  # the exchange or the address
+    preference: int | None  # MX only
+    configured: int | None  # configured weight (None: auto)
+    base: int  # after drains, temporary weights and auto
+    effective: int  # what the policy used (0: not eligible)
+    status: Status
+    included: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The next answer for one RRset: members in answer order, then those left out."""
+
+    owner: Name
+    rtype: int
+    policy: Policy
+    members: tuple[MemberPlan, ...]
+    order: tuple[int, ...]  # record indices in answer order
+    promoted: frozenset[int]  # record indices whose MX preference is lowered by one
+    fail_open: bool
+    predictable: bool = True  # False for `random`: explain shows one possible order
+    firsts: tuple[int, ...] = ()  # record indices that came first in their group (counted)
+
+
+@dataclass(slots=True)
+class _Group:
+    """One preference group as prepared for a (zone, health, overrides) state."""
+
+    preference: int | None
+    members: list["_Member"]
+    weights: tuple[int, ...]  # effective (0: not eligible); empty: the group has no usable member
+    why: str
+    eligible: list[int]  # positions with weight > 0
+    uniform: bool  # every eligible weight equal: the plain policy
+    epoch: tuple  # what starts a new weighted cycle (SmoothWeighted)
+    rotor_key: tuple
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """Everything about an RRset's next answers that depends only on the zone, the
+    health view and the overrides: computed once per such state, not per query."""
+
+    rrset: RRset
+    health: HealthView
+    overrides: Overrides
+    keys: tuple[MemberKey, ...]
+    members: list["_Member"]
+    groups: list[_Group]
+    fail_open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    index: int
+    text: str
+    configured: int | None
+    base: int
+    status: Status
+    drained: bool
+    temporary: int | None
+
+
+class Balancer:
+    def __init__(self, rng: random.Random | None = None, clock=time.time) -> None:
+        self.rotors: dict[tuple, _Rotor] = {}
+        self._counters: dict[MemberKey, MemberCounters] = {}
+        self.fail_open_answers = 0
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.prepared: dict[int, _Prepared] = {}  # id(rrset) -> for the current health/overrides
+        self.live_orders: dict[int, Orders] = {}  # id -> Orders whose replayed answers are still to count
+        self.planned = 0  # answers planned in full (the rest of those given were replayed by Orders)
+
+    @property
+    def counters(self) -> dict[MemberKey, MemberCounters]:
+        """Per member: first places, answers, last answer; including answers replayed by Orders."""
+        for orders in self.live_orders.values():
+            orders.fold()
+        return self._counters
+
+    # -- the query path -----------------------------------------------------------
+
+    def apply(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
+        """The answer with every balanced RRset ordered (README, "Load balancing"): the
+        next answer, so rotors move and members are counted."""
+        chosen = self._choose(answer, health, overrides, commit=True, detail=False)
+        return arrange(answer, chosen) if chosen else answer
+
+    def peek_answer(self, answer: Answer, health: HealthView, overrides: Overrides) -> tuple[Answer, Plans]:
+        """What ``apply`` would answer next, and each balanced RRset's plan with every
+        member's reason, by (section, owner, type); nothing moves (``explain``)."""
+        chosen = self._choose(answer, health, overrides, commit=False, detail=True)
+        return (arrange(answer, chosen) if chosen else answer), chosen
+
+    def peek(self, rrset: RRset, health: HealthView, overrides: Overrides) -> Plan:
+        """One RRset's next plan with every member's reason; nothing moves (``status``)."""
+        return self._plan(rrset, health, overrides, commit=False, detail=True)
+
+    def plan(self, rrset: RRset, health: HealthView, overrides: Overrides) -> Plan:
+        """One RRset ordered for the next answer, with every member's reason: its rotors
+        move and its members are counted, as when a query is answered."""
+        return self._plan(rrset, health, overrides, commit=True, detail=True)
+
+    def orders(self, answer: Answer, health: HealthView, overrides: Overrides, previous: Orders | None) -> Orders:
+        """The answer's orders for this health view and these overrides, memoised over
+        their period (``orders.Orders``); ``previous`` (the caller's Orders for another
+        state) is let go, its answers counted."""
+        if previous is not None:
+            self._release(previous)
+        preps: dict[PlanKey, _Prepared] = {}
+        for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
+            for placed in placed_list:
+                if placed.rrset.balance is not None:
+                    preps[(section, placed.owner, placed.rrset.rtype)] = self._prepare(placed.rrset, health, overrides)
+        rotors, memoised = rotors_of(preps, self._rotor)
+        if len(self.live_orders) >= LIVE_ORDERS_LIMIT:
+            self._release_all()  # bounded: their callers ask for new ones
+        orders = Orders(answer, health, overrides, preps, rotors, memoised,
+                        lambda: self._choose(answer, health, overrides, commit=True, detail=False),
+                        self._count_plan, self.clock)
+        self.live_orders[id(orders)] = orders
+        return orders
+
+    def _choose(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool,
+                detail: bool) -> Plans:
+        """The plan of every balanced RRset of the answer, in the order ``arrange`` meets
+        them; the additional section's balanced RRsets of targets that stay. Builds no
+        records: the cache's path needs only the plans to pick a precompiled variant."""
+        if commit:
+            self.planned += 1
+        chosen: Plans = {}
+        staying: set[Name] = set()
+        leaving: set[Name] = set()
+        for placed in answer.answer:
+            rrset = placed.rrset
+            if rrset.balance is None:
+                staying.update(rrset.targets)
+                continue
+            plan = self._plan(rrset, health, overrides, commit, detail)
+            chosen[("answer", placed.owner, rrset.rtype)] = plan
+            if rrset.rtype == QTYPE.MX:
+                kept = {rrset.targets[index] for index in plan.order}
+                staying |= kept
+                leaving.update(target for target in rrset.targets if target not in kept)
+            else:
+                staying.update(rrset.targets)
+        for placed in answer.additional:
+            rrset = placed.rrset
+            if rrset.balance is None or placed.required or (placed.owner in leaving and placed.owner not in staying):
+                continue
+            chosen[("additional", placed.owner, rrset.rtype)] = self._plan(rrset, health, overrides, commit, detail)
+        return chosen
+
+    # -- planning -------------------------------------------------------------------
+
+    def _plan(self, rrset: RRset, health: HealthView, overrides: Overrides, commit: bool, detail: bool) -> Plan:
+        """Order one RRset for the next answer; ``commit=False`` leaves every rotor and
+        counter as it was. ``detail`` adds each member's reason; the query path leaves
+        it out."""
+        balance = rrset.balance
+        assert balance is not None
+        prep = self._prepare(rrset, health, overrides)
+        plans: dict[int, MemberPlan] = {}
+        order: list[int] = []
+        firsts: list[int] = []
+        promoted: set[int] = set()
+        for group in prep.groups:
+            if not group.weights:
+                if detail:
+                    for member in group.members:
+                        plans[member.index] = _member_plan(member, group.preference, 0, False, _left_out(member))
+                continue
+            chosen = self._order_group(balance, group, commit)
+            if balance.answer is not None and not prep.fail_open:  # fail open answers everyone
+                chosen = chosen[: balance.answer]
+            if not chosen:
+                continue
+            firsts.append(group.members[chosen[0]].index)
+            if balance.promote and rrset.rtype == QTYPE.MX:
+                promoted.add(group.members[chosen[0]].index)
+            order.extend(group.members[position].index for position in chosen)
+            if detail:
+                self._explain_group(balance, group, chosen, plans)
+        if commit:
+            self._count(rrset, prep, order, firsts)
+        if detail:
+            in_order = [plans[index] for index in order]
+            left_out = [plans[member.index] for member in prep.members if member.index not in set(order)]
+            details = tuple(in_order + left_out)
+        else:
+            details = ()
+        return Plan(rrset.name, rrset.rtype, balance.policy, details, tuple(order),
+                    frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts))
+
+    # -- Orders and rotors -------------------------------------------------------------
+
+    def _rotor(self, key: tuple) -> _Rotor:
+        rotor = self.rotors.get(key)
+        if rotor is None:
+            rotor = self.rotors[key] = _Rotor()
+        return rotor
+
+    def _count_plan(self, prep: _Prepared, plan: Plan, times: int, when: float) -> None:
+        self._count(prep.rrset, prep, plan.order, plan.firsts, times, when)
+
+    def _release(self, orders: Orders) -> None:
+        orders.fold()
+        orders.live = False
+        self.live_orders.pop(id(orders), None)
+
+    def _release_all(self) -> None:
+        for orders in list(self.live_orders.values()):
+            self._release(orders)
+
+    def _explain_group(self, balance: BalanceSpec, group: _Group, chosen: list[int], plans: dict) -> None:
+        weights, why = group.weights, group.why
+        for rank, position in enumerate(chosen):
+            member = group.members[position]
+            reason = _included(balance.policy, rank, member, weights[position], why)
+            plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason)
+        for position, member in enumerate(group.members):
+            if member.index not in plans:
+                reason = f"cut by answer: {balance.answer}" if weights[position] > 0 else _left_out(member)
+                plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason)
+
+    def _prepare(self, rrset: RRset, health: HealthView, overrides: Overrides) -> _Prepared:
+        """The RRset's members and groups for this health view and these overrides,
+        computed once per state change (identity of the three values)."""
+        found = self.prepared.get(id(rrset))
+        if found is not None and found.rrset is rrset and found.health is health and found.overrides is overrides:
+            return found
+        balance = rrset.balance
+        assert balance is not None
+        keys = tuple(member_key(rrset, rdata) for rdata in rrset.rdatas)
+        members = self._members(rrset, balance, health, overrides, keys)
+        grouped = _groups(rrset, members)
+        usable = {preference: _eligible(group) for preference, group in grouped.items()}
+        fail_open = not any(weights for weights, _ in usable.values())
+        groups = []
+        for preference, group in grouped.items():
+            weights, why = usable[preference]
+            if fail_open:
+                weights = tuple(max(member.configured or 1, 1) * UP_FACTOR for member in group)
+                why = "fail open: no member of the RRset is usable, so all are answered"
+            eligible = [position for position, weight in enumerate(weights) if weight > 0]
+            # The epoch: which members are eligible and the weights the zone or an operator
+            # gave them; health-derived changes (degraded, auto) keep the cycle's credit.
+            epoch = tuple((weight > 0, member.configured, member.temporary, member.drained)
+                          for weight, member in zip(weights, group)) if weights else ()
+            rotor_key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group), balance.policy)
+            groups.append(_Group(preference, group, weights, why, eligible,
+                                 len({weights[p] for p in eligible}) <= 1, epoch, rotor_key))
+        if len(self.prepared) > 100_000:
+            self.prepared.clear()  # bounded: entries of replaced RRsets go with it
+        prep = self.prepared[id(rrset)] = _Prepared(rrset, health, overrides, keys, members, groups, fail_open)
+        return prep
+
+    def _members(self, rrset: RRset, balance: BalanceSpec, health: HealthView, overrides: Overrides,
+                 keys: tuple[MemberKey, ...]) -> list[_Member]:
+        statuses = [(key, health.status(key), health.get(key)) for key in keys]
+        rtts = [max(found.rtt, AUTO_RTT_FLOOR) for (_, _, found), spec in zip(statuses, balance.members)
+                if spec.weight is None and found is not None and found.rtt is not None]
+        fastest = min(rtts) if rtts else None
+        members = []
+        for index, ((key, status, found), spec) in enumerate(zip(statuses, balance.members)):
+            override = overrides.get(key)
+            temporary = override.weight if override is not None else None
+            drained = override is not None and override.drained
+            if drained:
+                base = 0
+            elif temporary is not None:
+                base = temporary
+            elif spec.weight == 0:
+                base = 0  # standby, under every policy
+            elif balance.policy is not Policy.WEIGHTED:
+                base = 1  # only `weighted` reads zone weights (check warns otherwise)
+            elif spec.weight is not None:
+                base = spec.weight
+            else:
+                base = _auto_weight(fastest, found.rtt if found is not None else None)
+            members.append(_Member(index, key[2], spec.weight, base, status, drained, temporary))
+        return members
+
+    def _order_group(self, balance: BalanceSpec, group: _Group, commit: bool) -> list[int]:
+        """Positions (in the group) of the eligible members, in this answer's order. Every
+        policy honours the effective weights where they differ (a degraded member, an
+        operator's temporary weight); equal weights give the plain policy."""
+        eligible, weights = group.eligible, group.weights
+        policy = balance.policy
+        if policy is Policy.FIXED:
+            return eligible if group.uniform else sorted(eligible, key=lambda p: (-weights[p], p))
+        if policy is Policy.RANDOM:
+            return self._weighted_shuffle(eligible, weights)
+        rotor = self._rotor(group.rotor_key) if commit else self.rotors.get(group.rotor_key) or _Rotor()
+        if policy is Policy.ROUND_ROBIN and group.uniform:
+            start = rotor.turn % len(eligible)
+            if commit:
+                rotor.turn += 1
+            return eligible[start:] + eligible[:start]
+        first = rotor.smooth.pick(weights, commit, group.epoch)
+        if policy is Policy.ROUND_ROBIN:  # the rest in cyclic zone order after the first
+            start = eligible.index(first)
+            return eligible[start:] + eligible[:start]
+        # After the first, a deterministic order: heavier first, then zone order.
+        rest = sorted((p for p in eligible if p != first), key=lambda p: (-weights[p], p))
+        return [first] + rest
+
+    def _weighted_shuffle(self, eligible: list[int], weights: tuple[int, ...]) -> list[int]:
+        """A fresh random order; with unequal weights, each place is drawn in proportion
+        to the weights of the members left."""
+        left = list(eligible)
+        if len({weights[p] for p in left}) == 1:
+            self.rng.shuffle(left)
+            return left
+        order = []
+        while left:
+            chosen = self.rng.choices(left, weights=[weights[p] for p in left])[0]
+            order.append(chosen)
+            left.remove(chosen)
+        return order
+
+    def _count(self, rrset: RRset, prep: _Prepared, order: Iterable[int], firsts: Iterable[int], times: int = 1,
+               now: float | None = None) -> None:
+        if now is None:
+            now = self.clock()
+        if prep.fail_open:
+            self.fail_open_answers += times
+        counters_of = self._counters
+        for index in order:
+            key = prep.keys[index]
+            counters = counters_of.get(key)
+            if counters is None:
+                counters = counters_of[key] = MemberCounters()
+            counters.given += times
+            if now >= counters.last_given:
+                counters.last_given = now
+                counters.ttl = rrset.ttl
+        for index in firsts:
+            counters_of[prep.keys[index]].first += times
+
+    # -- reloads --------------------------------------------------------------------
+
+    def retain(self, rrsets: Iterable[RRset]) -> None:
+        """Keep the rotors and counters of members still served, drop the rest: an
+        unchanged RRset keeps its rotation across a reload, so shares stay exact."""
+        keys = set()
+        rotor_prefixes = set()
+        for rrset in rrsets:
+            if rrset.balance is None:
+                continue
+            rotor_prefixes.add((rrset.name, rrset.rtype))
+            for rdata in rrset.rdatas:
+                keys.add(member_key(rrset, rdata))
+        self._release_all()  # their answers counted first; queries ask for new Orders
+        self._counters = {key: value for key, value in self._counters.items() if key in keys}
+        self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}
+        self.prepared.clear()
+
+
+def _auto_weight(fastest: float | None, rtt: float | None) -> int:
+    """``weight: auto``: inversely proportional to the smoothed round-trip time,
+    relative to the fastest member, bounded to 1..10 so one slow member is never starved."""
+    if fastest is None or rtt is None:
+        return AUTO_SCALE
+    return max(1, min(AUTO_SCALE, round(AUTO_SCALE * fastest / max(rtt, AUTO_RTT_FLOOR))))
+
+
+def _groups(rrset: RRset, members: list[_Member]) -> dict[int | None, list[_Member]]:
+    """MX: preference groups in ascending order (RFC 5321 §5.1); otherwise one group."""
+    if rrset.rtype != QTYPE.MX:
+        return {None: members}
+    groups: dict[int | None, list[_Member]] = {}
+    for member in sorted(members, key=lambda m: (rrset.rdatas[m.index].preference, m.index)):
+        groups.setdefault(rrset.rdatas[member.index].preference, []).append(member)
+    return groups
+
+
+def _eligible(group: list[_Member]) -> tuple[tuple[int, ...], str]:
+    """Effective weights (0: not eligible) and why: members up with a weight above 0;
+    else the standbys (weight 0) that are up; else none."""
+    def scaled(member: _Member, base: int) -> int:
+        if member.status is Status.DOWN:
+            return 0
+        return base * (UP_FACTOR if member.status is Status.UP else DEGRADED_FACTOR)
+
+    primary = tuple(scaled(member, member.base) for member in group)
+    if any(primary):
+        return primary, ""
+    standby = tuple(scaled(member, 1) if member.base == 0 else 0 for member in group)
+    if any(standby):
+        return standby, "standby: every member with a weight above 0 is down or drained"
+    return (), ""
+
+
+def _left_out(member: _Member) -> str:
+    if member.status is Status.DOWN:
+        return "down"
+    if member.drained:
+        return "drained (weight 0 by the operator)"
+    if member.base == 0:
+        return "standby (weight 0): used only when every weighted member is down"
+    return "its group has no usable member"
+
+
+def _included(policy: Policy, rank: int, member: _Member, weight: int, why: str) -> str:
+    parts = [f"{policy.value} position {rank + 1}"]
+    if member.status is Status.DEGRADED:
+        parts.append("degraded (4xx greeting): a quarter of its weight, so it comes first less often")
+    if member.temporary is not None:
+        parts.append(f"temporary weight {member.temporary} set by the operator")
+    if why:
+        parts.append(why)
+    return "; ".join(parts)
+
+
+def _member_plan(member: _Member, preference: int | None, effective: int, included: bool, reason: str) -> MemberPlan:
+    return MemberPlan(member.index, member.text, preference, member.configured, member.base, effective,
+                      member.status, included, reason)

@@ -1,0 +1,1 @@
+"""Server settings: ServerConfig, the one table of serve's settings (flags, config-file keys), the configuration file."""

@@ -1,0 +1,81 @@
+"""Server settings that do not belong in zone files, as one frozen ``ServerConfig``.
+It reads no zones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping
+
+from authdns.base.hostport import parse_host_port
+from authdns.zones.loader import DEFAULT_MAX_ZONE_BYTES
+
+if TYPE_CHECKING:
+    from authdns.zones.transferspec import AllowRule
+    from authdns.base.tsig import TsigSecret
+
+DEFAULT_PORT = 5353
+# Unprivileged by default, so `authdns serve` runs out of the box without root.
+DEFAULT_LISTEN = (("127.0.0.1", DEFAULT_PORT), ("::1", DEFAULT_PORT))
+# RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
+DEFAULT_UDP_PAYLOAD = 1232
+# Operator overrides (drains) and the control socket live here; systemd sets
+# /var/lib/authdns (StateDirectory=). Relative to the working directory by default.
+DEFAULT_STATE_DIR = Path(".authdns")
+
+
+def control_path(state_dir: Path) -> Path:
+    return state_dir / "control.sock"
+
+
+def overrides_path(state_dir: Path) -> Path:
+    return state_dir / "overrides.json"
+
+
+def serials_path(state_dir: Path) -> Path:
+    return state_dir / "serials.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    zone_dir: Path = Path("zones")
+    listen: tuple[tuple[str, int], ...] = DEFAULT_LISTEN
+    # Addresses skipped with a warning when the host lacks them (the default [::1] on a
+    # host without IPv6); any other address that cannot be bound stops the server.
+    optional_listen: frozenset[tuple[str, int]] = frozenset()
+    udp_payload: int = DEFAULT_UDP_PAYLOAD
+    tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
+    tcp_max_connections: int = 256
+    tcp_max_per_client: int = 32  # connections from one address at once (slowloris)
+    tcp_query_timeout: float = 30.0  # a whole query must arrive within this once started
+    state_dir: Path = DEFAULT_STATE_DIR
+    control: Path | None = None  # the control socket; None: state_dir/control.sock
+    watch: bool = True  # reload zone files when they change (watchdog); SIGHUP always does
+    version: str = field(default="authdns")
+    identity: str | None = None  # CH TXT id.server; None refuses it
+    # Zone transfers (transfer/access.py decides). Who may AXFR/IXFR every zone, beside each zone's own
+    # `transfer: allow:`; nobody by default (RFC 5936 §5: transfers are a policy matter).
+    allow_transfer: tuple[AllowRule, ...] = ()
+    # TSIG keys (RFC 8945): absolute lowercase key name -> algorithm and secret (base/tsig.py).
+    tsig_keys: Mapping[str, TsigSecret] = field(default_factory=lambda: MappingProxyType({}))
+    notify_retry: float = 5.0  # seconds before the first NOTIFY retry, doubling (RFC 1996 §3.6)
+    notify_attempts: int = 5  # NOTIFY messages per secondary and change before giving up
+    # Processes answering queries (serve/workers.py); 1: this process answers, no supervisor.
+    workers: int = 1
+    event_loop: str = "asyncio"  # or "uvloop" (base/eventloop.py)
+    query_log: bool = False  # a line per query from the start (engine/querylog.py)
+    rrl_rate: int = 0  # answers per second per prefix and answer over UDP; 0: no rate limiting (serve/rrl.py)
+    rrl_slip: int = 2  # over the limit, every slip-th answer goes out truncated, the rest dropped
+    # Steps of each zone's history kept for IXFR (loader.with_history); NSD's
+    # ixfr-number defaults to 5 too.
+    ixfr_history: int = 5
+    max_zone_bytes: int = DEFAULT_MAX_ZONE_BYTES  # a larger zone file is refused with file:line (zones/loader.py)
+    metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (ops/metrics.py)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``ADDR:PORT``, ``[v6]:PORT``, ``ADDR`` (default port) or ``:PORT`` (127.0.0.1);
+    port 0 lets the kernel choose. Raises ValueError (``hostport``'s messages)."""
+    host, port = parse_host_port(text, DEFAULT_PORT, min_port=0, empty_host="127.0.0.1")
+    return host, DEFAULT_PORT if port is None else port

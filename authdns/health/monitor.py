@@ -1,0 +1,433 @@
+"""Health of balanced members: the rise/fall state machine per probe target, and the
+monitor that runs the probe loops and publishes an immutable ``HealthView``.
+
+A target is ``(host, port, check)``. Members that share a target share its state and
+its probes. A target is UP, DEGRADED (it greets with 4xx, RFC 5321 §3.8: alive but busy)
+or DOWN; a member is the best of its targets, because an MX exchange is up while at
+least one of its addresses is up. Flapping is damped the way gdnsd and HAProxy do it:
+``fall`` consecutive failures take a target down, ``rise`` consecutive successes bring
+it back. A new ``HealthView`` is published only when a member's status flips or its
+smoothed rtt moves by more than 20 %, so the serving state (and its answer cache) is not
+rebuilt on every probe.
+
+This module owns probe scheduling and health state. It must not open sockets itself
+(``health/probes.py`` does), must never run on the query path, and must never block the event
+loop: every probe and every name resolution is a bounded asyncio task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from authdns.zones.balancespec import CheckSpec, MemberKey, member_key_text
+from authdns.health.probes import ProbeOutcome, ProbeResult, probe
+
+log = logging.getLogger("authdns.health")
+
+RTT_ALPHA = 0.3  # EWMA weight of the newest rtt sample
+RTT_PUBLISH_CHANGE = 0.2  # republish when a member's rtt moves this much (relative): auto weights use it
+RTT_PUBLISH_FLOOR = 0.001  # ... and by more than this many seconds: sub-millisecond jitter is no news
+RESOLVE_EVERY = 60.0  # seconds between resolutions of an MX exchange outside our zones
+RESOLVE_TIMEOUT = 5.0  # the system resolver's own retries can take long; we do not wait longer
+FIRST_ROUND_MARGIN = 0.5  # seconds beyond the largest probe timeout: QUIT and close take a moment
+MIN_INTERVAL = 0.05  # never probe a target in a tight loop, whatever the configuration says
+ERROR_LOG_EVERY = 60.0  # seconds between log lines for the same recurring error
+
+
+class Status(enum.Enum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+_RANK = {Status.DOWN: 0, Status.DEGRADED: 1, Status.UP: 2}
+_FROM_PROBE = {ProbeResult.UP: Status.UP, ProbeResult.DEGRADED: Status.DEGRADED, ProbeResult.DOWN: Status.DOWN}
+
+# One probe target: the address probed (text), the port, and the check. CheckSpec
+# equality ignores the check's name and file position, so a renamed or moved check keeps
+# its state across a reload.
+TargetKey = tuple[str, int, CheckSpec]
+
+
+@dataclass(slots=True)
+class TargetState:
+    """Rise/fall state of one target, tri-state (gdnsd and HAProxy semantics).
+
+    A DOWN target needs ``rise`` consecutive non-DOWN results to come back; an UP or
+    DEGRADED target needs ``fall`` consecutive DOWN results to go down. Between UP and
+    DEGRADED it switches on each result, because a 421 greeting is an explicit signal
+    (RFC 5321 §3.8), not noise. The first result sets the status directly: a target
+    starts up only if its first probe succeeded.
+    """
+
+    status: Status | None = None  # None until the first result
+    streak: int = 0  # consecutive results on the other side of up/down from `status`
+    rtt: float | None = None  # EWMA of the rtt of non-DOWN results, seconds
+    last: ProbeOutcome | None = None
+    checked: float | None = None  # wall time of the last result
+    since: float | None = None  # wall time of the last flip
+    probes: int = 0
+    failures: int = 0
+
+    def observe(self, outcome: ProbeOutcome, rise: int, fall: int, now: float) -> bool:
+        """Feed one probe outcome; return True when the effective status changes."""
+        self.probes += 1
+        self.last, self.checked = outcome, now
+        result = _FROM_PROBE[outcome.result]
+        if result is Status.DOWN:
+            self.failures += 1
+        elif outcome.rtt is not None:
+            self.rtt = outcome.rtt if self.rtt is None else self.rtt + RTT_ALPHA * (outcome.rtt - self.rtt)
+        new = self._next(result, rise, fall)
+        if new is self.status:
+            return False
+        self.status, self.since, self.streak = new, now, 0
+        return True
+
+    def _next(self, result: Status, rise: int, fall: int) -> Status:
+        if self.status is None:
+            return result
+        if (result is Status.DOWN) == (self.status is Status.DOWN):
+            self.streak = 0  # agrees with up/down: DOWN stays, UP and DEGRADED swap at once
+            return result
+        self.streak += 1
+        if self.streak < (fall if result is Status.DOWN else rise):
+            return self.status
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class MemberWatch:
+    """What to probe for one member, known at zone load."""
+
+    check: CheckSpec
+    addresses: tuple[str, ...]  # IP addresses to probe
+    port: int  # the port to probe on every address
+    # An MX exchange outside our zones: resolved with the system resolver every
+    # RESOLVE_EVERY seconds, its addresses added to `addresses`; a failure adds none.
+    resolve: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberHealth:
+    status: Status
+    since: float  # wall time of the member's last status flip
+    rtt: float | None  # smoothed rtt of its best non-down target, seconds
+    last: ProbeOutcome | None  # the most recent outcome among its targets
+    targets: tuple[tuple[str, int, Status], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    """Immutable health of every watched member, as the query path reads it."""
+
+    members: Mapping[MemberKey, MemberHealth]
+
+    def status(self, key: MemberKey) -> Status:
+        """UP for a member that is not watched: no check declared means always up."""
+        health = self.members.get(key)
+        return Status.UP if health is None else health.status
+
+    def get(self, key: MemberKey) -> MemberHealth | None:
+        return self.members.get(key)
+
+
+EMPTY_HEALTH = HealthView(MappingProxyType({}))
+
+
+@dataclass(eq=False, slots=True)
+class _Target:
+    """A target the monitor probes: its state, its loop, and the members that use it."""
+
+    key: TargetKey
+    state: TargetState = field(default_factory=TargetState)
+    probed: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first attempt
+    task: asyncio.Task[None] | None = None
+    members: frozenset[MemberKey] = frozenset()
+
+
+def rtt_moved(published: float | None, current: float | None) -> bool:
+    """True when ``current`` differs from the published rtt by more than RTT_PUBLISH_CHANGE
+    of it and more than RTT_PUBLISH_FLOOR, or one of them is unknown and the other is not.
+    Each publish empties the answer cache, so jitter on a fast network must not count."""
+    if published is None or current is None:
+        return published is not current
+    change = abs(current - published)
+    return change > RTT_PUBLISH_CHANGE * published and change > RTT_PUBLISH_FLOOR
+
+
+class HealthMonitor:
+    """Runs one probe loop per target and publishes a ``HealthView`` when it matters.
+
+    Event-loop thread only; call ``watch``, ``first_round``, ``rewatch`` (the service's
+    way in: watch and first round, the view handed back) and ``close`` from one task at
+    a time, never two of them at once. ``publish`` is called in the loop thread, synchronously.
+    """
+
+    def __init__(self, publish: Callable[[HealthView], None], *, clock: Callable[[], float] = time.time) -> None:
+        self._publish = publish
+        self._clock = clock
+        self._watches: dict[MemberKey, MemberWatch] = {}
+        self._targets: dict[TargetKey, _Target] = {}
+        self._member_targets: dict[MemberKey, tuple[TargetKey, ...]] = {}
+        # the member's own status (None: no target has a result yet) and when it last changed
+        self._member_status: dict[MemberKey, tuple[Status | None, float]] = {}
+        self._current: dict[MemberKey, MemberHealth] = {}
+        self._published = EMPTY_HEALTH
+        self._resolved: dict[str, tuple[str, ...]] = {}
+        self._resolvers: dict[str, asyncio.Task[None]] = {}
+        self._errors: dict[str, tuple[float, int]] = {}  # where → (last logged, suppressed since)
+        self._holding = False  # rewatch() running: views wait for the caller's publish
+
+    async def watch(self, members: Mapping[MemberKey, MemberWatch]) -> None:
+        """Watch exactly ``members`` from now on. Targets still used keep their state and
+        their loop (a zone reload must not reset health); new targets get a loop that
+        probes at once; loops of targets no longer used are cancelled and awaited."""
+        retired = await self._sync_resolvers(members)
+        self._watches = dict(members)  # after the await: probe loops meanwhile see the old, consistent set
+        retired += self._reconcile()
+        await _finish(retired)
+        for gone in set(self._current) - set(self._watches):
+            del self._current[gone]
+            self._member_status.pop(gone, None)
+        self._refresh(self._watches, force=True)
+
+    async def rewatch(self, members: Mapping[MemberKey, MemberWatch]) -> HealthView:
+        """``watch(members)`` and its ``first_round()``, publishing nothing meanwhile; the
+        view returned is for the caller to publish together with the snapshot these
+        members come from. Until then the served snapshot is the old one: a view of the
+        new members would drop members it still answers with (an unknown member counts
+        as up), so the last published view stays in force. Probes that finish after this
+        returns publish as usual."""
+        self._holding = True
+        try:
+            await self.watch(members)
+            if members:
+                await self.first_round()
+        finally:
+            self._holding = False
+        self._published = view = self.view()
+        return view
+
+    async def first_round(self) -> None:
+        """Wait until every target without a result has been probed once (its loop probes
+        at once), bounded by the largest of their timeouts plus a small margin."""
+        pending = [target for target in self._targets.values() if not target.probed.is_set()]
+        if not pending:
+            return
+        bound = max(target.key[2].timeout for target in pending) + FIRST_ROUND_MARGIN
+        try:
+            async with asyncio.timeout(bound):
+                await asyncio.gather(*(target.probed.wait() for target in pending))
+        except TimeoutError:
+            missing = sum(1 for target in pending if not target.probed.is_set())
+            log.warning("health first round incomplete targets=%d bound=%.1fs; their members count as down "
+                        "until probed", missing, bound)
+
+    def view(self) -> HealthView:
+        """The current health, including outcomes newer than the last published view."""
+        return HealthView(MappingProxyType(dict(self._current)))
+
+    def targets(self) -> Mapping[TargetKey, TargetState]:
+        """Copies of every target's state, for status output and tests."""
+        return MappingProxyType({key: _copy_state(target.state) for key, target in self._targets.items()})
+
+    async def close(self) -> None:
+        """Cancel every probe and resolver task and wait for them to end."""
+        tasks = [target.task for target in self._targets.values() if target.task is not None]
+        tasks += self._resolvers.values()
+        for task in tasks:
+            task.cancel()
+        await _finish(tasks)
+        self._targets.clear()
+        self._resolvers.clear()
+
+    def _reconcile(self) -> list[asyncio.Task[None]]:
+        """Derive targets from the watched members: start loops for new targets, cancel
+        (and return, to be awaited) the loops of targets nobody uses any more."""
+        wanted: dict[TargetKey, set[MemberKey]] = {}
+        self._member_targets = {}
+        for key, watch in self._watches.items():
+            addresses = dict.fromkeys(watch.addresses + self._resolved.get(watch.resolve or "", ()))
+            targets = tuple((address, watch.port, watch.check) for address in addresses)
+            self._member_targets[key] = targets
+            for target_key in targets:
+                wanted.setdefault(target_key, set()).add(key)
+        retired = []
+        for target_key in [target_key for target_key in self._targets if target_key not in wanted]:
+            target = self._targets.pop(target_key)
+            if target.task is not None:
+                target.task.cancel()
+                retired.append(target.task)
+        for target_key, members in wanted.items():
+            target = self._targets.get(target_key)
+            if target is None:
+                target = self._targets[target_key] = _Target(target_key)
+                host, port, check = target_key
+                target.task = asyncio.get_running_loop().create_task(
+                    self._probe_loop(target), name=f"health probe {check.kind.value} {host} {port}")
+            target.members = frozenset(members)
+        return retired
+
+    async def _probe_loop(self, target: _Target) -> None:
+        """Probe, observe, sleep, forever (until cancelled). An error is logged, rate-limited,
+        and the loop goes on: one bad target must not stop the others' health."""
+        host, port, check = target.key
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                outcome = await probe(check, host, port)
+                self._observe(target, outcome)
+            except Exception as error:  # noqa: BLE001 - the loop must survive anything
+                self._log_error(f"probe {host} {port} {check.kind.value}", error)
+            target.probed.set()
+            # A fixed cadence: probes start every `interval`, however long one took, so a
+            # member that stops answering is down within interval x fall + timeout.
+            elapsed = loop.time() - started
+            await asyncio.sleep(max(check.interval - elapsed, MIN_INTERVAL))
+
+    def _observe(self, target: _Target, outcome: ProbeOutcome) -> None:
+        check = target.key[2]
+        target.state.observe(outcome, check.rise, check.fall, self._clock())
+        self._refresh(target.members)
+
+    def _refresh(self, keys: Iterable[MemberKey], *, force: bool = False) -> None:
+        """Recompute the given members; log their flips; publish if a status flipped or
+        an rtt moved enough (compared with the last published view)."""
+        changed = force
+        for key in keys:
+            if key not in self._watches:
+                continue  # a probe finished for a member removed meanwhile
+            health, flipped = self._member_health(key)
+            self._current[key] = health
+            published = self._published.members.get(key)
+            if (flipped or published is None or published.status is not health.status
+                    or rtt_moved(published.rtt, health.rtt)):
+                changed = True
+        if changed:
+            self._publish_view()
+
+    def _member_health(self, key: MemberKey) -> tuple[MemberHealth, bool]:
+        """The member's health from its targets' states, and whether its status flipped."""
+        states = [(target_key, self._targets[target_key].state) for target_key in self._member_targets[key]]
+        known = [state for _, state in states if state.status is not None]
+        status: Status | None = Status.DOWN if not states else None
+        if known:
+            status = max((state.status for state in known if state.status is not None), key=_RANK.__getitem__)
+        previous, since = self._member_status.get(key, (None, self._clock()))
+        flipped = status is not previous
+        if flipped:
+            since = self._clock()
+            self._member_status[key] = (status, since)
+            if status is not None:
+                self._log_flip(key, status, previous, known)
+        elif key not in self._member_status:
+            self._member_status[key] = (status, since)
+        shown = Status.DOWN if status is None else status  # not yet probed: not up
+        return MemberHealth(shown, since, _best_rtt(known, shown), _latest(known),
+                            tuple((host, port, state.status or Status.DOWN) for (host, port, _), state in states)), flipped
+
+    def _log_flip(self, key: MemberKey, status: Status, previous: Status | None, known: list[TargetState]) -> None:
+        latest = _latest(known)
+        detail = "no addresses" if latest is None else latest.detail
+        was = "unknown" if previous is None else previous.value
+        level = logging.WARNING if status is Status.DOWN else logging.INFO
+        log.log(level, 'health member=%s status=%s was=%s detail="%s"',
+                member_key_text(key), status.value, was, detail.replace('"', "'"))
+
+    def _publish_view(self) -> None:
+        if self._holding:
+            return  # rewatch() hands its view to the caller instead
+        view = self.view()
+        try:
+            self._publish(view)
+        except Exception as error:  # noqa: BLE001 - a publish bug must not stop probing
+            self._log_error("publish", error)
+            return
+        self._published = view
+
+    async def _sync_resolvers(self, members: Mapping[MemberKey, MemberWatch]) -> list[asyncio.Task[None]]:
+        """Resolve names that are new (concurrently, bounded) and start their re-resolve
+        loops; cancel and return the loops of names no longer used."""
+        wanted = {watch.resolve for watch in members.values() if watch.resolve}
+        retired = []
+        for name in [name for name in self._resolvers if name not in wanted]:
+            task = self._resolvers.pop(name)
+            task.cancel()
+            retired.append(task)
+            self._resolved.pop(name, None)
+        new = sorted(name for name in wanted if name not in self._resolvers)
+        for name, addresses in zip(new, await asyncio.gather(*(self._resolve(name) for name in new))):
+            self._resolved[name] = addresses
+            self._resolvers[name] = asyncio.get_running_loop().create_task(
+                self._resolve_loop(name), name=f"health resolve {name}")
+        return retired
+
+    async def _resolve_loop(self, name: str) -> None:
+        """Re-resolve ``name`` every RESOLVE_EVERY seconds; a changed address set changes
+        the targets (kept targets keep their state)."""
+        while True:
+            await asyncio.sleep(RESOLVE_EVERY)
+            try:
+                addresses = await self._resolve(name)
+                if addresses != self._resolved.get(name):
+                    self._resolved[name] = addresses
+                    await _finish(self._reconcile())
+                    self._refresh([key for key, watch in self._watches.items() if watch.resolve == name])
+            except Exception as error:  # noqa: BLE001 - keep resolving
+                self._log_error(f"resolve {name}", error)
+
+    async def _resolve(self, name: str) -> tuple[str, ...]:
+        """The name's addresses from the system resolver, or () on any failure (logged)."""
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError, TimeoutError) as error:
+            self._log_error(f"resolve {name}", error, "its member has no addresses from it")
+            return ()
+        return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    def _log_error(self, where: str, error: BaseException, next_step: str = "probing goes on") -> None:
+        """One line per ``where`` per ERROR_LOG_EVERY seconds, counting the ones left out."""
+        now = time.monotonic()
+        last, suppressed = self._errors.get(where, (-math.inf, 0))
+        if now - last < ERROR_LOG_EVERY:
+            self._errors[where] = (last, suppressed + 1)
+            return
+        self._errors[where] = (now, 0)
+        log.error("health error where=%s error=%r suppressed=%d; %s", where, error, suppressed, next_step)
+
+
+def _best_rtt(known: list[TargetState], status: Status) -> float | None:
+    """The lowest smoothed rtt among the targets that give the member its status."""
+    if status is Status.DOWN:
+        return None
+    rtts = [state.rtt for state in known if state.status is status and state.rtt is not None]
+    return min(rtts, default=None)
+
+
+def _latest(known: list[TargetState]) -> ProbeOutcome | None:
+    newest = max((state for state in known if state.checked is not None),
+                 key=lambda state: state.checked or 0.0, default=None)
+    return None if newest is None else newest.last
+
+
+def _copy_state(state: TargetState) -> TargetState:
+    return TargetState(state.status, state.streak, state.rtt, state.last, state.checked,
+                       state.since, state.probes, state.failures)
+
+
+async def _finish(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Wait for cancelled tasks to end, so none outlives its owner."""
+    tasks = list(tasks)
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

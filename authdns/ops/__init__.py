@@ -1,0 +1,1 @@
+"""Operating a running server: the control socket, /metrics and the status page."""

@@ -1,0 +1,437 @@
+"""The local control channel: ``status``, ``explain``, ``drain``/``undrain`` and
+temporary ``weight`` over a unix socket, so nothing off this host can reach it (the
+socket is created mode 0600: only the server's user).
+
+Protocol: the client connects, writes one JSON object on one line
+(``{"command": "drain", "owner": ..., "type": "MX", "member": ...}``), reads one JSON
+line back (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``); the server then
+closes. Requests run on the event-loop thread, like queries, so they see and change
+state between queries, never during one. This module must not be reachable off-host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from dnslib import QTYPE, RCODE
+
+from authdns.base import names
+from authdns.answering.answer import resolve
+from authdns.zones.balancespec import MemberKey
+from authdns.balancing.counters import MemberCounters, Totals
+from authdns.health.monitor import HealthView
+from authdns.balancing.ordering import UP_FACTOR, Balancer, Plan
+from authdns.balancing.overrides import Override, Overrides, save_overrides
+from authdns.engine.state import StateHolder
+from authdns.zones.zone import RRset, member_key, member_text
+from authdns.base.rrtypes import type_name
+
+if TYPE_CHECKING:
+    from authdns.zones.loader import LoadResult
+
+log = logging.getLogger("authdns.control")
+
+REQUEST_LIMIT = 4096  # octets in one request line
+CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+
+
+class ControlError(Exception):
+    """A request that cannot be carried out; the message goes back to the client."""
+
+
+class Controlled(Protocol):
+    """What the control server asks of the server it controls (``service.Service``)."""
+
+    async def count(self) -> Totals:
+        """What the processes that answer have counted: this one's, or summed over the workers."""
+
+    async def reload(self, trigger: str) -> "LoadResult": ...
+
+    async def set_query_log(self, enabled: bool) -> None: ...
+
+    def zone_problems(self) -> dict[str, list[str]]: ...
+
+    def workers(self) -> list[dict[str, Any]] | None:
+        """The worker processes, or None when the server answers in one process."""
+
+
+class ControlServer:
+    def __init__(self, path: Path, holder: StateHolder, balancer: Balancer, overrides_path: Path,
+                 controlled: Controlled, clock: Callable[[], float] = time.time) -> None:
+        """``balancer`` predicts next answers (``explain``, ``status``); ``controlled``
+        counts, reloads and switches the query log."""
+        self.path = path
+        self.holder = holder
+        self.balancer = balancer
+        self.controlled = controlled
+        self.overrides_path = overrides_path
+        self.clock = clock
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(self.path.lstat().st_mode):
+                raise ControlError(f"{self.path} exists and is not a socket; it is left alone: "
+                                   "give another --control path")
+            if _answering(self.path):
+                raise ControlError(f"another server answers on the control socket {self.path}; "
+                                   "give this one another --state-dir or --control")
+            self.path.unlink()  # left by a server that died
+        old_umask = os.umask(0o177)  # the socket is created 0600: this user only
+        try:
+            self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=REQUEST_LIMIT)
+        finally:
+            os.umask(old_umask)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            if self.path.is_socket():
+                self.path.unlink(missing_ok=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = _peer_uid(writer)
+        if uid is not None and uid not in (os.geteuid(), 0):
+            # The socket is mode 0600, so only our user (or root) can connect at all; the
+            # kernel's word on who connected is checked too, in case the mode was widened.
+            log.warning("control connection from uid %d refused: only uid %d and root may control this server",
+                        uid, os.geteuid())
+            writer.write(json.dumps({"ok": False, "error": "not the server's owner"}).encode() + b"\n")
+            writer.close()
+            return
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
+            except ValueError:  # the stream's limit: a request line over REQUEST_LIMIT
+                reply = {"ok": False, "error": f"a request is one line of at most {REQUEST_LIMIT} octets"}
+            else:
+                reply = await self.handle(line)
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass  # a client that sends nothing, or leaves, gets nothing
+        finally:
+            writer.close()
+
+    async def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ControlError("a request is a JSON object")
+            command = request.get("command")
+            handler = COMMANDS.get(command) if isinstance(command, str) else None
+            if handler is None:
+                raise ControlError(f"unknown command {command!r} (commands: {', '.join(COMMANDS)})")
+            reply = handler(self, request)
+            if asyncio.iscoroutine(reply):
+                reply = await reply
+            return {"ok": True, **reply}
+        except ControlError as error:
+            return {"ok": False, "error": str(error)}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"ok": False, "error": "a request is one line of JSON"}
+        except Exception:  # a bug must not cost the operator the answer, nor the server its life
+            log.exception("internal error in a control request")
+            return {"ok": False, "error": "internal error; the server log has the details"}
+
+    # -- commands -------------------------------------------------------------------
+
+    async def status(self, request: dict) -> dict[str, Any]:
+        return self.status_of(await self.controlled.count())
+
+    def status_of(self, totals: Totals) -> dict[str, Any]:
+        """The ``status`` reply with these counters (also the page's and /metrics' input)."""
+        state = self.holder.current
+        rrsets = [self._rrset_status(rrset, state.health, state.overrides, totals.members)
+                  for zone in state.snapshot.zones.values() for rrset in zone.rrsets() if rrset.balance is not None]
+        rrsets.sort(key=lambda entry: (entry["owner"], entry["type"]))
+        served = {key for rrset in _balanced(state.snapshot) for key in _member_keys(rrset)}
+        orphans = [_override_entry(key, override) for key, override in state.overrides.members.items()
+                   if key not in served]
+        zones = [{"origin": names.to_text(zone.origin), "serial": zone.serial, "file": zone.path,
+                  "records": zone.record_count} for zone in state.snapshot.zones.values()]
+        zones.sort(key=lambda entry: entry["origin"])
+        return {"zones": zones, "problems": self.controlled.zone_problems(), "generation": state.generation,
+                "rrsets": rrsets, "fail_open_answers": totals.fail_open_answers,
+                "overrides_not_served": orphans, "workers": self.controlled.workers()}
+
+    async def query_log(self, request: dict) -> dict[str, Any]:
+        """Switch the query log (engine/querylog.py) on or off."""
+        enabled = request.get("enabled")
+        if not isinstance(enabled, bool):
+            raise ControlError("query_log needs \"enabled\": true or false")
+        await self.controlled.set_query_log(enabled)
+        return {"query_log": enabled}
+
+    async def reload(self, request: dict) -> dict[str, Any]:
+        """Reload the zone directory now; say per zone what changed."""
+        result = await self.controlled.reload("ctl")
+        changes = [{"origin": names.to_text(change.origin), "file": change.path, "old_serial": change.old_serial,
+                    "new_serial": change.new_serial, "diff": str(change.diff) if change.diff else None}
+                   for change in result.changes]
+        return {"changes": changes, "unchanged": result.unchanged, "failed": result.failed,
+                "problems": [str(problem) for problem in result.problems]}
+
+    def _rrset_status(self, rrset: RRset, health: HealthView, overrides: Overrides,
+                      counted: dict[MemberKey, MemberCounters]) -> dict[str, Any]:
+        balance = rrset.balance
+        assert balance is not None
+        plan = self.balancer.peek(rrset, health, overrides)
+        by_index = {member.index: member for member in plan.members}
+        firsts_by_group: dict[int | None, int] = {}
+        counters = []
+        for index, rdata in enumerate(rrset.rdatas):
+            found = counted.get(member_key(rrset, rdata))
+            counters.append(found)
+            group = by_index[index].preference
+            firsts_by_group[group] = firsts_by_group.get(group, 0) + (found.first if found else 0)
+        members = []
+        now = self.clock()
+        for index, rdata in enumerate(rrset.rdatas):
+            key = member_key(rrset, rdata)
+            member, found = by_index[index], counters[index]
+            seen = health.get(key)
+            override = overrides.get(key)
+            group_firsts = firsts_by_group[member.preference]
+            members.append({
+                "member": member.text, "preference": member.preference,
+                "status": member.status.value, "since": seen.since if seen else None,
+                "probed": seen is not None,
+                "last_probe": seen.last.detail if seen and seen.last else None,
+                "rtt_ms": round(seen.rtt * 1000, 2) if seen and seen.rtt is not None else None,
+                "configured_weight": "auto" if member.configured is None else member.configured,
+                "base_weight": member.base, "effective_weight": _shown_weight(member.effective),
+                "in_next_answer": member.included, "reason": member.reason,
+                "first": found.first if found else 0, "given": found.given if found else 0,
+                "share": round(found.first / group_firsts, 4) if found and group_firsts else 0.0,
+                "drained": bool(override and override.drained),
+                "temporary_weight": override.weight if override else None,
+                "drain_effective_in": _effective_in(found, now) if override else None,
+            })
+        check = balance.check
+        return {
+            "owner": names.to_text(rrset.name), "type": type_name(rrset.rtype), "ttl": rrset.ttl,
+            "policy": balance.policy.value, "answer": balance.answer, "promote": balance.promote,
+            "check": None if check is None else {
+                "kind": check.kind.value, "port": check.port, "interval": check.interval,
+                "timeout": check.timeout, "rise": check.rise, "fall": check.fall, "name": check.name},
+            "fail_open": plan.fail_open, "members": members,
+        }
+
+    def explain(self, request: dict) -> dict[str, Any]:
+        """The next answer to NAME TYPE, without giving it: the engine's answer ordered
+        exactly as the next query's would be (``Balancer.peek_answer``), with each
+        balanced RRset's plan: who is in, in what order, and why."""
+        qname, qtype = _name(request.get("name")), _qtype(request.get("type"))
+        state = self.holder.current
+        answer, plans = self.balancer.peek_answer(resolve(state.snapshot, qname, qtype), state.health, state.overrides)
+        sections = []
+        for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
+            for placed in placed_list:
+                rrset = placed.rrset
+                entry = {"section": section, "owner": names.to_text(placed.owner), "type": type_name(rrset.rtype)}
+                plan = plans.get((section, placed.owner, rrset.rtype))
+                if plan is None:
+                    sections.append({**entry, "balanced": False, "records": [str(rdata) for rdata in rrset.rdatas]})
+                else:
+                    sections.append({**entry, "balanced": True, **_plan_entry(plan)})
+        return {"name": names.to_text(qname), "type": type_name(qtype), "rcode": RCODE[answer.rcode], "rrsets": sections}
+
+    async def drain(self, request: dict) -> dict[str, Any]:
+        return await self._override(request, lambda old: Override(True, old.weight if old else None, self.clock()))
+
+    async def undrain(self, request: dict) -> dict[str, Any]:
+        def undrained(old: Override | None) -> Override | None:
+            if old is None or old.weight is None:
+                return None
+            return Override(False, old.weight, old.since)
+        return await self._override(request, undrained, clearing=True)
+
+    async def weight(self, request: dict) -> dict[str, Any]:
+        value = request.get("weight")
+        if value is None or value == "reset":
+            def reset(old: Override | None) -> Override | None:
+                return Override(True, None, old.since) if old and old.drained else None
+            return await self._override(request, reset, clearing=True)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+            raise ControlError(f"weight must be a whole number from 0 to 1000 or 'reset', not {value!r}")
+        return await self._override(request, lambda old: Override(bool(old and old.drained), value, self.clock()))
+
+    async def _override(self, request: dict, change: Callable[[Override | None], Override | None],
+                        clearing: bool = False) -> dict[str, Any]:
+        """Change one member's override, save the file (in a thread: it syncs to disk),
+        then publish. Clearing also works for a member no zone serves any more."""
+        key, rrset = self._find_member(request, self.holder.current, clearing)
+        overrides = self.holder.current.overrides.with_member(key, change(self.holder.current.overrides.get(key)))
+        try:
+            await asyncio.to_thread(save_overrides, self.overrides_path, overrides)
+        except OSError as error:
+            raise ControlError(f"cannot save overrides to {self.overrides_path}: {error.strerror}") from None
+        # Published from the latest state: others may have changed it while the file was written.
+        overrides = self.holder.current.overrides.with_member(key, overrides.get(key))
+        self.holder.publish(overrides=overrides)
+        override = overrides.get(key)
+        log.info("override owner=%s type=%s member=%s drained=%s weight=%s", names.to_text(key[0]),
+                 type_name(key[1]), key[2], bool(override and override.drained), override.weight if override else None)
+        found = (await self.controlled.count()).members.get(key)
+        return {"owner": names.to_text(key[0]), "type": type_name(key[1]), "member": key[2],
+                "drained": bool(override and override.drained),
+                "temporary_weight": override.weight if override else None,
+                "effective_in": _effective_in(found, self.clock()), "ttl": rrset.ttl if rrset else None}
+
+    def _find_member(self, request: dict, state, clearing: bool = False) -> tuple[MemberKey, RRset | None]:
+        owner, rtype = _name(request.get("owner")), _qtype(request.get("type"))
+        member = _member(rtype, request.get("member"))
+        zone = state.snapshot.find_zone(owner)
+        node = zone.nodes.get(owner) if zone is not None else None
+        rrset = node.rrsets.get(rtype) if node is not None else None
+        if clearing and state.overrides.get((owner, rtype, member)) is not None and (
+                rrset is None or rrset.balance is None):
+            return (owner, rtype, member), None  # an override left from a member no longer served
+        if rrset is None or rrset.balance is None:
+            raise ControlError(f"no balanced {type_name(rtype)} RRset at {names.to_text(owner)}")
+        texts = [member_text(rtype, rdata) for rdata in rrset.rdatas]
+        if member not in texts:
+            if clearing and state.overrides.get((owner, rtype, member)) is not None:
+                return (owner, rtype, member), rrset
+            raise ControlError(f"{member} is not a member of {names.to_text(owner)} {type_name(rtype)} "
+                               f"(members: {', '.join(texts)})")
+        return (owner, rtype, member), rrset
+
+
+COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
+    "status": ControlServer.status,
+    "explain": ControlServer.explain,
+    "drain": ControlServer.drain,
+    "undrain": ControlServer.undrain,
+    "weight": ControlServer.weight,
+    "reload": ControlServer.reload,
+    "query_log": ControlServer.query_log,
+}
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The connecting process's uid (SO_PEERCRED, Linux), or None where unknown."""
+    sock = writer.get_extra_info("socket")
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return uid
+
+
+def _balanced(snapshot) -> list[RRset]:
+    return [rrset for zone in snapshot.zones.values() for rrset in zone.rrsets() if rrset.balance is not None]
+
+
+def _member_keys(rrset: RRset) -> list[MemberKey]:
+    return [member_key(rrset, rdata) for rdata in rrset.rdatas]
+
+
+def _override_entry(key: MemberKey, override: Override) -> dict[str, Any]:
+    return {"owner": names.to_text(key[0]), "type": type_name(key[1]), "member": key[2],
+            "drained": override.drained, "temporary_weight": override.weight}
+
+
+def _effective_in(counters, now: float) -> float:
+    """Seconds until no resolver can still hold an answer with this member: the last
+    answer that carried it plus its TTL (0 when that has passed or it was never given)."""
+    if counters is None:
+        return 0.0
+    return round(max(0.0, counters.last_given + counters.ttl - now), 1)
+
+
+def _shown_weight(effective: int) -> float:
+    """The weight the policy used, in the zone file's units: equal to the configured
+    weight while up, a quarter of it while degraded (ordering.UP_FACTOR)."""
+    return effective / UP_FACTOR
+
+
+def _plan_entry(plan: Plan) -> dict[str, Any]:
+    return {
+        "policy": plan.policy.value, "fail_open": plan.fail_open, "predictable": plan.predictable,
+        "members": [{"member": member.text, "preference": member.preference,
+                     "answered_preference": (member.preference - 1 if member.index in plan.promoted
+                                             else member.preference),
+                     "included": member.included, "status": member.status.value,
+                     "configured_weight": "auto" if member.configured is None else member.configured,
+                     "effective_weight": _shown_weight(member.effective), "reason": member.reason}
+                    for member in plan.members],
+    }
+
+
+def _name(value: Any) -> names.Name:
+    if not isinstance(value, str) or not value:
+        raise ControlError("a name is required")
+    try:
+        return names.from_text(value if value.endswith(".") else value + ".")
+    except names.BadName as error:
+        raise ControlError(f"bad name {value!r}: {error}") from None
+
+
+def _qtype(value: Any) -> int:
+    text = value.upper() if isinstance(value, str) else ""
+    try:
+        code = QTYPE.reverse[text] if text.isalnum() else None  # dnslib's name → number table
+    except KeyError:
+        code = None
+    if code is None and text.startswith("TYPE") and text[4:].isdigit() and int(text[4:]) < 65536:
+        code = int(text[4:])  # RFC 3597 §5 generic form, TYPE65280
+    if code is None:
+        raise ControlError(f"unknown record type {value!r}")
+    return code
+
+
+def _member(rtype: int, value: Any) -> str:
+    """A member as status names it: an absolute exchange name, a canonical address."""
+    if not isinstance(value, str) or not value:
+        raise ControlError("a member is required (the exchange name or the address)")
+    if rtype == QTYPE.MX:
+        return names.to_text(_name(value))
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ControlError(f"{value!r} is not an IP address") from None
+
+
+def _answering(path: Path) -> bool:
+    """Whether a live server already listens on ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def request(path: Path, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """The client side: one request, one reply (``authdns status``/``explain``/``ctl``)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)

@@ -1,0 +1,206 @@
+"""Prometheus metrics and the status page, over HTTP on an address the operator names
+(``serve --metrics 127.0.0.1:9153``; meant for loopback or a management network).
+
+- ``/metrics``: the Prometheus text format, written by prometheus_client from a
+  collector that reads one ``Observation`` per scrape (so the numbers of one scrape
+  agree with each other, and with several workers they are the sum over all of them).
+- ``/``: the status page (ops/statuspage.py), which polls ``/status.json`` once a second.
+- ``/status.json``: zones, balanced RRsets with their members' health, weights and first
+  places, and the workers.
+
+The HTTP server is the standard library's, in a thread of its own; each request asks
+the event loop for an observation (``Service.observe``), so state is only ever read on
+the loop thread. This module changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from dnslib import QTYPE, RCODE
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from authdns.balancing.counters import LATENCY_BOUNDS, VIA_SLOTS, Observation, Totals
+from authdns.base.hostport import format_host_port
+from authdns.answering.query import Via
+from authdns.ops.statuspage import PAGE, page_data
+
+log = logging.getLogger("authdns.metrics")
+
+OBSERVE_TIMEOUT = 5.0  # seconds a request waits for the event loop's answer
+STATES = ("up", "degraded", "down")
+
+
+class _Collector:
+    def __init__(self, fetch: Callable[[], Observation]) -> None:
+        self.fetch = fetch
+
+    def collect(self):
+        seen = self.fetch()
+        yield from _query_metrics(seen.totals)
+        yield from _zone_metrics(seen)
+        yield from _member_metrics(seen)
+
+
+def _query_metrics(totals: Totals):
+    counted = totals.queries
+    answers = CounterMetricFamily("authdns_answers", "Answers sent, by transport and rcode",
+                                  labels=["transport", "rcode"])
+    for index, count in enumerate(counted.answers):
+        if count:
+            via, rcode = divmod(index, VIA_SLOTS)
+            answers.add_metric([Via(via).name.lower(), RCODE.get(rcode, str(rcode))], count)
+    yield answers
+    by_type = CounterMetricFamily("authdns_queries_by_type", "Queries by QTYPE (those with a readable question)",
+                                  labels=["type"])
+    for qtype, count in sorted(counted.types.items()):
+        by_type.add_metric([QTYPE.get(qtype, str(qtype))], count)
+    yield by_type
+    for name, documentation, value in (
+            ("authdns_dropped", "Queries dropped unanswered (unreadable header, QR set)", counted.dropped),
+            ("authdns_truncated", "Answers sent with TC=1", counted.truncated),
+            ("authdns_internal_errors", "Queries answered SERVFAIL after an internal error", counted.internal_errors),
+            ("authdns_fast_path_answers", "Answers spliced from precompiled responses", totals.fast_hits),
+            ("authdns_fail_open_answers", "Balanced answers given with every member down", totals.fail_open_answers)):
+        yield CounterMetricFamily(name, documentation, value=value)
+    limited = CounterMetricFamily("authdns_rrl_limited", "UDP answers over the response rate limit, by what "
+                                  "was done (dropped, or sent truncated: slip)", labels=["action"])
+    limited.add_metric(["dropped"], counted.rrl_dropped)
+    limited.add_metric(["slipped"], counted.rrl_slipped)
+    yield limited
+    cumulative, buckets = 0, []
+    for bound, count in zip((*map(str, LATENCY_BOUNDS), "+Inf"), counted.latency):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    latency = HistogramMetricFamily("authdns_response_seconds", "Time from a query's bytes to its answer's, "
+                                    "one query in 16 timed", unit="")
+    latency.add_metric([], buckets, counted.latency_sum)
+    yield latency
+
+
+def _zone_metrics(seen: Observation):
+    serial = GaugeMetricFamily("authdns_zone_serial", "SOA serial served", labels=["zone"])
+    records = GaugeMetricFamily("authdns_zone_records", "Records served", labels=["zone"])
+    loaded = GaugeMetricFamily("authdns_zone_loaded_timestamp_seconds", "When the served version was loaded",
+                               labels=["zone"])
+    for zone in seen.status["zones"]:
+        serial.add_metric([zone["origin"]], zone["serial"])
+        records.add_metric([zone["origin"]], zone["records"])
+        if zone["origin"] in seen.zones_loaded_at:
+            loaded.add_metric([zone["origin"]], seen.zones_loaded_at[zone["origin"]])
+    yield from (serial, records, loaded)
+    reloads = CounterMetricFamily("authdns_reloads", "Zone reloads, by result (failed: a file kept its "
+                                  "previous version or was not loaded)", labels=["result"])
+    reloads.add_metric(["ok"], seen.reloads - seen.failed_reloads)
+    reloads.add_metric(["failed"], seen.failed_reloads)
+    yield reloads
+    workers = seen.status.get("workers")
+    yield GaugeMetricFamily("authdns_workers", "Processes answering queries", value=len(workers) if workers else 1)
+
+
+def _member_metrics(seen: Observation):
+    labels = ["owner", "type", "member"]
+    state = GaugeMetricFamily("authdns_member_state", "1 for the member's health state", labels=labels + ["state"])
+    weight = GaugeMetricFamily("authdns_member_effective_weight", "Weight the policy uses now (0: left out)",
+                               labels=labels)
+    first = CounterMetricFamily("authdns_member_first", "Answers in which the member came first in its group",
+                                labels=labels)
+    given = CounterMetricFamily("authdns_member_answers", "Answers that carried the member", labels=labels)
+    for rrset in seen.status["rrsets"]:
+        for member in rrset["members"]:
+            key = [rrset["owner"], rrset["type"], member["member"]]
+            for name in STATES:
+                state.add_metric(key + [name], 1.0 if member["status"] == name else 0.0)
+            weight.add_metric(key, float(member["effective_weight"]))
+            first.add_metric(key, member["first"])
+            given.add_metric(key, member["given"])
+    yield from (state, weight, first, given)
+    probes = CounterMetricFamily("authdns_health_probes", "Health probes, by target and result",
+                                 labels=["target", "result"])
+    rtt = GaugeMetricFamily("authdns_health_probe_rtt_seconds", "Smoothed probe round-trip time", labels=["target"])
+    for host, port, count, failures, smoothed in seen.probes:
+        target = format_host_port(host, port)
+        probes.add_metric([target, "ok"], count - failures)
+        probes.add_metric([target, "failed"], failures)
+        if smoothed is not None:
+            rtt.add_metric([target], smoothed)
+    yield from (probes, rtt)
+
+
+class StatusHttpServer:
+    """/metrics, /status.json and the page, from a thread; observations from the loop."""
+
+    def __init__(self, address: tuple[str, int], observe: Callable[[], Awaitable[Observation]]) -> None:
+        self.address = address
+        self.observe = observe
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.httpd: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self.fetch))
+
+    def fetch(self) -> Observation:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(self.observe(), self.loop).result(OBSERVE_TIMEOUT)
+
+    def start(self) -> tuple[str, int]:
+        """Bind (OSError when it cannot) and serve from a daemon thread; the bound address."""
+        self.loop = asyncio.get_running_loop()
+        host, port = self.address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+        self.httpd = Server((host, port), _handler(self))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="authdns-http", daemon=True)
+        self.thread.start()
+        return self.httpd.server_address[:2]
+
+    async def close(self) -> None:
+        if self.httpd is not None:
+            await asyncio.to_thread(self.httpd.shutdown)  # returns once serve_forever has
+            self.httpd.server_close()
+            self.httpd = None
+
+
+def _handler(server: StatusHttpServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "authdns"
+
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            path = self.path.split("?", 1)[0]
+            try:
+                if path == "/metrics":
+                    self._reply(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(server.registry))
+                elif path == "/status.json":
+                    body = json.dumps(page_data(server.fetch())).encode()
+                    self._reply(200, "application/json", body)
+                elif path in ("/", "/index.html"):
+                    self._reply(200, "text/html; charset=utf-8", PAGE.encode())
+                else:
+                    self._reply(404, "text/plain; charset=utf-8", b"not found: /, /status.json, /metrics\n")
+            except (TimeoutError, asyncio.TimeoutError, RuntimeError):
+                self._reply(503, "text/plain; charset=utf-8", b"the server is busy or stopping\n")
+
+        def _reply(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.debug("http %s", format % args)
+
+    return Handler

@@ -1,0 +1,1 @@
+"""Zone transfers out: access rules, packing, AXFR/IXFR answers and NOTIFY."""

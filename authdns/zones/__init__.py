@@ -1,0 +1,1 @@
+"""Zone files to snapshots: the YAML tree, the zone file format and its balance and transfer sections, records, the Zone model, diffs, serials, the Snapshot, the loader, and RFC 1035 master files (import, export)."""

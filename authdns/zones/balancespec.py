@@ -1,0 +1,93 @@
+"""What a zone file says about balancing, as immutable values: the ordering policy of an
+RRset, its members' weights and probe addresses, and the health checks that guard them.
+
+These are configuration only. ``zones/zonefile.py`` fills them in from YAML, ``balancing/ordering.py``
+turns them into answer order, ``health/monitor.py`` into probes. Nothing here holds state,
+opens sockets or reads files.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from authdns.base.names import Name, to_text
+from authdns.base.rrtypes import type_name
+from authdns.zones.yamltree import Where
+
+
+class Policy(enum.Enum):
+    FIXED = "fixed"  # zone order
+    ROUND_ROBIN = "round-robin"  # the next rotation per answer (BIND's rrset-order cyclic)
+    RANDOM = "random"  # a fresh shuffle per answer
+    WEIGHTED = "weighted"  # smooth weighted round robin: exact shares per cycle
+
+
+POLICY_NAMES = tuple(policy.value for policy in Policy)
+BALANCED_TYPE_NAMES = ("MX", "A", "AAAA")
+
+# A balanced RRset cached for longer than this is mostly answered from resolver caches,
+# not by us: `check` warns (the README explains why).
+BALANCED_TTL_WARNING = 300
+
+AUTO = None  # MemberSpec.weight for ``weight: auto``
+
+
+class CheckKind(enum.Enum):
+    SMTP = "smtp"  # connect, read the 220 greeting (RFC 5321 §4.2), optional EHLO, QUIT
+    TCP = "tcp"  # connect only
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One health check as declared. Equal specs share probe state, so the position in
+    the file is left out of equality: moving a check to another line keeps its state."""
+
+    kind: CheckKind
+    port: int
+    interval: float = 5.0  # seconds between probes of one target
+    timeout: float = 2.0  # connect plus greeting, seconds
+    rise: int = 2  # consecutive successes that bring a down target up (gdnsd, HAProxy)
+    fall: int = 3  # consecutive failures that take an up target down
+    ehlo: str | None = None  # SMTP only: send EHLO with this name after the greeting
+    name: str | None = field(default=None, compare=False)  # the `checks:` key, if named
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAddress:
+    """Where to probe a member instead of its served address (``probe: ADDR[:PORT]``)."""
+
+    host: str
+    port: int | None = None  # None: the check's port
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSpec:
+    """One record of a balanced RRset, beyond its data."""
+
+    weight: int | None = 1  # AUTO (None): derived from the smoothed probe round-trip time
+    probe: ProbeAddress | None = None
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSpec:
+    """How one MX, A or AAAA RRset is ordered; ``members`` parallels the RRset's records."""
+
+    policy: Policy
+    members: tuple[MemberSpec, ...]
+    answer: int | None = None  # return only the first N members (per preference group for MX)
+    promote: bool = False  # MX: the chosen member gets preference - 1 for this answer
+    check: CheckSpec | None = None
+
+
+# A member of a balanced RRset, the same across reloads: owner (wire), type, and the
+# member's own data as text (the exchange name for MX, the address for A/AAAA).
+MemberKey = tuple[Name, int, str]  # built by zone.member_key
+
+
+def member_key_text(key: MemberKey) -> str:
+    """``example.test. MX mx1.example.test.``: a member as log lines name it."""
+    owner, rtype, data = key
+    return f"{to_text(owner)} {type_name(rtype)} {data}"
