@@ -74,3 +74,19 @@ def test_nothing_imports_from_a_package_below_it() -> None:
                     upward.append(f"{path.relative_to(package)}:{node.lineno} imports {node.module}")
             assert not (isinstance(node, ast.ImportFrom) and node.level), f"{path}: relative import"
     assert not upward, upward
+
+
+def test_the_query_path_trace_runs_and_calls_nothing_upward_across_packages() -> None:
+    """bench/query_path.py, which the map quotes: it runs on this layout, a cache hit
+    passes through three modules, and no call goes from a package up to one listed
+    below it (the only calls up the order are inside balancing/: Balancer and Orders)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "query_path.py")], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "www.example.test A, cache hit: 3 modules" in result.stdout, result.stdout
+    ups = [line.split("up: ", 1)[1] for line in result.stdout.splitlines() if line.startswith("  up: ")]
+    assert ups and all(a.split("/")[0] == b.split("/")[0] == "balancing" for a, b in
+                       (up.split(" -> ") for up in ups)), ups
