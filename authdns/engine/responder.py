@@ -108,13 +108,13 @@ class Responder:
             else:
                 self.reply_key = b""  # set by _answer_request when the engine answers
                 reply = self._respond(packet, via, peer, state, found)
+                if reply.__class__ is not bytes and isinstance(reply, Stream):
+                    return reply  # counted by transfer/zonetransfer.py, message by message
         except Exception:
             self._internal_error()
             reply = render_servfail(packet)
             self.reply_key = rcode_key(reply[3] & 0xF) if reply is not None else b""
             return reply
-        if isinstance(reply, Stream):
-            return reply  # counted by transfer/zonetransfer.py, message by message
         counters = self.counters
         if reply is None:
             counters.dropped += 1

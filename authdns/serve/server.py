@@ -304,7 +304,7 @@ class TcpListener:
             reply = respond(packet, Via.TCP, peer)
             if reply is None:
                 continue
-            if isinstance(reply, Stream):
+            if reply.__class__ is not bytes and isinstance(reply, Stream):  # a transfer; bytes most often
                 # A zone transfer: several messages (RFC 5936 §2.2), built in a thread so
                 # queries keep flowing meanwhile, each drained before the next.
                 for message in await reply.messages():
