@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Delivered mail, not DNS answers: the share of messages each exchanger receives when
+senders behave as RFC 5321 §5.1 says, behind resolvers that cache answers for their TTL.
+
+    python bench/delivered_mail.py [--messages 300] [--gap 0.2] [--resolvers 1 4]
+                                   [--ttls 0 30] [--modes none answer1 answer2 promote]
+
+For each mode, TTL and number of resolvers it writes a zone ``lab.test`` whose MX pool
+is weighted 3:1:1 (``mode``: no ``answer:``, ``answer: 1``, ``answer: 2``, or
+``promote``), starts ``authdns serve`` on it, three SMTP sinks (aiosmtpd) on 127.0.0.11,
+.12 and .13, and sends ``--messages`` real SMTP messages to ``user@pool.lab.test``:
+- a *resolver* here asks authdns over UDP (dnspython) and keeps each answer until its
+  TTL runs out, on a virtual clock, like unbound with its defaults (it also hands the
+  records out in a new order each time, as ``rrset-roundrobin: yes`` does);
+- a *sender* takes the MX records from its resolver, shuffles those of equal preference
+  (RFC 5321 §5.1, as Postfix and Exim do), tries them in order, each exchanger's
+  addresses shuffled too, and delivers to the first that accepts;
+- messages go out ``--gap`` virtual seconds apart, turn by turn from each resolver's
+  sender, so several resolvers ask in lockstep.
+It prints delivered shares per sink (the target is 60/20/20), the spread between
+resolvers, and messages not delivered. Health checks are not exercised here (no sink
+dies): this measures the policies. Loopback only; every process it starts is stopped by
+PID; bounded by the message count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+ROOT = Path(__file__).resolve().parent.parent
+SINKS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+WEIGHTS = (3, 1, 1)
+MODES = {"none": "", "answer1": "answer: 1, ", "answer2": "answer: 2, ", "promote": "promote: true, "}
+
+
+def zone_text(mode: str, ttl: int) -> str:
+    members = ", ".join(f"{{preference: 10, exchange: mx{n + 1}, weight: {w}}}" for n, w in enumerate(WEIGHTS))
+    hosts = "".join(f"  mx{n + 1}: {{A: {address}}}\n" for n, address in enumerate(SINKS))
+    return (f'records:\n  "@": {{NS: ns1}}\n  ns1: {{A: 127.0.0.1}}\n'
+            f"  pool: {{MX: {{ttl: {ttl}, policy: weighted, {MODES[mode]}records: [{members}]}}}}\n{hosts}")
+
+
+def free_port() -> int:
+    """A port free on every sink address (they share it, as MX delivery uses one port)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((SINKS[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for address in SINKS[1:]:
+                with socket.socket() as other:
+                    other.bind((address, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on all sink addresses")
+
+
+class Sinks:
+    """Three aiosmtpd listeners counting the messages each receives."""
+
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.received: Counter[str] = Counter()
+        received = self.received
+
+        class Count:
+            def __init__(self, address: str) -> None:
+                self.address = address
+
+            async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+                received[self.address] += 1
+                return "250 OK"
+
+        self.controllers = [Controller(Count(address), hostname=address, port=port) for address in SINKS]
+        for controller in self.controllers:
+            controller.start()
+
+    def stop(self) -> None:
+        for controller in self.controllers:
+            controller.stop()
+
+
+class CachingResolver:
+    """Keeps each answer until its TTL runs out on ``clock``; a new order each time."""
+
+    def __init__(self, port: int, clock, rng: random.Random) -> None:
+        self.port, self.clock, self.rng = port, clock, rng
+        self.cache: dict[tuple[str, int], tuple[float, list]] = {}
+        self.asked = 0
+
+    def lookup(self, name: str, rdtype: int) -> list:
+        found = self.cache.get((name, rdtype))
+        if found is None or self.clock() >= found[0]:
+            reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=2)
+            self.asked += 1
+            records = [rr for rrset in reply.answer if rrset.rdtype == rdtype for rr in rrset]
+            ttl = min((rrset.ttl for rrset in reply.answer if rrset.rdtype == rdtype), default=0)
+            found = self.cache[(name, rdtype)] = (self.clock() + ttl, records)
+        records = list(found[1])
+        self.rng.shuffle(records)
+        return records
+
+
+def deliver(resolver: CachingResolver, port: int, rng: random.Random) -> str | None:
+    """RFC 5321 §5.1: equal preferences shuffled, lower preference first, fall back in order."""
+    exchangers = resolver.lookup("pool.lab.test.", dns.rdatatype.MX)
+    by_preference: dict[int, list[str]] = {}
+    for mx in exchangers:
+        by_preference.setdefault(mx.preference, []).append(mx.exchange.to_text())
+    for preference in sorted(by_preference):
+        group = by_preference[preference]
+        rng.shuffle(group)
+        for exchange in group:
+            for a in resolver.lookup(exchange, dns.rdatatype.A):
+                try:
+                    with smtplib.SMTP(a.address, port, timeout=2) as smtp:
+                        smtp.sendmail("lab@sender.test", ["user@pool.lab.test"], b"Subject: share\r\n\r\nhello\r\n")
+                    return a.address
+                except OSError:
+                    continue
+    return None
+
+
+def start_authdns(zone_dir: Path, state_dir: Path) -> tuple[subprocess.Popen, int]:
+    process = subprocess.Popen([sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen",
+                                "127.0.0.1:0", "--state-dir", str(state_dir), "--workers", "1", "--no-watch"],
+                               cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 20
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "ready port=" in line:
+            port = int(line.split("ready port=", 1)[1].split()[0])
+            return process, port
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise RuntimeError("authdns did not start")
+
+
+def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: int, seed: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="authdns-mail-"))
+    (work / "zones").mkdir()
+    (work / "zones" / "lab.test.yaml").write_text(zone_text(mode, ttl))
+    process, dns_port = start_authdns(work / "zones", work / "state")
+    sinks = Sinks(port)
+    try:
+        now = [0.0]
+        rng = random.Random(f"senders {seed}")
+        # Each resolver its own random stream, apart from the senders' (one stream for both
+        # would undo a resolver's shuffle with the sender's, draw for draw).
+        pool = [CachingResolver(dns_port, lambda: now[0], random.Random(f"resolver {seed} {n}")) for n in range(resolvers)]
+        per_resolver = [Counter() for _ in pool]
+        lost = 0
+        for number in range(messages):
+            index = number % resolvers
+            delivered = deliver(pool[index], port, rng)
+            if delivered is None:
+                lost += 1
+            else:
+                per_resolver[index][delivered] += 1
+            if index == resolvers - 1:
+                now[0] += gap  # the next turn of every resolver's sender
+        return {"received": Counter(sinks.received), "per_resolver": per_resolver, "lost": lost,
+                "queries": sum(resolver.asked for resolver in pool)}
+    finally:
+        sinks.stop()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def shares(counts: Counter) -> str:
+    total = sum(counts.values()) or 1
+    return "/".join(f"{100 * counts[address] / total:.0f}" for address in SINKS)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--gap", type=float, default=0.2, help="virtual seconds between turns (default 0.2)")
+    parser.add_argument("--resolvers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--ttls", type=int, nargs="+", default=[0, 30])
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["none", "answer1", "answer2", "promote"])
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    port = free_port()
+    target = "/".join(f"{100 * w / sum(WEIGHTS):.0f}" for w in WEIGHTS)
+    print(f"weighted {':'.join(map(str, WEIGHTS))} (target {target}), {args.messages} messages, a turn every "
+          f"{args.gap:g} virtual s; delivered shares mx1/mx2/mx3 in %")
+    print(f"{'mode':8} {'ttl':>4} {'resolvers':>9}  {'delivered':>10}  {'per resolver':<40} {'lost':>4} {'queries':>7}")
+    for mode in args.modes:
+        for ttl in args.ttls:
+            for resolvers in args.resolvers:
+                result = run(mode, ttl, resolvers, args.messages, args.gap, port, args.seed)
+                each = " ".join(shares(counts) for counts in result["per_resolver"])
+                print(f"{mode:8} {ttl:>4} {resolvers:>9}  {shares(result['received']):>10}  {each:<40} "
+                      f"{result['lost']:>4} {result['queries']:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""bench/delivered_mail.py, CI-sized: simulated RFC 5321 senders behind TTL-honouring
+resolvers deliver real SMTP to three aiosmtpd sinks from a weighted 3:1:1 pool.
+
+Checks that the lab measures what it claims (issue 14's starting point, not its goal):
+``promote`` at TTL 0 delivers exactly 60/20/20 (a whole number of weighted cycles), and
+``answer: 2`` at TTL 0 does not (each answer's two members get half each, so mx1 gets
+about half, not 60 %), with nothing lost either way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def lab(*args: str) -> list[list[str]]:
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "delivered_mail.py"), *args], capture_output=True,
+                            text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return [line.split() for line in result.stdout.splitlines()[2:]]
+
+
+def test_the_lab_tells_delivered_shares_apart() -> None:
+    rows = lab("--messages", "50", "--modes", "promote", "answer2", "--ttls", "0", "--resolvers", "1")
+    by_mode = {row[0]: row for row in rows}
+    promote, answer2 = by_mode["promote"], by_mode["answer2"]
+    assert promote[3] == "60/20/20" and promote[5] == "0", promote  # delivered, lost
+    first_share = int(answer2[3].split("/")[0])
+    assert 40 <= first_share <= 56 and answer2[5] == "0", answer2
