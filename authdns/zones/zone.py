@@ -343,6 +343,31 @@ class _Builder:
                 self.warn(member.where, "probe address is unused: this RRset has no check")
         if balance.promote and spec.rtype == QTYPE.MX:  # on A/AAAA the file reader reported it
             self.check_promote(spec)
+        if balance.policy is Policy.WEIGHTED and balance.answer is not None and balance.answer > 1:
+            self.check_answer_shares(spec, balance, balance.answer)
+
+    def check_answer_shares(self, spec: RRsetSpec, balance: BalanceSpec, answer: int) -> None:
+        """A sender picks evenly among the equal-preference members an answer gives it
+        (RFC 5321 §5.1), so with ``answer: N`` no member can get more than 1/N of its
+        group's mail, whatever its weight: say so rather than deliver other shares."""
+        groups: dict[int, list[int]] = {}
+        for index, record in enumerate(spec.records):
+            preference = record.rdata.preference if spec.rtype == QTYPE.MX else 0
+            groups.setdefault(preference, []).append(index)
+        for indexes in groups.values():
+            weights = [balance.members[index].weight for index in indexes]
+            if any(weight is None for weight in weights):
+                continue  # weight: auto changes with the probes; nothing to check here
+            total = sum(weights)
+            if sum(1 for weight in weights if weight) <= answer or not total:
+                continue  # every member is in every answer: the sender's shuffle decides
+            for index, weight in zip(indexes, weights):
+                if weight * answer > total:
+                    self.warn(balance.members[index].where or spec.where,
+                              f"weight {weight} of {total} asks for {100 * weight / total:.0f} % of the mail, but with "
+                              f"answer: {answer} a sender splits each answer evenly among its {answer} members "
+                              f"(RFC 5321 §5.1), so this one gets at most {100 / answer:.0f} %; use promote or "
+                              "answer: 1 for these weights")
 
     def check_promote(self, spec: RRsetSpec) -> None:
         """promote gives the chosen exchanger preference - 1; that value must be free so

@@ -77,7 +77,27 @@ WARNINGS = [
      "9:22", "weight only shapes shares under policy weighted"),
     ("probe-without-check", "  p: {A: {records: [{address: 192.0.2.5, probe: 127.0.0.1}, 192.0.2.6]}}\n",
      "9:21", "probe address is unused"),
+    # RFC 5321 §5.1: a sender splits an answer's mail evenly, so answer: 2 caps a member at 50 %.
+    ("share-over-answer", "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
+     "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: ns1, weight: 1}]}}\n",
+     "9:51", "weight 3 of 5 asks for 60 % of the mail, but with answer: 2"),
 ]
+
+
+@pytest.mark.parametrize("line", [
+    # 2 of 4 is 50 %: reachable with two members per answer
+    "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 2}, "
+    "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: mx3, weight: 1}]}}\n",
+    # every member in every answer: nothing to cap
+    "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
+    "{preference: 10, exchange: mx2, weight: 1}]}}\n",
+    # groups apart: 3 of 3 in its own group, the other group 1:1
+    "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
+    "{preference: 20, exchange: mx2, weight: 1}, {preference: 20, exchange: mx3, weight: 1}]}}\n",
+])
+def test_shares_answer_n_can_deliver_are_not_warned_about(tmp_path: Path, line: str) -> None:
+    _, zone, problems = load(tmp_path, HEAD + "  mx3: {A: 192.0.2.13}\n" + line)
+    assert zone is not None and problems == [], problems
 
 
 @pytest.mark.parametrize("line,position,fragment", [case[1:] for case in WARNINGS], ids=[case[0] for case in WARNINGS])
