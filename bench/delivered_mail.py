@@ -17,7 +17,7 @@ is weighted 3:1:1 (``mode``: no ``answer:``, ``answer: 1``, ``answer: 2``, or
   addresses shuffled too, and delivers to the first that accepts;
 - messages go out ``--gap`` virtual seconds apart, turn by turn from each resolver's
   sender, so several resolvers ask in lockstep.
-It prints delivered shares per sink (the target is 60/20/20), the spread between
+It prints delivered shares per sink (the target for 3:1:1 is 60/20/20), the spread between
 resolvers, and messages not delivered. Health checks are not exercised here (no sink
 dies): this measures the policies. Loopback only; every process it starts is stopped by
 PID; bounded by the message count.
@@ -43,12 +43,12 @@ import dns.rdatatype
 
 ROOT = Path(__file__).resolve().parent.parent
 SINKS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
-WEIGHTS = (3, 1, 1)
+WEIGHTS = (3, 1, 1)  # --weights changes them
 MODES = {"none": "", "answer1": "answer: 1, ", "answer2": "answer: 2, ", "promote": "promote: true, "}
 
 
-def zone_text(mode: str, ttl: int) -> str:
-    members = ", ".join(f"{{preference: 10, exchange: mx{n + 1}, weight: {w}}}" for n, w in enumerate(WEIGHTS))
+def zone_text(mode: str, ttl: int, weights: tuple[int, ...] = WEIGHTS) -> str:
+    members = ", ".join(f"{{preference: 10, exchange: mx{n + 1}, weight: {w}}}" for n, w in enumerate(weights))
     hosts = "".join(f"  mx{n + 1}: {{A: {address}}}\n" for n, address in enumerate(SINKS))
     return (f'records:\n  "@": {{NS: ns1}}\n  ns1: {{A: 127.0.0.1}}\n'
             f"  pool: {{MX: {{ttl: {ttl}, policy: weighted, {MODES[mode]}records: [{members}]}}}}\n{hosts}")
@@ -153,10 +153,11 @@ def start_authdns(zone_dir: Path, state_dir: Path) -> tuple[subprocess.Popen, in
     raise RuntimeError("authdns did not start")
 
 
-def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: int, seed: int) -> dict:
+def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: int, seed: int,
+        weights: tuple[int, ...] = WEIGHTS) -> dict:
     work = Path(tempfile.mkdtemp(prefix="authdns-mail-"))
     (work / "zones").mkdir()
-    (work / "zones" / "lab.test.yaml").write_text(zone_text(mode, ttl))
+    (work / "zones" / "lab.test.yaml").write_text(zone_text(mode, ttl, weights))
     process, dns_port = start_authdns(work / "zones", work / "state")
     sinks = Sinks(port)
     try:
@@ -201,16 +202,19 @@ def main() -> int:
     parser.add_argument("--ttls", type=int, nargs="+", default=[0, 30])
     parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["none", "answer1", "answer2", "promote"])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--weights", type=int, nargs=3, default=list(WEIGHTS), metavar="W",
+                        help="the three exchangers' weights (default 3 1 1)")
     args = parser.parse_args()
+    weights = tuple(args.weights)
     port = free_port()
-    target = "/".join(f"{100 * w / sum(WEIGHTS):.0f}" for w in WEIGHTS)
-    print(f"weighted {':'.join(map(str, WEIGHTS))} (target {target}), {args.messages} messages, a turn every "
+    target = "/".join(f"{100 * w / sum(weights):.0f}" for w in weights)
+    print(f"weighted {':'.join(map(str, weights))} (target {target}), {args.messages} messages, a turn every "
           f"{args.gap:g} virtual s; delivered shares mx1/mx2/mx3 in %")
     print(f"{'mode':8} {'ttl':>4} {'resolvers':>9}  {'delivered':>10}  {'per resolver':<40} {'lost':>4} {'queries':>7}")
     for mode in args.modes:
         for ttl in args.ttls:
             for resolvers in args.resolvers:
-                result = run(mode, ttl, resolvers, args.messages, args.gap, port, args.seed)
+                result = run(mode, ttl, resolvers, args.messages, args.gap, port, args.seed, weights)
                 each = " ".join(shares(counts) for counts in result["per_resolver"])
                 print(f"{mode:8} {ttl:>4} {resolvers:>9}  {shares(result['received']):>10}  {each:<40} "
                       f"{result['lost']:>4} {result['queries']:>7}")

@@ -41,6 +41,7 @@ from authdns.health.monitor import HealthView, Status
 from authdns.base.names import Name
 from authdns.balancing.orders import Orders, PlanKey, Plans, rotors_of
 from authdns.balancing.overrides import Overrides
+from authdns.balancing.subsets import SubsetCycle, subset_cycle
 from authdns.zones.zone import RRset, member_key
 
 LIVE_ORDERS_LIMIT = 200_000  # Orders kept for counting (one per cached balanced answer, as the cache's bound)
@@ -136,6 +137,7 @@ class _Group:
     uniform: bool  # every eligible weight equal: the plain policy
     epoch: tuple  # what starts a new weighted cycle (SmoothWeighted)
     rotor_key: tuple
+    subsets: SubsetCycle | None = None  # weighted with answer: N whose shares N members can deliver
 
 
 @dataclass(slots=True)
@@ -351,8 +353,10 @@ class Balancer:
             epoch = tuple((weight > 0, member.configured, member.temporary, member.drained)
                           for weight, member in zip(weights, group)) if weights else ()
             rotor_key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group), balance.policy)
+            subsets = (subset_cycle(weights, eligible, balance.answer)
+                       if balance.policy is Policy.WEIGHTED and not fail_open else None)
             groups.append(_Group(preference, group, weights, why, eligible,
-                                 len({weights[p] for p in eligible}) <= 1, epoch, rotor_key))
+                                 len({weights[p] for p in eligible}) <= 1, epoch, rotor_key, subsets))
         if len(self.prepared) > 100_000:
             self.prepared.clear()  # bounded: entries of replaced RRsets go with it
         prep = self.prepared[id(rrset)] = _Prepared(rrset, health, overrides, keys, members, groups, fail_open)
@@ -400,6 +404,13 @@ class Balancer:
             if commit:
                 rotor.turn += 1
             return eligible[start:] + eligible[:start]
+        if group.subsets is not None:
+            # answer: N under weights: the N members whose share of the mail a sender's
+            # even split makes the weights (subsets.py); the others after, heavier first.
+            chosen = group.subsets.members_at(rotor.turn)
+            if commit:
+                rotor.turn += 1
+            return chosen + sorted((p for p in eligible if p not in chosen), key=lambda p: (-weights[p], p))
         first = rotor.smooth.pick(weights, commit, group.epoch)
         if policy is Policy.ROUND_ROBIN:  # the rest in cyclic zone order after the first
             start = eligible.index(first)

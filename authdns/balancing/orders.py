@@ -159,7 +159,12 @@ def rotors_of(preps: dict[PlanKey, _Prepared], rotor: Callable[[tuple], _Rotor])
         for group in prep.groups:
             if not group.weights:
                 continue  # planned without touching its rotor
-            turned = balance.policy is Policy.ROUND_ROBIN and group.uniform
             chosen = rotor(group.rotor_key)
-            found[id(chosen)] = (chosen, len(group.eligible) if turned else None, group.epoch)
+            if group.subsets is not None:  # answer: N under weights turns a counter too (subsets.py)
+                width: int | None = group.subsets.period
+            elif balance.policy is Policy.ROUND_ROBIN and group.uniform:
+                width = len(group.eligible)
+            else:
+                width = None  # smooth credit
+            found[id(chosen)] = (chosen, width, group.epoch)
     return list(found.values()), True

@@ -2,9 +2,9 @@
 resolvers deliver real SMTP to three aiosmtpd sinks from a weighted 3:1:1 pool.
 
 Checks that the lab measures what it claims (issue 14's starting point, not its goal):
-``promote`` at TTL 0 delivers exactly 60/20/20 (a whole number of weighted cycles), and
-``answer: 2`` at TTL 0 does not (each answer's two members get half each, so mx1 gets
-about half, not 60 %), with nothing lost either way."""
+``promote`` at TTL 0 delivers exactly 60/20/20 (a whole number of weighted cycles);
+``answer: 2`` at TTL 0 cannot deliver 3:1:1 (each answer's two members get half each, so
+mx1 gets about half, not 60 %) but delivers 2:1:1 (subsets.py); nothing is lost."""
 
 from __future__ import annotations
 
@@ -32,3 +32,10 @@ def test_the_lab_tells_delivered_shares_apart() -> None:
     assert promote[3] == "60/20/20" and promote[5] == "0", promote  # delivered, lost
     first_share = int(answer2[3].split("/")[0])
     assert 40 <= first_share <= 56 and answer2[5] == "0", answer2
+
+
+def test_answer_2_delivers_weights_two_members_can_carry() -> None:
+    rows = lab("--messages", "200", "--modes", "answer2", "--ttls", "0", "--resolvers", "1", "--weights", "2", "1", "1")
+    delivered = [int(share) for share in rows[0][3].split("/")]
+    assert abs(delivered[0] - 50) <= 4 and all(abs(share - 25) <= 4 for share in delivered[1:]), rows
+    assert rows[0][5] == "0", rows

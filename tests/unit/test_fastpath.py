@@ -56,6 +56,14 @@ records:
         - {preference: 10, exchange: mx1, weight: 3}
         - {preference: 10, exchange: mx2, weight: 1}
   p: {MX: {promote: true, answer: 1, records: ['10 mx1', '10 mx2', '30 mx3']}}
+  s:
+    MX:
+      policy: weighted
+      answer: 2
+      records:
+        - {preference: 10, exchange: mx1, weight: 2}
+        - {preference: 10, exchange: mx2, weight: 1}
+        - {preference: 10, exchange: mx3, weight: 1}
   host: {A: [192.0.2.21, 192.0.2.22, 192.0.2.23], AAAA: ["2001:db8::21", "2001:db8::22"]}
   mx1: {A: 192.0.2.11}
   mx2: {A: 192.0.2.12}
@@ -67,7 +75,7 @@ NAMES = ["example.test.", "EXAMPLE.Test.", "www.example.test.", "pool.example.te
          "weighted.example.test.", "alice.users.example.test.", "nope.example.test.", "lab.example.test.",
          "www.lab.example.test.", "webmail.example.net.", "example.net.", "10.2.0.192.in-addr.arpa.",
          "elsewhere.invalid.", "_tcp.example.test.", "rr.bal.test.", "w.bal.test.", "P.bal.TEST.",
-         "host.bal.test.", "big.bal.test."]
+         "host.bal.test.", "big.bal.test.", "s.bal.test."]
 TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "ANY", "CNAME", "PTR", "CAA", "HINFO"]
 
 

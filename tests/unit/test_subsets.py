@@ -1,0 +1,79 @@
+"""answer: N under weights (balancing/subsets.py): answers of N distinct members whose
+even split by a sender (RFC 5321 §5.1) delivers each member exactly its weight's share
+of the mail over every cycle, for any weights N members can deliver; None exactly where
+they cannot (a weight above 1/N of the total) or where every member is in every answer.
+Checked for arbitrary weights (hypothesis) and through the Balancer with a zone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from fractions import Fraction
+from math import gcd
+from functools import reduce
+from pathlib import Path
+
+from dnslib import QTYPE
+from hypothesis import given
+from hypothesis import strategies as st
+
+from authdns.balancing.ordering import Balancer
+from authdns.balancing.overrides import EMPTY_OVERRIDES
+from authdns.balancing.subsets import subset_cycle
+from authdns.base import names
+from authdns.health.monitor import EMPTY_HEALTH
+from support import load_text
+
+
+@given(weights=st.lists(st.integers(min_value=1, max_value=20), min_size=2, max_size=7),
+       size=st.integers(min_value=2, max_value=4))
+def test_every_cycle_delivers_the_weights_exactly(weights: list[int], size: int) -> None:
+    eligible = list(range(len(weights)))
+    cycle = subset_cycle(tuple(weights), eligible, size)
+    total = sum(weights)
+    deliverable = len(weights) > size and max(weights) * size <= total
+    assert (cycle is not None) == deliverable
+    if cycle is None:
+        return
+    assert cycle.width == total // reduce(gcd, weights)
+    delivered: Counter[int] = Counter()
+    for turn in range(2 * cycle.period):  # two cycles: the second repeats the first
+        chosen = cycle.members_at(turn)
+        assert len(chosen) == size == len(set(chosen))
+        for member in chosen:
+            delivered[member] += Fraction(1, size)
+    for member, weight in enumerate(weights):
+        assert delivered[member] / (2 * cycle.period) == Fraction(weight, total)
+
+
+def test_the_balancer_answers_subsets_that_deliver_the_weights(tmp_path: Path) -> None:
+    """4:3:2:1 with answer: 2 over the query path's planning: each answer 2 members, and
+    a sender's even split gives 40/30/20/10 over every cycle of 10 answers."""
+    _, zone, problems = load_text(tmp_path, "s.test", """records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  pool:
+    MX:
+      ttl: 60
+      policy: weighted
+      answer: 2
+      records:
+        - {preference: 10, exchange: mx1, weight: 4}
+        - {preference: 10, exchange: mx2, weight: 3}
+        - {preference: 10, exchange: mx3, weight: 2}
+        - {preference: 10, exchange: mx4, weight: 1}
+  mx1: {A: 192.0.2.11}
+  mx2: {A: 192.0.2.12}
+  mx3: {A: 192.0.2.13}
+  mx4: {A: 192.0.2.14}
+""")
+    assert zone is not None and not problems, problems
+    rrset = zone.nodes[names.from_text("pool.s.test.")].rrsets[QTYPE.MX]
+    balancer = Balancer()
+    delivered: Counter[int] = Counter()
+    for _ in range(30):
+        order = balancer.plan(rrset, EMPTY_HEALTH, EMPTY_OVERRIDES).order
+        assert len(order) == 2
+        for index in order:
+            delivered[index] += Fraction(1, 2)
+    assert [delivered[index] / 30 for index in range(4)] == [Fraction(4, 10), Fraction(3, 10), Fraction(2, 10),
+                                                              Fraction(1, 10)]
