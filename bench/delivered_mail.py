@@ -18,7 +18,8 @@ is weighted 3:1:1 (``mode``: no ``answer:``, ``answer: 1``, ``answer: 2``, or
 - messages go out ``--gap`` virtual seconds apart, turn by turn from each resolver's
   sender, so several resolvers ask in lockstep.
 It prints delivered shares per sink (the target for 3:1:1 is 60/20/20), the spread between
-resolvers, and messages not delivered. Health checks are not exercised here (no sink
+resolvers, messages not delivered, and what the answers give: the shares a perfectly even
+split of each answer would deliver, free of the senders' random picks. Health checks are not exercised here (no sink
 dies): this measures the policies. Loopback only; every process it starts is stopped by
 PID; bounded by the message count.
 """
@@ -117,12 +118,17 @@ class CachingResolver:
         return records
 
 
-def deliver(resolver: CachingResolver, port: int, rng: random.Random) -> str | None:
-    """RFC 5321 §5.1: equal preferences shuffled, lower preference first, fall back in order."""
+def deliver(resolver: CachingResolver, port: int, rng: random.Random, given: Counter) -> str | None:
+    """RFC 5321 §5.1: equal preferences shuffled, lower preference first, fall back in order.
+    ``given`` adds what a perfectly even split of this answer's best group would deliver
+    (each member 1/size): the answers' share, free of the senders' coin flips."""
     exchangers = resolver.lookup("pool.lab.test.", dns.rdatatype.MX)
     by_preference: dict[int, list[str]] = {}
     for mx in exchangers:
         by_preference.setdefault(mx.preference, []).append(mx.exchange.to_text())
+    best = by_preference[min(by_preference)]
+    for exchange in best:
+        given[SINKS[int(exchange[2]) - 1]] += 1 / len(best)  # mxN.lab.test. is the Nth sink
     for preference in sorted(by_preference):
         group = by_preference[preference]
         rng.shuffle(group)
@@ -167,17 +173,18 @@ def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: in
         # would undo a resolver's shuffle with the sender's, draw for draw).
         pool = [CachingResolver(dns_port, lambda: now[0], random.Random(f"resolver {seed} {n}")) for n in range(resolvers)]
         per_resolver = [Counter() for _ in pool]
+        given: Counter[str] = Counter()
         lost = 0
         for number in range(messages):
             index = number % resolvers
-            delivered = deliver(pool[index], port, rng)
+            delivered = deliver(pool[index], port, rng, given)
             if delivered is None:
                 lost += 1
             else:
                 per_resolver[index][delivered] += 1
             if index == resolvers - 1:
                 now[0] += gap  # the next turn of every resolver's sender
-        return {"received": Counter(sinks.received), "per_resolver": per_resolver, "lost": lost,
+        return {"received": Counter(sinks.received), "given": given, "per_resolver": per_resolver, "lost": lost,
                 "queries": sum(resolver.asked for resolver in pool)}
     finally:
         sinks.stop()
@@ -210,14 +217,15 @@ def main() -> int:
     target = "/".join(f"{100 * w / sum(weights):.0f}" for w in weights)
     print(f"weighted {':'.join(map(str, weights))} (target {target}), {args.messages} messages, a turn every "
           f"{args.gap:g} virtual s; delivered shares mx1/mx2/mx3 in %")
-    print(f"{'mode':8} {'ttl':>4} {'resolvers':>9}  {'delivered':>10}  {'per resolver':<40} {'lost':>4} {'queries':>7}")
+    print(f"{'mode':8} {'ttl':>4} {'resolvers':>9}  {'delivered':>10}  {'per resolver':<40} {'lost':>4} {'queries':>7}"
+          f"  {'answers give':>12}")
     for mode in args.modes:
         for ttl in args.ttls:
             for resolvers in args.resolvers:
                 result = run(mode, ttl, resolvers, args.messages, args.gap, port, args.seed, weights)
                 each = " ".join(shares(counts) for counts in result["per_resolver"])
                 print(f"{mode:8} {ttl:>4} {resolvers:>9}  {shares(result['received']):>10}  {each:<40} "
-                      f"{result['lost']:>4} {result['queries']:>7}")
+                      f"{result['lost']:>4} {result['queries']:>7}  {shares(result['given']):>12}")
     return 0
 
 

@@ -5,13 +5,19 @@ A sender picks evenly among the equal-preference members an answer gives it (RFC
 a fraction N·wᵢ/W of the answers. Systematic sampling gives that over a cycle of W
 answers: the members lie on a line of length N·W, member i on N·wᵢ consecutive points;
 answer k takes the members at the N points k, k+W, …, k+(N−1)·W. Each member is hit
-exactly N·wᵢ times per cycle, and never twice in one answer as long as N·wᵢ ≤ W. Where
-some N·wᵢ > W no answer of N members can deliver that share (``check`` warns, zone.py)
-and the caller keeps its smooth order instead.
+exactly N·wᵢ times per cycle, and never twice in one answer as long as N·wᵢ ≤ W.
 
-The cycle is walked with a stride coprime with W, so consecutive answers differ (the
-points of one member are consecutive on the line); the first position rotates among
-the N chosen. Pure: no state, no I/O; the rotor's turn is the caller's.
+A weight no answer of N members can deliver (N·wᵢ ≥ W: more than 1/N of the mail) is
+capped: that member is in every answer, and the other slots are sampled the same way
+among the others, which keep their proportions (``check`` warns where the zone's own
+weights ask for more than 1/N, zone.py). Degraded members and temporary weights change
+the effective weights, so the cap can come and go at runtime.
+
+The cycle's answers are given in a spread-out order (a member's points are consecutive
+on the line, so answer k and k+1 would often be alike); the first position rotates
+among the N chosen. Over any W consecutive turns each member's share is exact, so a
+turn counter that carries on across weight changes stays exact. Pure: no state, no
+I/O; the rotor's turn is the caller's.
 """
 
 from __future__ import annotations
@@ -22,16 +28,23 @@ from functools import reduce
 from itertools import accumulate
 from math import gcd, lcm
 
-GOLDEN = 0.6180339887  # a stride near W/φ spreads a member's consecutive points apart
+GOLDEN = 0.6180339887  # k·φ mod 1 spreads k = 0..W-1 apart (a low-discrepancy order)
+SPREAD_LIMIT = 4096  # above this many answers per cycle, a stride coprime with W spreads them instead
 
 
 @dataclass(frozen=True, slots=True)
 class SubsetCycle:
-    positions: tuple[int, ...]  # the group positions of the eligible members, in zone order
-    bounds: tuple[int, ...]  # where each member's points end on the line (cumulative N·w)
-    width: int  # W: answers in one cycle (weights reduced by their gcd)
-    size: int  # N: members per answer
-    stride: int  # coprime with W: the order the cycle's answers are given in
+    always: tuple[int, ...]  # group positions in every answer (weights capped at 1/N)
+    positions: tuple[int, ...]  # the others' group positions, sampled, in zone order
+    bounds: tuple[int, ...]  # where each sampled member's points end on the line (cumulative slots·w)
+    width: int  # W: answers in one cycle (the sampled weights reduced by their gcd)
+    slots: int  # members sampled per answer (N minus the capped ones)
+    order: tuple[int, ...]  # the cycle's answers in the order given (empty: by stride)
+    stride: int
+
+    @property
+    def size(self) -> int:
+        return len(self.always) + self.slots
 
     @property
     def period(self) -> int:
@@ -40,26 +53,39 @@ class SubsetCycle:
 
     def members_at(self, turn: int) -> list[int]:
         """The group positions of the N members of answer ``turn``, first one first."""
-        k = (turn * self.stride) % self.width
-        chosen = [self.positions[bisect_right(self.bounds, k + j * self.width)] for j in range(self.size)]
-        shift = turn % self.size
+        position = turn % self.width
+        k = self.order[position] if self.order else (position * self.stride) % self.width
+        chosen = list(self.always)
+        chosen += [self.positions[bisect_right(self.bounds, k + j * self.width)] for j in range(self.slots)]
+        shift = turn % len(chosen)
         return chosen[shift:] + chosen[:shift]
 
 
 def subset_cycle(weights: tuple[int, ...], eligible: list[int], size: int | None) -> SubsetCycle | None:
     """The cycle for these effective weights, or None when it does not apply: fewer than
-    two members per answer, every eligible member in every answer anyway, or a weight
-    no answer of ``size`` members can deliver (N·wᵢ > W)."""
+    two members per answer, or every eligible member in every answer anyway."""
     if size is None or size < 2 or len(eligible) <= size:
         return None
-    reduced = [weights[position] for position in eligible]
+    always: list[int] = []
+    rest = list(eligible)
+    slots = size
+    while slots:
+        total = sum(weights[position] for position in rest)
+        capped = [position for position in rest if weights[position] * slots >= total]
+        if not capped:
+            break
+        always += capped[:slots]  # at most the slots left (equal weights at the cap)
+        rest = [position for position in rest if position not in always]
+        slots = size - len(always)
+    if not slots:
+        return SubsetCycle(tuple(always), (), (), 1, 0, (), 1)
+    reduced = [weights[position] for position in rest]
     common = reduce(gcd, reduced)
     reduced = [weight // common for weight in reduced]
     width = sum(reduced)
-    if max(reduced) * size > width:
-        return None
-    return SubsetCycle(tuple(eligible), tuple(accumulate(weight * size for weight in reduced)), width, size,
-                       _stride(width))
+    order = tuple(sorted(range(width), key=lambda k: (k * GOLDEN) % 1)) if width <= SPREAD_LIMIT else ()
+    return SubsetCycle(tuple(always), tuple(rest), tuple(accumulate(weight * slots for weight in reduced)), width,
+                       slots, order, _stride(width))
 
 
 def _stride(width: int) -> int:

@@ -343,7 +343,8 @@ class _Builder:
                 self.warn(member.where, "probe address is unused: this RRset has no check")
         if balance.promote and spec.rtype == QTYPE.MX:  # on A/AAAA the file reader reported it
             self.check_promote(spec)
-        if balance.policy is Policy.WEIGHTED and balance.answer is not None and balance.answer > 1:
+        promoted = balance.promote and spec.rtype == QTYPE.MX  # the sender takes the promoted one: exact
+        if balance.policy is Policy.WEIGHTED and balance.answer is not None and balance.answer > 1 and not promoted:
             self.check_answer_shares(spec, balance, balance.answer)
 
     def check_answer_shares(self, spec: RRsetSpec, balance: BalanceSpec, answer: int) -> None:
@@ -366,8 +367,8 @@ class _Builder:
                     self.warn(balance.members[index].where or spec.where,
                               f"weight {weight} of {total} asks for {100 * weight / total:.0f} % of the mail, but with "
                               f"answer: {answer} a sender splits each answer evenly among its {answer} members "
-                              f"(RFC 5321 §5.1), so this one gets at most {100 / answer:.0f} %; use promote or "
-                              "answer: 1 for these weights")
+                              f"(RFC 5321 §5.1), so this one gets at most {100 / answer:.0f} % and the others share the "
+                              "rest in proportion; use promote or answer: 1 for these weights")
 
     def check_promote(self, spec: RRsetSpec) -> None:
         """promote gives the chosen exchanger preference - 1; that value must be free so

@@ -91,6 +91,9 @@ WARNINGS = [
     # every member in every answer: nothing to cap
     "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
     "{preference: 10, exchange: mx2, weight: 1}]}}\n",
+    # promote: the sender takes the promoted member, whose share is exact
+    "  p: {MX: {policy: weighted, answer: 2, promote: true, records: [{preference: 10, exchange: mx1, weight: 3}, "
+    "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: mx3, weight: 1}]}}\n",
     # groups apart: 3 of 3 in its own group, the other group 1:1
     "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
     "{preference: 20, exchange: mx2, weight: 1}, {preference: 20, exchange: mx3, weight: 1}]}}\n",
