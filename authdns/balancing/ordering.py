@@ -318,14 +318,22 @@ class Balancer:
             self._release(orders)
 
     def _explain_group(self, balance: BalanceSpec, group: _Group, chosen: list[int], plans: dict) -> None:
-        weights, why = group.weights, group.why
+        weights, why, subsets = group.weights, group.why, group.subsets
         for rank, position in enumerate(chosen):
             member = group.members[position]
-            reason = _included(balance.policy, rank, member, weights[position], why)
+            if subsets is not None and rank < subsets.size:
+                reason = _sampled(balance, subsets, position, True)
+            else:
+                reason = _included(balance.policy, rank, member, weights[position], why)
             plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason)
         for position, member in enumerate(group.members):
             if member.index not in plans:
-                reason = f"cut by answer: {balance.answer}" if weights[position] > 0 else _left_out(member)
+                if weights[position] <= 0:
+                    reason = _left_out(member)
+                elif subsets is not None:
+                    reason = _sampled(balance, subsets, position, False)
+                else:
+                    reason = f"cut by answer: {balance.answer}"
                 plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason)
 
     def _prepare(self, rrset: RRset, health: HealthView, overrides: Overrides) -> _Prepared:
@@ -504,6 +512,15 @@ def _eligible(group: list[_Member]) -> tuple[tuple[int, ...], str]:
     if any(standby):
         return standby, "standby: every member with a weight above 0 is down or drained"
     return (), ""
+
+
+def _sampled(balance: BalanceSpec, subsets: SubsetCycle, position: int, included: bool) -> str:
+    """Why a member is in this answer or not when answer: N samples under weights."""
+    share = subsets.answers_with(position)
+    where = "in this answer" if included else "not in this answer"
+    capped = "; capped: a sender gives any one member at most 1/N" if share == 1.0 else ""
+    return (f"{where}; in {100 * share:.0f} % of answers, so a sender's even split among answer: "
+            f"{balance.answer} gives it its weight's share{capped}")
 
 
 def _left_out(member: _Member) -> str:

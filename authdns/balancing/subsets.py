@@ -51,6 +51,13 @@ class SubsetCycle:
         """Turns after which the answers repeat (the cycle and the first-position rotation)."""
         return lcm(self.width, self.size)
 
+    def answers_with(self, position: int) -> float:
+        """The fraction of answers member ``position`` is in (``explain`` says it)."""
+        if position in self.always:
+            return 1.0
+        index = self.positions.index(position)
+        return (self.bounds[index] - (self.bounds[index - 1] if index else 0)) / self.width
+
     def members_at(self, turn: int) -> list[int]:
         """The group positions of the N members of answer ``turn``, first one first."""
         position = turn % self.width

@@ -93,3 +93,31 @@ def test_the_balancer_answers_subsets_that_deliver_the_weights(tmp_path: Path) -
             delivered[index] += Fraction(1, 2)
     assert [delivered[index] / 30 for index in range(4)] == [Fraction(4, 10), Fraction(3, 10), Fraction(2, 10),
                                                               Fraction(1, 10)]
+
+
+def test_explain_says_how_often_a_member_is_answered(tmp_path: Path) -> None:
+    """explain/status reasons under subsets: the share of answers each member is in, not
+    a ranking cut; a capped member (3:1:1 with answer: 2) is in every answer and says so."""
+    _, zone, _ = load_text(tmp_path, "e.test", """records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  pool:
+    MX:
+      ttl: 60
+      policy: weighted
+      answer: 2
+      records:
+        - {preference: 10, exchange: mx1, weight: 3}
+        - {preference: 10, exchange: mx2, weight: 1}
+        - {preference: 10, exchange: mx3, weight: 1}
+  mx1: {A: 192.0.2.11}
+  mx2: {A: 192.0.2.12}
+  mx3: {A: 192.0.2.13}
+""")
+    assert zone is not None
+    rrset = zone.nodes[names.from_text("pool.e.test.")].rrsets[QTYPE.MX]
+    reasons = {member.text: member.reason for member in Balancer().peek(rrset, EMPTY_HEALTH, EMPTY_OVERRIDES).members}
+    assert reasons["mx1.e.test."].startswith("in this answer; in 100 % of answers") and "capped" in reasons["mx1.e.test."]
+    assert sorted(reason.split(";")[1] for text, reason in reasons.items() if text != "mx1.e.test.") == \
+        [" in 50 % of answers, so a sender's even split among answer: 2 gives it its weight's share"] * 2
+    assert not any("cut by answer" in reason for reason in reasons.values())
