@@ -414,11 +414,11 @@ class Balancer:
             return eligible[start:] + eligible[:start]
         if group.subsets is not None:
             # answer: N under weights: the N members whose share of the mail a sender's
-            # even split makes the weights (subsets.py); the others after, heavier first.
+            # even split makes the weights (subsets.py); answer: N leaves the others out.
             chosen = group.subsets.members_at(rotor.turn)
             if commit:
                 rotor.turn += 1
-            return chosen + sorted((p for p in eligible if p not in chosen), key=lambda p: (-weights[p], p))
+            return chosen
         first = rotor.smooth.pick(weights, commit, group.epoch)
         if policy is Policy.ROUND_ROBIN:  # the rest in cyclic zone order after the first
             start = eligible.index(first)

@@ -92,7 +92,7 @@ def subset_cycle(weights: tuple[int, ...], eligible: list[int], size: int | None
     width = sum(reduced)
     order = tuple(sorted(range(width), key=lambda k: (k * GOLDEN) % 1)) if width <= SPREAD_LIMIT else ()
     return SubsetCycle(tuple(always), tuple(rest), tuple(accumulate(weight * slots for weight in reduced)), width,
-                       slots, order, _stride(width))
+                       slots, order, 1 if order else _stride(width))
 
 
 def _stride(width: int) -> int:

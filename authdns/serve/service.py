@@ -150,7 +150,7 @@ class Service:
                 # One assignment: the new zones with the health of their members. Also when
                 # the rewatch failed: the monitor watches the new members now, and its next
                 # view must not be published beside the old zones (it lacks their members).
-                self.holder.publish(snapshot=result.snapshot, health=health or self.monitor.view())
+                self.holder.publish(snapshot=result.snapshot, health=health if health is not None else self.monitor.view())
             self.balancer.retain(rrset for zone in result.snapshot.zones.values() for rrset in zone.rrsets())
             if self.pool is not None:
                 await self.pool.caught_up()  # secondaries told now must get the new serial

@@ -61,29 +61,22 @@ def test_every_cycle_delivers_the_weights_capped_at_one_nth(weights: list[int], 
     assert [delivered[member] / turns for member in eligible] == capped_shares(weights, size)
 
 
+def weighted_pool(tmp_path: Path, weights: tuple[int, ...]):
+    """The MX RRset ``pool.w.test`` weighted as given, with answer: 2."""
+    members = "".join(f"        - {{preference: 10, exchange: mx{n}, weight: {w}}}\n" for n, w in enumerate(weights, 1))
+    hosts = "".join(f"  mx{n}: {{A: 192.0.2.{10 + n}}}\n" for n in range(1, len(weights) + 1))
+    _, zone, problems = load_text(tmp_path, "w.test", 'records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n  pool:\n'
+                                  "    MX:\n      ttl: 60\n      policy: weighted\n      answer: 2\n      records:\n"
+                                  + members + hosts)
+    assert zone is not None, problems
+    return zone.nodes[names.from_text("pool.w.test.")].rrsets[QTYPE.MX], problems
+
+
 def test_the_balancer_answers_subsets_that_deliver_the_weights(tmp_path: Path) -> None:
     """4:3:2:1 with answer: 2 over the query path's planning: each answer 2 members, and
     a sender's even split gives 40/30/20/10 over every cycle of 10 answers."""
-    _, zone, problems = load_text(tmp_path, "s.test", """records:
-  "@": {NS: ns1}
-  ns1: {A: 192.0.2.1}
-  pool:
-    MX:
-      ttl: 60
-      policy: weighted
-      answer: 2
-      records:
-        - {preference: 10, exchange: mx1, weight: 4}
-        - {preference: 10, exchange: mx2, weight: 3}
-        - {preference: 10, exchange: mx3, weight: 2}
-        - {preference: 10, exchange: mx4, weight: 1}
-  mx1: {A: 192.0.2.11}
-  mx2: {A: 192.0.2.12}
-  mx3: {A: 192.0.2.13}
-  mx4: {A: 192.0.2.14}
-""")
-    assert zone is not None and not problems, problems
-    rrset = zone.nodes[names.from_text("pool.s.test.")].rrsets[QTYPE.MX]
+    rrset, problems = weighted_pool(tmp_path, (4, 3, 2, 1))
+    assert not problems, problems
     balancer = Balancer()
     delivered: Counter[int] = Counter()
     for _ in range(30):
@@ -98,26 +91,9 @@ def test_the_balancer_answers_subsets_that_deliver_the_weights(tmp_path: Path) -
 def test_explain_says_how_often_a_member_is_answered(tmp_path: Path) -> None:
     """explain/status reasons under subsets: the share of answers each member is in, not
     a ranking cut; a capped member (3:1:1 with answer: 2) is in every answer and says so."""
-    _, zone, _ = load_text(tmp_path, "e.test", """records:
-  "@": {NS: ns1}
-  ns1: {A: 192.0.2.1}
-  pool:
-    MX:
-      ttl: 60
-      policy: weighted
-      answer: 2
-      records:
-        - {preference: 10, exchange: mx1, weight: 3}
-        - {preference: 10, exchange: mx2, weight: 1}
-        - {preference: 10, exchange: mx3, weight: 1}
-  mx1: {A: 192.0.2.11}
-  mx2: {A: 192.0.2.12}
-  mx3: {A: 192.0.2.13}
-""")
-    assert zone is not None
-    rrset = zone.nodes[names.from_text("pool.e.test.")].rrsets[QTYPE.MX]
+    rrset, _ = weighted_pool(tmp_path, (3, 1, 1))
     reasons = {member.text: member.reason for member in Balancer().peek(rrset, EMPTY_HEALTH, EMPTY_OVERRIDES).members}
-    assert reasons["mx1.e.test."].startswith("in this answer; in 100 % of answers") and "capped" in reasons["mx1.e.test."]
-    assert sorted(reason.split(";")[1] for text, reason in reasons.items() if text != "mx1.e.test.") == \
+    assert reasons["mx1.w.test."].startswith("in this answer; in 100 % of answers") and "capped" in reasons["mx1.w.test."]
+    assert sorted(reason.split(";")[1] for text, reason in reasons.items() if text != "mx1.w.test.") == \
         [" in 50 % of answers, so a sender's even split among answer: 2 gives it its weight's share"] * 2
     assert not any("cut by answer" in reason for reason in reasons.values())
