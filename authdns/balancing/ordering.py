@@ -137,7 +137,7 @@ class _Group:
     uniform: bool  # every eligible weight equal: the plain policy
     epoch: tuple  # what starts a new weighted cycle (SmoothWeighted)
     rotor_key: tuple
-    subsets: SubsetCycle | None = None  # weighted with answer: N whose shares N members can deliver
+    subsets: SubsetCycle | None = None  # weighted with answer: N (subsets.py)
 
 
 @dataclass(slots=True)
@@ -321,8 +321,8 @@ class Balancer:
         weights, why, subsets = group.weights, group.why, group.subsets
         for rank, position in enumerate(chosen):
             member = group.members[position]
-            if subsets is not None and rank < subsets.size:
-                reason = _sampled(balance, subsets, position, True)
+            if subsets is not None:
+                reason = _sampled(balance, subsets, position, len(chosen))
             else:
                 reason = _included(balance.policy, rank, member, weights[position], why)
             plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason)
@@ -331,7 +331,7 @@ class Balancer:
                 if weights[position] <= 0:
                     reason = _left_out(member)
                 elif subsets is not None:
-                    reason = _sampled(balance, subsets, position, False)
+                    reason = _sampled(balance, subsets, position, 0)
                 else:
                     reason = f"cut by answer: {balance.answer}"
                 plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason)
@@ -514,13 +514,17 @@ def _eligible(group: list[_Member]) -> tuple[tuple[int, ...], str]:
     return (), ""
 
 
-def _sampled(balance: BalanceSpec, subsets: SubsetCycle, position: int, included: bool) -> str:
-    """Why a member is in this answer or not when answer: N samples under weights."""
+def _sampled(balance: BalanceSpec, subsets: SubsetCycle, position: int, answered: int) -> str:
+    """Why a member is in this answer (of ``answered`` members) or not (0) when answer: N
+    samples under weights."""
     share = subsets.answers_with(position)
-    where = "in this answer" if included else "not in this answer"
-    capped = "; capped: a sender gives any one member at most 1/N" if share == 1.0 else ""
-    return (f"{where}; in {100 * share:.0f} % of answers, so a sender's even split among answer: "
-            f"{balance.answer} gives it its weight's share{capped}")
+    where = f"in this answer of {answered}" if answered else "not in this answer"
+    why = (f"{where}; in {100 * share:.0f} % of answers, so a sender's even split (answers of at most "
+           f"{balance.answer}) gives it its weight's share")
+    alone = subsets.alone()
+    if alone and share == 1.0:
+        why += f"; above 1/{balance.answer} of the mail, so {100 * alone:.0f} % of answers carry it alone"
+    return why
 
 
 def _left_out(member: _Member) -> str:

@@ -12,6 +12,7 @@ This module knows nothing of health, rotation or sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Mapping
 
@@ -20,6 +21,7 @@ from dnslib import CLASS, QTYPE, RD, RR, DNSBuffer
 from authdns.base import names
 
 from authdns.base import rrtypes
+from authdns.base.answershares import answer_levels
 from authdns.base.names import Name
 from authdns.zones.balancespec import BALANCED_TTL_WARNING, BalanceSpec, MemberKey, Policy
 from authdns.zones.transferspec import TransferSpec
@@ -349,26 +351,34 @@ class _Builder:
 
     def check_answer_shares(self, spec: RRsetSpec, balance: BalanceSpec, answer: int) -> None:
         """A sender picks evenly among the equal-preference members an answer gives it
-        (RFC 5321 §5.1), so with ``answer: N`` no member can get more than 1/N of its
-        group's mail, whatever its weight: say so rather than deliver other shares."""
+        (RFC 5321 §5.1), so a member whose weight is above 1/N of its group can only get
+        its share from answers of fewer members, some of them that member alone
+        (``base/answershares.py``). Such an answer has no fallback while a resolver caches
+        it: say how many there are, and that promote keeps one in every answer."""
         groups: dict[int, list[int]] = {}
         for index, record in enumerate(spec.records):
             preference = record.rdata.preference if spec.rtype == QTYPE.MX else 0
             groups.setdefault(preference, []).append(index)
         for indexes in groups.values():
-            weights = [balance.members[index].weight for index in indexes]
-            if any(weight is None for weight in weights):
+            weights = {index: balance.members[index].weight for index in indexes}
+            if any(weight is None for weight in weights.values()):
                 continue  # weight: auto changes with the probes; nothing to check here
-            total = sum(weights)
-            if sum(1 for weight in weights if weight) <= answer or not total:
+            if sum(1 for weight in weights.values() if weight) <= answer:
                 continue  # every member is in every answer: the sender's shuffle decides
-            for index, weight in zip(indexes, weights):
+            levels = answer_levels(weights, answer)
+            alone = sum((level.fraction for level in levels if level.size == 1), Fraction(0))
+            if not alone:
+                continue
+            total = sum(weights.values())
+            for index, weight in weights.items():
                 if weight * answer > total:
+                    record = spec.records[index]
+                    name = str(record.rdata.label if spec.rtype == QTYPE.MX else record.rdata)
                     self.warn(balance.members[index].where or spec.where,
-                              f"weight {weight} of {total} asks for {100 * weight / total:.0f} % of the mail, but with "
-                              f"answer: {answer} a sender splits each answer evenly among its {answer} members "
-                              f"(RFC 5321 §5.1), so this one gets at most {100 / answer:.0f} % and the others share the "
-                              "rest in proportion; use promote or answer: 1 for these weights")
+                              f"weight {weight} of {total} is {100 * weight / total:.0f} % of the mail, above "
+                              f"1/{answer}: a sender splits an answer evenly among its members (RFC 5321 §5.1), so "
+                              f"{float(100 * alone):.0f} % of answers carry {name} alone, with no fallback while a resolver "
+                              "caches one; promote keeps a fallback in every answer")
 
     def check_promote(self, spec: RRsetSpec) -> None:
         """promote gives the chosen exchanger preference - 1; that value must be free so

@@ -77,10 +77,12 @@ WARNINGS = [
      "9:22", "weight only shapes shares under policy weighted"),
     ("probe-without-check", "  p: {A: {records: [{address: 192.0.2.5, probe: 127.0.0.1}, 192.0.2.6]}}\n",
      "9:21", "probe address is unused"),
-    # RFC 5321 §5.1: a sender splits an answer's mail evenly, so answer: 2 caps a member at 50 %.
+    # RFC 5321 §5.1: a sender splits an answer's mail evenly, so 60 % under answer: 2 needs answers of mx1 alone
+    # (3:1:1 -> 80 % {mx1, mx2 or ns1}, 20 % {mx1}).
     ("share-over-answer", "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
      "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: ns1, weight: 1}]}}\n",
-     "9:51", "weight 3 of 5 asks for 60 % of the mail, but with answer: 2"),
+     "9:51", "weight 3 of 5 is 60 % of the mail, above 1/2: a sender splits an answer evenly among its members "
+     "(RFC 5321 §5.1), so 20 % of answers carry mx1.example.test. alone"),
 ]
 
 

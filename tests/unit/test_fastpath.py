@@ -168,7 +168,7 @@ def test_fast_path_follows_drains_and_health_like_the_slow_path(tmp_path: Path) 
     ("rr.bal.test.", "MX", 6),  # two rotors: the pool's three exchangers, host's addresses in additional
     ("w.bal.test.", "MX", 4),  # weighted 3:1
     ("P.bal.TEST.", "MX", 2),  # promote, answer: 1
-    ("s.bal.test.", "MX", 2),  # weighted 2:1:1, answer: 2: mx1 in every answer, the other slot 1:1
+    ("s.bal.test.", "MX", 2),  # weighted 2:1:1, answer: 2: mx1 (1/2) in every answer, the other place 1:1
     ("host.bal.test.", "A", 3),
 ])
 def test_every_deterministic_policy_is_replayed(tmp_path: Path, name: str, rdtype: str, period: int) -> None:

@@ -1,8 +1,8 @@
-"""answer: N under weights (balancing/subsets.py): answers of N distinct members whose
-even split by a sender (RFC 5321 §5.1) delivers each member exactly its weight's share
-of the mail over every cycle, a share above 1/N capped there and the rest shared in
-proportion (checked against a water-filling written here); None where every member is
-in every answer.
+"""answer: N under weights (balancing/subsets.py, base/answershares.py): answers of at
+most N distinct members whose even split by a sender (RFC 5321 §5.1) delivers each member
+exactly its weight's share of the mail over every cycle — answers of N members wherever
+no weight is above 1/N, smaller ones (some of a member alone) only where one is; None
+where every member is in every answer.
 Checked for arbitrary weights (hypothesis) and through the Balancer with a zone."""
 
 from __future__ import annotations
@@ -23,42 +23,34 @@ from authdns.health.monitor import EMPTY_HEALTH
 from support import load_text
 
 
-def capped_shares(weights: list[int], size: int) -> list[Fraction]:
-    """The shares a sender's even split can get at most: proportional to the weights,
-    each capped at 1/N, the capped mass given to the others in proportion (water-filling)."""
-    shares: dict[int, Fraction] = {}
-    left = list(range(len(weights)))
-    mass = Fraction(1)
-    while left:
-        total = sum(weights[member] for member in left)
-        over = [member for member in left if mass * weights[member] / total >= Fraction(1, size)]
-        if not over:
-            for member in left:
-                shares[member] = mass * weights[member] / total
-            break
-        for member in over:
-            shares[member] = Fraction(1, size)
-        mass -= Fraction(len(over), size)
-        left = [member for member in left if member not in over]
-    return [shares[member] for member in range(len(weights))]
+def even_split(answers: list[list[int]]) -> Counter[int]:
+    """What senders that split each answer evenly among its members deliver, per member,
+    as a fraction of all the mail (one unit of mail per answer)."""
+    delivered: Counter[int] = Counter()
+    for chosen in answers:
+        for member in chosen:
+            delivered[member] += Fraction(1, len(chosen) * len(answers))
+    return delivered
 
 
 @given(weights=st.lists(st.integers(min_value=1, max_value=20), min_size=2, max_size=7),
        size=st.integers(min_value=2, max_value=4))
-def test_every_cycle_delivers_the_weights_capped_at_one_nth(weights: list[int], size: int) -> None:
+def test_every_cycle_delivers_the_weights_exactly(weights: list[int], size: int) -> None:
     eligible = list(range(len(weights)))
     cycle = subset_cycle(tuple(weights), eligible, size)
     assert (cycle is not None) == (len(weights) > size)
     if cycle is None:
         return
-    delivered: Counter[int] = Counter()
-    turns = 2 * cycle.period  # two cycles: the second repeats the first
-    for turn in range(turns):
-        chosen = cycle.members_at(turn)
-        assert len(chosen) == size == len(set(chosen))
-        for member in chosen:
-            delivered[member] += Fraction(1, size)
-    assert [delivered[member] / turns for member in eligible] == capped_shares(weights, size)
+    answers = [cycle.members_at(turn) for turn in range(2 * cycle.period)]  # two cycles: the second repeats
+    assert all(1 <= len(chosen) <= size and len(chosen) == len(set(chosen)) for chosen in answers)
+    delivered = even_split(answers)
+    total = sum(weights)
+    assert [delivered[member] for member in eligible] == [Fraction(weight, total) for weight in weights]
+    if max(weights) * size <= total:  # every share reachable with N members: every answer has N
+        assert {len(chosen) for chosen in answers} == {size}
+    else:  # a share above 1/N needs answers of fewer members (1:1:3:3 with N = 3: some of 2)
+        assert min(len(chosen) for chosen in answers) < size
+    assert cycle.alone() == sum(1 for chosen in answers if len(chosen) == 1) / len(answers)
 
 
 def weighted_pool(tmp_path: Path, weights: tuple[int, ...]):
@@ -88,12 +80,27 @@ def test_the_balancer_answers_subsets_that_deliver_the_weights(tmp_path: Path) -
                                                               Fraction(1, 10)]
 
 
+def test_the_balancer_delivers_a_weight_above_one_nth(tmp_path: Path) -> None:
+    """3:1:1 with answer: 2 (60 % is above 1/2): four answers in five are mx1 and one of
+    the others, one is mx1 alone, and a sender's even split gives 60/20/20."""
+    rrset, _ = weighted_pool(tmp_path, (3, 1, 1))
+    balancer = Balancer()
+    answers = [balancer.plan(rrset, EMPTY_HEALTH, EMPTY_OVERRIDES).order for _ in range(20)]
+    assert Counter(len(order) for order in answers) == {2: 16, 1: 4}
+    assert all(0 in order for order in answers)  # mx1 in every answer
+    delivered = even_split(answers)
+    assert [delivered[index] for index in range(3)] == [Fraction(3, 5), Fraction(1, 5), Fraction(1, 5)]
+
+
 def test_explain_says_how_often_a_member_is_answered(tmp_path: Path) -> None:
     """explain/status reasons under subsets: the share of answers each member is in, not
-    a ranking cut; a capped member (3:1:1 with answer: 2) is in every answer and says so."""
+    a ranking cut; a member above 1/N (3:1:1 with answer: 2) is in every answer and says
+    how many carry it alone."""
     rrset, _ = weighted_pool(tmp_path, (3, 1, 1))
     reasons = {member.text: member.reason for member in Balancer().peek(rrset, EMPTY_HEALTH, EMPTY_OVERRIDES).members}
-    assert reasons["mx1.w.test."].startswith("in this answer; in 100 % of answers") and "capped" in reasons["mx1.w.test."]
+    first = reasons["mx1.w.test."]
+    assert first.startswith("in this answer of 2; in 100 % of answers"), first
+    assert first.endswith("above 1/2 of the mail, so 20 % of answers carry it alone"), first
     assert sorted(reason.split(";")[1] for text, reason in reasons.items() if text != "mx1.w.test.") == \
-        [" in 50 % of answers, so a sender's even split among answer: 2 gives it its weight's share"] * 2
+        [" in 40 % of answers, so a sender's even split (answers of at most 2) gives it its weight's share"] * 2
     assert not any("cut by answer" in reason for reason in reasons.values())
