@@ -4,19 +4,24 @@ senders behave as RFC 5321 §5.1 says, behind resolvers that cache answers for t
 
     python bench/delivered_mail.py [--messages 300] [--gap 0.2] [--resolvers 1 4]
                                    [--ttls 0 30] [--modes none answer1 answer2 promote]
+                                   [--volumes 1] [--client-rotors N]
 
 For each mode, TTL and number of resolvers it writes a zone ``lab.test`` whose MX pool
 is weighted 3:1:1 (``mode``: no ``answer:``, ``answer: 1``, ``answer: 2``, or
 ``promote``), starts ``authdns serve`` on it, three SMTP sinks (aiosmtpd) on 127.0.0.11,
 .12 and .13, and sends ``--messages`` real SMTP messages to ``user@pool.lab.test``:
-- a *resolver* here asks authdns over UDP (dnspython) and keeps each answer until its
-  TTL runs out, on a virtual clock, like unbound with its defaults (it also hands the
-  records out in a new order each time, as ``rrset-roundrobin: yes`` does);
+- a *resolver* here asks authdns over UDP (dnspython), each from its own /24 of
+  loopback (127.0.N.1), and keeps each answer until its TTL runs out, on a virtual
+  clock, like unbound with its defaults (it also hands the records out in a new order
+  each time, as ``rrset-roundrobin: yes`` does);
 - a *sender* takes the MX records from its resolver, shuffles those of equal preference
   (RFC 5321 §5.1, as Postfix and Exim do), tries them in order, each exchanger's
   addresses shuffled too, and delivers to the first that accepts;
 - messages go out ``--gap`` virtual seconds apart, turn by turn from each resolver's
-  sender, so several resolvers ask in lockstep.
+  sender, so several resolvers ask in lockstep; ``--volumes 4 2 1 1`` gives resolver n
+  that many messages per turn (cyclically; default one each);
+- ``--client-rotors`` is passed to ``authdns serve`` (0: one shared rotation instead of
+  one per resolver, balancing/rotors.py).
 It prints delivered shares per sink (the target for 3:1:1 is 60/20/20), the spread between
 resolvers, messages not delivered, and what the answers give: the shares a perfectly even
 split of each answer would deliver, free of the senders' random picks. Health checks are not exercised here (no sink
@@ -100,15 +105,16 @@ class Sinks:
 class CachingResolver:
     """Keeps each answer until its TTL runs out on ``clock``; a new order each time."""
 
-    def __init__(self, port: int, clock, rng: random.Random) -> None:
-        self.port, self.clock, self.rng = port, clock, rng
+    def __init__(self, port: int, clock, rng: random.Random, source: str) -> None:
+        self.port, self.clock, self.rng, self.source = port, clock, rng, source
         self.cache: dict[tuple[str, int], tuple[float, list]] = {}
         self.asked = 0
 
     def lookup(self, name: str, rdtype: int) -> list:
         found = self.cache.get((name, rdtype))
         if found is None or self.clock() >= found[0]:
-            reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=2)
+            reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=2,
+                                  source=self.source)
             self.asked += 1
             records = [rr for rrset in reply.answer if rrset.rdtype == rdtype for rr in rrset]
             ttl = min((rrset.ttl for rrset in reply.answer if rrset.rdtype == rdtype), default=0)
@@ -143,9 +149,11 @@ def deliver(resolver: CachingResolver, port: int, rng: random.Random, given: Cou
     return None
 
 
-def start_authdns(zone_dir: Path, state_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_authdns(zone_dir: Path, state_dir: Path, client_rotors: int | None) -> tuple[subprocess.Popen, int]:
+    rotors = ["--client-rotors", str(client_rotors)] if client_rotors is not None else []
     process = subprocess.Popen([sys.executable, "-m", "authdns", "serve", "--zones", str(zone_dir), "--listen",
-                                "127.0.0.1:0", "--state-dir", str(state_dir), "--workers", "1", "--no-watch"],
+                                "127.0.0.1:0", "--state-dir", str(state_dir), "--workers", "1", "--no-watch",
+                                *rotors],
                                cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 20
     assert process.stderr is not None
@@ -160,30 +168,32 @@ def start_authdns(zone_dir: Path, state_dir: Path) -> tuple[subprocess.Popen, in
 
 
 def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: int, seed: int,
-        weights: tuple[int, ...] = WEIGHTS) -> dict:
+        weights: tuple[int, ...] = WEIGHTS, volumes: tuple[int, ...] = (1,), client_rotors: int | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="authdns-mail-"))
     (work / "zones").mkdir()
     (work / "zones" / "lab.test.yaml").write_text(zone_text(mode, ttl, weights))
-    process, dns_port = start_authdns(work / "zones", work / "state")
+    process, dns_port = start_authdns(work / "zones", work / "state", client_rotors)
     sinks = Sinks(port)
     try:
         now = [0.0]
         rng = random.Random(f"senders {seed}")
         # Each resolver its own random stream, apart from the senders' (one stream for both
         # would undo a resolver's shuffle with the sender's, draw for draw).
-        pool = [CachingResolver(dns_port, lambda: now[0], random.Random(f"resolver {seed} {n}")) for n in range(resolvers)]
+        pool = [CachingResolver(dns_port, lambda: now[0], random.Random(f"resolver {seed} {n}"), f"127.0.{n + 1}.1")
+                for n in range(resolvers)]
         per_resolver = [Counter() for _ in pool]
         given: Counter[str] = Counter()
-        lost = 0
-        for number in range(messages):
-            index = number % resolvers
-            delivered = deliver(pool[index], port, rng, given)
-            if delivered is None:
-                lost += 1
-            else:
-                per_resolver[index][delivered] += 1
-            if index == resolvers - 1:
-                now[0] += gap  # the next turn of every resolver's sender
+        lost = sent = 0
+        while sent < messages:
+            for index, resolver in enumerate(pool):
+                for _ in range(min(volumes[index % len(volumes)], messages - sent)):
+                    delivered = deliver(resolver, port, rng, given)
+                    sent += 1
+                    if delivered is None:
+                        lost += 1
+                    else:
+                        per_resolver[index][delivered] += 1
+            now[0] += gap  # the next turn of every resolver's sender
         return {"received": Counter(sinks.received), "given": given, "per_resolver": per_resolver, "lost": lost,
                 "queries": sum(resolver.asked for resolver in pool)}
     finally:
@@ -211,7 +221,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--weights", type=int, nargs=3, default=list(WEIGHTS), metavar="W",
                         help="the three exchangers' weights (default 3 1 1)")
+    parser.add_argument("--volumes", type=int, nargs="+", default=[1], metavar="V",
+                        help="messages per turn of resolver n, cyclically (default 1 each)")
+    parser.add_argument("--client-rotors", type=int, default=None, metavar="N",
+                        help="passed to authdns serve (0: one shared rotation; default: the server's)")
     args = parser.parse_args()
+    if args.resolvers and max(args.resolvers) > 254 or min(args.volumes) < 1:
+        parser.error("at most 254 resolvers (one /24 of loopback each), volumes of at least 1")
     weights = tuple(args.weights)
     port = free_port()
     target = "/".join(f"{100 * w / sum(weights):.0f}" for w in weights)
@@ -222,7 +238,8 @@ def main() -> int:
     for mode in args.modes:
         for ttl in args.ttls:
             for resolvers in args.resolvers:
-                result = run(mode, ttl, resolvers, args.messages, args.gap, port, args.seed, weights)
+                result = run(mode, ttl, resolvers, args.messages, args.gap, port, args.seed, weights,
+                             tuple(args.volumes), args.client_rotors)
                 each = " ".join(shares(counts) for counts in result["per_resolver"])
                 print(f"{mode:8} {ttl:>4} {resolvers:>9}  {shares(result['received']):>10}  {each:<40} "
                       f"{result['lost']:>4} {result['queries']:>7}  {shares(result['given']):>12}")

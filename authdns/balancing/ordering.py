@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from dnslib import QTYPE
@@ -40,59 +40,17 @@ from authdns.balancing.counters import MemberCounters
 from authdns.health.monitor import HealthView, Status
 from authdns.base.names import Name
 from authdns.balancing.orders import Orders, PlanKey, Plans, rotors_of
+from authdns.balancing.rotors import Rotors
 from authdns.balancing.overrides import Overrides
 from authdns.balancing.subsets import SubsetCycle, subset_cycle
 from authdns.zones.zone import RRset, member_key
+from authdns.configuration.config import DEFAULT_CLIENT_ROTORS
 
 LIVE_ORDERS_LIMIT = 200_000  # Orders kept for counting (one per cached balanced answer, as the cache's bound)
 UP_FACTOR = 4  # effective weight per unit of base weight when up ...
 DEGRADED_FACTOR = 1  # ... and when degraded: a quarter of its share
 AUTO_SCALE = 10  # the fastest auto member's base weight; the slowest gets at least 1
 AUTO_RTT_FLOOR = 0.010  # seconds: below this, round-trip times count as equal (loopback noise)
-
-
-class SmoothWeighted:
-    """Smooth weighted round robin (nginx): over each cycle of sum(weights) picks,
-    member i comes first exactly weights[i] times, spread as evenly as possible.
-
-    A new ``epoch`` (the eligible members or the weights an operator or the zone set)
-    starts a new cycle from zero credit, so shares are exact from there. Weights that
-    move within an epoch (a member degraded, an auto weight's step) keep the credit, as
-    nginx keeps current_weight: a reset would hand the first pick to the heaviest member
-    every time, and a flapping member would never come first.
-    """
-
-    __slots__ = ("epoch", "credit")
-
-    def __init__(self) -> None:
-        self.epoch: object = None
-        self.credit: list[int] = []
-
-    def pick(self, weights: tuple[int, ...], commit: bool = True, epoch: object = None) -> int:
-        fresh = epoch != self.epoch or len(self.credit) != len(weights)
-        credit = [0] * len(weights) if fresh else list(self.credit)
-        total = 0
-        best = -1
-        for index, weight in enumerate(weights):
-            if weight > 0:
-                credit[index] += weight
-                total += weight
-                if best < 0 or credit[index] > credit[best]:
-                    best = index
-            else:
-                credit[index] = 0  # not eligible now: no debt or savings to carry
-        credit[best] -= total
-        if commit:
-            self.epoch, self.credit = epoch, credit
-        return best
-
-
-@dataclass(slots=True)
-class _Rotor:
-    """The state one preference group keeps between answers."""
-
-    turn: int = 0  # round-robin: answers given so far
-    smooth: SmoothWeighted = field(default_factory=SmoothWeighted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +124,11 @@ class _Member:
 
 
 class Balancer:
-    def __init__(self, rng: random.Random | None = None, clock=time.time) -> None:
-        self.rotors: dict[tuple, _Rotor] = {}
+    def __init__(self, rng: random.Random | None = None, clock=time.time,
+                 client_rotors: int = DEFAULT_CLIENT_ROTORS) -> None:
+        self.rotors = Rotors(client_rotors)  # shared and per client prefix (rotors.py)
+        self._client: bytes | None = None  # whose rotors the answer being planned moves
+        self._dealt: list[tuple] = []  # shared rotors that answer moved, copied to the client after it
         self._counters: dict[MemberKey, MemberCounters] = {}
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
@@ -185,16 +146,19 @@ class Balancer:
 
     # -- the query path -----------------------------------------------------------
 
-    def apply(self, answer: Answer, health: HealthView, overrides: Overrides) -> Answer:
+    def apply(self, answer: Answer, health: HealthView, overrides: Overrides, client: bytes | None = None) -> Answer:
         """The answer with every balanced RRset ordered (README, "Load balancing"): the
-        next answer, so rotors move and members are counted."""
-        chosen = self._choose(answer, health, overrides, commit=True, detail=False)
+        next answer to ``client`` (``base/hostport.client_prefix``; None: the shared
+        rotation), so its rotors move and members are counted."""
+        chosen = self._choose(answer, health, overrides, commit=True, detail=False, client=client)
         return arrange(answer, chosen) if chosen else answer
 
-    def peek_answer(self, answer: Answer, health: HealthView, overrides: Overrides) -> tuple[Answer, Plans]:
-        """What ``apply`` would answer next, and each balanced RRset's plan with every
-        member's reason, by (section, owner, type); nothing moves (``explain``)."""
-        chosen = self._choose(answer, health, overrides, commit=False, detail=True)
+    def peek_answer(self, answer: Answer, health: HealthView, overrides: Overrides,
+                    client: bytes | None = None) -> tuple[Answer, Plans]:
+        """What ``apply`` would answer ``client`` next (None: a client new to the
+        rotation), and each balanced RRset's plan with every member's reason, by
+        (section, owner, type); nothing moves (``explain``)."""
+        chosen = self._choose(answer, health, overrides, commit=False, detail=True, client=client)
         return (arrange(answer, chosen) if chosen else answer), chosen
 
     def peek(self, rrset: RRset, health: HealthView, overrides: Overrides) -> Plan:
@@ -217,22 +181,34 @@ class Balancer:
             for placed in placed_list:
                 if placed.rrset.balance is not None:
                     preps[(section, placed.owner, placed.rrset.rtype)] = self._prepare(placed.rrset, health, overrides)
-        rotors, memoised = rotors_of(preps, self._rotor)
+        rotors, memoised = rotors_of(preps)
         if len(self.live_orders) >= LIVE_ORDERS_LIMIT:
             self._release_all()  # bounded: their callers ask for new ones
-        orders = Orders(answer, health, overrides, preps, rotors, memoised,
-                        lambda: self._choose(answer, health, overrides, commit=True, detail=False),
+        orders = Orders(answer, health, overrides, preps, rotors, memoised, self.rotors,
+                        lambda client: self._choose(answer, health, overrides, commit=True, detail=False,
+                                                    client=client),
                         self._count_plan, self.clock)
         self.live_orders[id(orders)] = orders
         return orders
 
     def _choose(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool,
-                detail: bool) -> Plans:
+                detail: bool, client: bytes | None = None) -> Plans:
         """The plan of every balanced RRset of the answer, in the order ``arrange`` meets
         them; the additional section's balanced RRsets of targets that stay. Builds no
-        records: the cache's path needs only the plans to pick a precompiled variant."""
+        records: the cache's path needs only the plans to pick a precompiled variant.
+        The rotors read (and, committing, moved) are ``client``'s (rotors.py)."""
         if commit:
             self.planned += 1
+        self._client, self._dealt = client, []
+        try:
+            return self._choose_groups(answer, health, overrides, commit, detail)
+        finally:
+            if commit:
+                self.rotors.deal(client, self._dealt)
+            self._client, self._dealt = None, []
+
+    def _choose_groups(self, answer: Answer, health: HealthView, overrides: Overrides, commit: bool,
+                       detail: bool) -> Plans:
         chosen: Plans = {}
         staying: set[Name] = set()
         leaving: set[Name] = set()
@@ -298,12 +274,6 @@ class Balancer:
                     frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts))
 
     # -- Orders and rotors -------------------------------------------------------------
-
-    def _rotor(self, key: tuple) -> _Rotor:
-        rotor = self.rotors.get(key)
-        if rotor is None:
-            rotor = self.rotors[key] = _Rotor()
-        return rotor
 
     def _count_plan(self, prep: _Prepared, plan: Plan, times: int, when: float) -> None:
         self._count(prep.rrset, prep, plan.order, plan.firsts, times, when)
@@ -406,7 +376,9 @@ class Balancer:
             return eligible if group.uniform else sorted(eligible, key=lambda p: (-weights[p], p))
         if policy is Policy.RANDOM:
             return self._weighted_shuffle(eligible, weights)
-        rotor = self._rotor(group.rotor_key) if commit else self.rotors.get(group.rotor_key) or _Rotor()
+        rotors = self.rotors
+        rotor = rotors.for_answer(self._client, group.rotor_key, self._dealt) if commit else rotors.peek(group.rotor_key,
+                                                                                                   self._client)
         if policy is Policy.ROUND_ROBIN and group.uniform:
             start = rotor.turn % len(eligible)
             if commit:
@@ -475,7 +447,7 @@ class Balancer:
                 keys.add(member_key(rrset, rdata))
         self._release_all()  # their answers counted first; queries ask for new Orders
         self._counters = {key: value for key, value in self._counters.items() if key in keys}
-        self.rotors = {key: value for key, value in self.rotors.items() if key[:2] in rotor_prefixes}
+        self.rotors.retain(rotor_prefixes)
         self.prepared.clear()
 
 

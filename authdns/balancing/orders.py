@@ -2,7 +2,7 @@
 
 Every deterministic policy is a small state machine whose state is its rotors: a
 round-robin group's turn (modulo its eligible members), a weighted group's smooth
-credit (``ordering.SmoothWeighted``). Round robin over n members repeats every n
+credit (``rotors.SmoothWeighted``). Round robin over n members repeats every n
 answers; smooth weighted round robin returns to zero credit after sum(weights) picks. So
 for one health view and one set of overrides an answer's orders repeat with a finite
 period, and the query path need not plan each answer:
@@ -17,6 +17,11 @@ period, and the query path need not plan each answer:
   memoised and planned answers (and other answers sharing a rotor: an exchanger's
   addresses in an MX answer's additional section and in its own A answer) interleave
   in one rotation.
+
+The recorded moves are a function of the rotors' state alone, so one record serves
+every client: each query's rotors are that client's (``rotors.Rotors.for_answer``:
+its own, or the shared ones it is then dealt a copy of), and a thousand resolvers
+walking the same cycle share its states.
 
 Plans that give the same order share an index (weights 3:1 have four states, two
 orders). At most ``STATE_LIMIT`` states are recorded per answer and ``VARIANT_LIMIT``
@@ -37,8 +42,9 @@ from authdns.zones.balancespec import Policy
 
 if TYPE_CHECKING:
     from authdns.health.monitor import HealthView
-    from authdns.balancing.ordering import Plan, _Prepared, _Rotor
+    from authdns.balancing.ordering import Plan, _Prepared
     from authdns.balancing.overrides import Overrides
+    from authdns.balancing.rotors import Rotors
 
 STATE_LIMIT = 1024  # rotor states recorded per answer: a period longer than this is planned per query
 VARIANT_LIMIT = 64  # distinct orders indexed per answer (random over many members renders the rest each time)
@@ -51,57 +57,72 @@ UNLISTED = -1  # advance(): this answer's order has no index; its plans are in `
 class Orders:
     """The orders of one balanced answer under one health view and one set of overrides."""
 
-    __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "lasts",
+    __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "lasts", "_rotors", "_keys",
                  "_plan", "_count", "_clock", "_preps", "_turned", "_smoothed", "_states", "_index", "_memoised")
 
     def __init__(self, answer: Answer, health: HealthView, overrides: Overrides, preps: dict[PlanKey, _Prepared],
-                 rotors: list[tuple[_Rotor, int | None, tuple]], memoised: bool, plan: Callable[[], Plans],
-                 count: Callable[[_Prepared, Plan, int, float], None], clock: Callable[[], float]) -> None:
-        """``rotors``: each distinct rotor the answer may move, with its group's eligible
-        count when it turns round robin (None: it keeps smooth credit) and its group's
-        weighted epoch (``rotors_of``). ``plan`` plans
-        the next answer committing (the slow path); ``count`` adds answers given on
-        replay to the members' counters."""
+                 rotors: list[tuple[tuple, int | None, tuple]], memoised: bool, table: Rotors,
+                 plan: Callable[[bytes | None], Plans], count: Callable[[_Prepared, Plan, int, float], None],
+                 clock: Callable[[], float]) -> None:
+        """``rotors``: the key of each distinct rotor the answer may move, with its
+        group's eligible count when it turns round robin (None: it keeps smooth credit)
+        and its group's weighted epoch (``rotors_of``); ``table`` holds them per client.
+        ``plan`` plans the next answer to a client committing (the slow path); ``count``
+        adds answers given on replay to the members' counters."""
         self.answer, self.health, self.overrides = answer, health, overrides
         self.live = True  # False once the Balancer has let it go: the caller asks for new Orders
         self.plans: list[Plans] = []  # by index: each distinct order of the answer
         self.unlisted: Plans = {}  # the last plans that got no index (UNLISTED)
         self.counts: list[int] = []  # answers replayed per index, not yet added to the counters
         self.lasts: list[float] = []  # wall time of the last replayed answer, per index
-        self._plan, self._count, self._clock, self._preps = plan, count, clock, preps
-        self._turned = [(rotor, width) for rotor, width, _ in rotors if width is not None]
-        self._smoothed = [(rotor.smooth, epoch, (0,) * len(epoch)) for rotor, width, epoch in rotors if width is None]
+        self._plan, self._count, self._clock, self._preps, self._rotors = plan, count, clock, preps, table
+        # Rotors by key in the order the slow path meets them (a client is dealt its copies
+        # in that order: the bounded table's evictions must agree), then by kind.
+        self._keys = [key for key, _, _ in rotors]
+        self._turned = [(at, width) for at, (_, width, _) in enumerate(rotors) if width is not None]
+        self._smoothed = [(at, epoch, (0,) * len(epoch)) for at, (_, width, epoch) in enumerate(rotors) if width is None]
         self._states: dict[tuple, tuple[int, tuple[int, ...], tuple]] = {}
         self._index: dict[tuple, int] = {}  # an order's signature -> its index
         self._memoised = memoised  # False when a policy draws at random: nothing to replay
 
-    def advance(self) -> int:
-        """The next answer: moves the rotors as the slow path would and returns the index
-        of its plans in ``plans`` (UNLISTED: see ``unlisted``)."""
+    def advance(self, client: bytes | None = None) -> int:
+        """The next answer to ``client`` (None: the shared rotation): moves its rotors as
+        the slow path would and returns the index of its plans in ``plans`` (UNLISTED:
+        see ``unlisted``)."""
         if not self._memoised:
-            return self._listed(self._plan())
-        state = self._state()
+            return self._listed(self._plan(client))
+        dealt: list[tuple] = []  # keys the client has no rotor of yet
+        table = self._rotors
+        rotors = [table.for_answer(client, key, dealt) for key in self._keys]
+        turned = [rotors[at] for at, _ in self._turned]
+        smoothed = [rotors[at].smooth for at, _, _ in self._smoothed]
+        state = self._state(turned, smoothed)
         found = self._states.get(state)
         if found is not None:
             index, turns, credits = found
-            for (rotor, _), moved in zip(self._turned, turns):
+            for rotor, moved in zip(turned, turns):
                 rotor.turn += moved
-            for (smooth, _, _), moved in zip(self._smoothed, credits):
+            for smooth, moved in zip(smoothed, credits):
                 if moved is not None:  # None: the plan left this rotor alone
                     smooth.epoch, smooth.credit = moved  # pick() never mutates a credit list
+            if dealt:  # as the slow path deals: only the rotors this answer moved
+                keys = self._keys
+                moved_keys = {keys[at] for (at, _), moved in zip(self._turned, turns) if moved}
+                moved_keys.update(keys[at] for (at, _, _), moved in zip(self._smoothed, credits) if moved is not None)
+                table.deal(client, [key for key in dealt if key in moved_keys])
             self.counts[index] += 1
             self.lasts[index] = self._clock()
             return index
-        turns_before = [rotor.turn for rotor, _ in self._turned]
-        credits_before = [smooth.credit for smooth, _, _ in self._smoothed]
-        plans = self._plan()
+        turns_before = [rotor.turn for rotor in turned]
+        credits_before = [smooth.credit for smooth in smoothed]
+        plans = self._plan(client)  # moves these same rotors, and deals the client its copies
         index = self._listed(plans)
         if index != UNLISTED and len(self._states) < STATE_LIMIT:
-            turns = tuple(rotor.turn - before for (rotor, _), before in zip(self._turned, turns_before))
+            turns = tuple(rotor.turn - before for rotor, before in zip(turned, turns_before))
             # A rotor the plan did not touch (its RRset left out of this answer) keeps
             # whatever it holds on replay: pick() always assigns a new credit list.
             credits = tuple((smooth.epoch, smooth.credit) if smooth.credit is not before else None
-                            for (smooth, _, _), before in zip(self._smoothed, credits_before))
+                            for smooth, before in zip(smoothed, credits_before))
             self._states[state] = (index, turns, credits)
         return index
 
@@ -121,11 +142,11 @@ class Orders:
         """Rotor states recorded so far (the period, once every one has been met)."""
         return len(self._states)
 
-    def _state(self) -> tuple:
+    def _state(self, turned: list, smoothed: list) -> tuple:
         """The rotors as the policies read them: turns modulo the group's eligible count;
         credit, or zero credit when a new weighted cycle is due (``SmoothWeighted.pick``)."""
-        state: list = [rotor.turn % width for rotor, width in self._turned]
-        for smooth, epoch, zeros in self._smoothed:
+        state: list = [rotor.turn % width for rotor, (_, width) in zip(turned, self._turned)]
+        for smooth, (_, epoch, zeros) in zip(smoothed, self._smoothed):
             same = smooth.epoch is epoch or smooth.epoch == epoch  # equal epochs keep their credit
             state.append(tuple(smooth.credit) if same and len(smooth.credit) == len(zeros) else zeros)
         return tuple(state)
@@ -144,11 +165,12 @@ class Orders:
         return index
 
 
-def rotors_of(preps: dict[PlanKey, _Prepared], rotor: Callable[[tuple], _Rotor]) -> tuple[list, bool]:
-    """The distinct rotors an answer's RRsets may move, each with its group's eligible
-    count when it turns round robin (None: smooth credit) and its group's epoch; and
-    whether the answer's orders can be memoised (False when a policy draws at random)."""
-    found: dict[int, tuple] = {}
+def rotors_of(preps: dict[PlanKey, _Prepared]) -> tuple[list, bool]:
+    """The keys of the distinct rotors an answer's RRsets may move, each with its
+    group's eligible count when it turns round robin (None: smooth credit) and its
+    group's epoch; and whether the answer's orders can be memoised (False when a policy
+    draws at random)."""
+    found: dict[tuple, tuple] = {}
     for prep in preps.values():
         balance = prep.rrset.balance
         assert balance is not None
@@ -159,12 +181,11 @@ def rotors_of(preps: dict[PlanKey, _Prepared], rotor: Callable[[tuple], _Rotor])
         for group in prep.groups:
             if not group.weights:
                 continue  # planned without touching its rotor
-            chosen = rotor(group.rotor_key)
             if group.subsets is not None:  # answer: N under weights turns a counter too (subsets.py)
                 width: int | None = group.subsets.period
             elif balance.policy is Policy.ROUND_ROBIN and group.uniform:
                 width = len(group.eligible)
             else:
                 width = None  # smooth credit
-            found[id(chosen)] = (chosen, width, group.epoch)
+            found[group.rotor_key] = (group.rotor_key, width, group.epoch)
     return list(found.values()), True

@@ -2,12 +2,14 @@
 ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port: its colons are its own;
 brackets as in RFC 3986 §3.2.2). One parser and one formatter for every place that
 takes or shows one: listen and metrics addresses, NOTIFY targets, probe addresses, log
-lines and metric labels.
+lines and metric labels; and a client's prefix (``client_prefix``), the unit in which
+RRL counts clients and balanced answers keep one rotation.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 MAX_PORT = 65535
 
@@ -64,3 +66,15 @@ def parse_host_port(text: str, default_port: int | None, min_port: int = 1,
 def format_host_port(host: str, port: int) -> str:
     """``ADDR:PORT``, or ``[V6]:PORT`` for an IPv6 address."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def client_prefix(host: str) -> bytes:
+    """The client's /24 (IPv4) or /56 (IPv6) as a short key: one host or network, as
+    BIND's rate limiting counts clients by default; a
+    v4-mapped address is the IPv4 client it is."""
+    if ":" in host:
+        packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+        if packed[:12] == b"\x00" * 10 + b"\xff\xff":
+            return b"4" + packed[12:15]
+        return b"6" + packed[:7]
+    return b"4" + socket.inet_aton(host)[:3]

@@ -30,6 +30,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     explain = with_control(commands.add_parser("explain", help="the next answer to NAME TYPE, and why"))
     explain.add_argument("name", metavar="NAME")
     explain.add_argument("type", metavar="TYPE")
+    explain.add_argument("--client", metavar="ADDR",
+                         help="the next answer to this client (its /24 or /56 keeps its own rotation); "
+                              "default: a client new to the rotation")
     ctl = with_control(commands.add_parser("ctl", help="reload zones; drain, undrain or reweight a member"))
     actions = ctl.add_subparsers(dest="action", metavar="ACTION", required=True)
     for action, text in (("drain", "weight 0 until undrained (survives restarts)"), ("undrain", "end a drain")):
@@ -53,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"command": args.command}
     if args.command == "explain":
         payload.update(name=args.name, type=args.type)
+        if args.client is not None:
+            payload["client"] = args.client
     elif args.command == "ctl" and args.action == "reload":
         payload["command"] = "reload"
     elif args.command == "ctl" and args.action == "querylog":
@@ -144,7 +149,9 @@ def _age(now: float, since: float) -> str:
 
 
 def _format_explain(reply: dict[str, Any]) -> None:
-    print(f"next answer to {reply['name']} {reply['type']} (rcode {reply['rcode']}):")
+    client = reply.get("client")
+    whom = f"for client {client}" if client else "for a client new to the rotation"
+    print(f"next answer to {reply['name']} {reply['type']} {whom} (rcode {reply['rcode']}):")
     for rrset in reply["rrsets"]:
         head = f"{rrset['section']}: {rrset['owner']} {rrset['type']}"
         if not rrset["balanced"]:

@@ -20,6 +20,7 @@ DEFAULT_PORT = 5353
 DEFAULT_LISTEN = (("127.0.0.1", DEFAULT_PORT), ("::1", DEFAULT_PORT))
 # RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
 DEFAULT_UDP_PAYLOAD = 1232
+DEFAULT_CLIENT_ROTORS = 65_536  # (client prefix, preference group) rotors: ~200 bytes each
 # Operator overrides (drains) and the control socket live here; systemd sets
 # /var/lib/authdns (StateDirectory=). Relative to the working directory by default.
 DEFAULT_STATE_DIR = Path(".authdns")
@@ -67,6 +68,8 @@ class ServerConfig:
     query_log: bool = False  # a line per query from the start (engine/querylog.py)
     rrl_rate: int = 0  # answers per second per prefix and answer over UDP; 0: no rate limiting (serve/rrl.py)
     rrl_slip: int = 2  # over the limit, every slip-th answer goes out truncated, the rest dropped
+    # Balanced answers' rotors kept per client /24 (/56) and group; 0: one sequence for all (balancing/rotors.py).
+    client_rotors: int = DEFAULT_CLIENT_ROTORS
     # Steps of each zone's history kept for IXFR (loader.with_history); NSD's
     # ixfr-number defaults to 5 too.
     ixfr_history: int = 5

@@ -212,6 +212,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--rrl-slip", whole(0, 100), metavar="N",
             help="over the rate, every Nth answer goes out truncated so real clients retry over TCP; 0: drop all "
                  "(default: {default})"),
+    Setting("--client-rotors", whole(0, 10_000_000, "a whole number of rotors"), metavar="N",
+            help="balanced answers keep one rotation per client /24 (/56), so each resolver is walked through "
+                 "the whole weighted cycle: at most N (client, group) rotors, the oldest dropped; 0: one rotation "
+                 "for all clients, per worker (default: {default})"),
     Setting("--max-zone-size", number(0, 65536, "a size in MiB"), metavar="MIB", field="max_zone_bytes",
             default=DEFAULTS.max_zone_bytes // MEBIBYTE, to_config=lambda mib: int(mib * MEBIBYTE),
             help="refuse zone files larger than this, in MiB (default: {default})"),

@@ -27,6 +27,7 @@ from authdns.balancing.arrange import arrange
 from authdns.balancing.ordering import Balancer
 from authdns.balancing.orders import UNLISTED
 from authdns.engine.querylog import log_query
+from authdns.base.hostport import client_prefix
 from authdns.base.protocol import BYTE_TC, EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, TRANSFER_TYPES
 from authdns.answering.query import Query, Reject, Via, parse_query
 from authdns.answering.render import render, render_reject, render_servfail
@@ -104,7 +105,7 @@ class Responder:
                 if entry.__class__ is Static:
                     reply = splice(packet, found[1], entry.flags, entry.counts, entry.body)
                 else:
-                    reply = self._dynamic(entry, packet, found[1], state)
+                    reply = self._dynamic(entry, packet, found[1], state, peer)
             else:
                 self.reply_key = b""  # set by _answer_request when the engine answers
                 reply = self._respond(packet, via, peer, state, found)
@@ -137,15 +138,16 @@ class Responder:
             self._last_error_log = now
             log.exception("internal error answering a query; answered SERVFAIL")
 
-    def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState) -> bytes:
-        """A balanced answer from the cache: its Orders move the rotors as planning it
-        would (health, drains as they are now) and name the index of its order; the
-        variant for that index is spliced, rendered the first time it is needed."""
+    def _dynamic(self, entry: Dynamic, packet: bytes, question_end: int, state: ServingState,
+                 peer: tuple | None) -> bytes:
+        """A balanced answer from the cache: its Orders move the client's rotors as
+        planning it would (health, drains as they are now) and name the index of its
+        order; the variant for that index is spliced, rendered the first time it is needed."""
         orders = entry.orders
         if orders is None or not orders.live or orders.health is not state.health or orders.overrides is not state.overrides:
             orders = entry.orders = self.balancer.orders(entry.answer, state.health, state.overrides, orders)
             entry.variants = {}
-        index = orders.advance()
+        index = orders.advance(self._client(peer))
         variant = entry.variants.get(index)
         if variant is None:
             ordered = arrange(entry.answer, orders.plans_at(index))
@@ -208,14 +210,22 @@ class Responder:
             return _signed(render_reject(answer, self.config.udp_payload), signer)
         self.reply_key = answer.key(query.qname, query.qtype)
         if found is not None and query.qclass == CLASS.IN:
-            return self._cache_and_answer(answer, query, packet, found, state)
+            return self._cache_and_answer(answer, query, packet, found, state, peer)
         # Resolve → order → render (ARCHITECTURE.md rule 2): the engine decided what,
         # the balancer decides the order from this same state's health and overrides.
-        answer = self.balancer.apply(answer, state.health, state.overrides)
+        answer = self.balancer.apply(answer, state.health, state.overrides, self._client(peer))
         return _signed(render(query, answer, self.config.udp_payload), signer)
 
+    def _client(self, peer: tuple | None) -> bytes | None:
+        """Whose rotation a balanced answer moves: the client's /24 (/56), so each
+        resolver walks its own cycle (balancing/rotors.py); None when rotations are not
+        kept per client or nobody asked over the network."""
+        if peer is None or not self.balancer.rotors.limit:
+            return None
+        return client_prefix(peer[0])
+
     def _cache_and_answer(self, answer: Answer, query: Query, packet: bytes, found: tuple[bytes, int],
-                          state: ServingState) -> bytes:
+                          state: ServingState, peer: tuple | None) -> bytes:
         """Answer through a new cache entry: a Dynamic one when any RRset is balanced
         (ordered per query), else the rendered response itself. A balanced answer the
         full cache does not take is ordered as an uncached one: no Orders for one query."""
@@ -225,9 +235,9 @@ class Responder:
         if any(placed.rrset.balance is not None for placed in answer.answer + answer.additional):
             entry = Dynamic(answer, query, self.reply_key)
             if not state.cache.put(key, entry, zones, negative):
-                return render(query, self.balancer.apply(answer, state.health, state.overrides),
+                return render(query, self.balancer.apply(answer, state.health, state.overrides, self._client(peer)),
                               self.config.udp_payload)
-            return self._dynamic(entry, packet, question_end, state)
+            return self._dynamic(entry, packet, question_end, state, peer)
         reply = render(query, answer, self.config.udp_payload)
         state.cache.put(key, _precompiled(reply, question_end, self.reply_key), zones, negative)
         return reply

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from dnslib import QTYPE, RCODE
 
 from authdns.base import names
+from authdns.base.hostport import client_prefix
 from authdns.answering.answer import resolve
 from authdns.zones.balancespec import MemberKey
 from authdns.balancing.counters import MemberCounters, Totals
@@ -233,10 +234,14 @@ class ControlServer:
     def explain(self, request: dict) -> dict[str, Any]:
         """The next answer to NAME TYPE, without giving it: the engine's answer ordered
         exactly as the next query's would be (``Balancer.peek_answer``), with each
-        balanced RRset's plan: who is in, in what order, and why."""
+        balanced RRset's plan: who is in, in what order, and why. Rotations are kept per
+        client prefix (balancing/rotors.py): ``client`` (an address) asks for that
+        client's next answer; without it, a client new to the rotation's."""
         qname, qtype = _name(request.get("name")), _qtype(request.get("type"))
+        client, prefix = _client(request.get("client"))
         state = self.holder.current
-        answer, plans = self.balancer.peek_answer(resolve(state.snapshot, qname, qtype), state.health, state.overrides)
+        answer, plans = self.balancer.peek_answer(resolve(state.snapshot, qname, qtype), state.health, state.overrides,
+                                                  prefix)
         sections = []
         for section, placed_list in (("answer", answer.answer), ("additional", answer.additional)):
             for placed in placed_list:
@@ -247,7 +252,8 @@ class ControlServer:
                     sections.append({**entry, "balanced": False, "records": [str(rdata) for rdata in rrset.rdatas]})
                 else:
                     sections.append({**entry, "balanced": True, **_plan_entry(plan)})
-        return {"name": names.to_text(qname), "type": type_name(qtype), "rcode": RCODE[answer.rcode], "rrsets": sections}
+        return {"name": names.to_text(qname), "type": type_name(qtype), "rcode": RCODE[answer.rcode],
+                "client": client, "rrsets": sections}
 
     async def drain(self, request: dict) -> dict[str, Any]:
         return await self._override(request, lambda old: Override(True, old.weight if old else None, self.clock()))
@@ -382,6 +388,23 @@ def _name(value: Any) -> names.Name:
         return names.from_text(value if value.endswith(".") else value + ".")
     except names.BadName as error:
         raise ControlError(f"bad name {value!r}: {error}") from None
+
+
+def _client(value: Any) -> tuple[str | None, bytes | None]:
+    """An explain request's client: the prefix its rotation is kept under, as text
+    (``192.0.2.0/24``) and as the key (``hostport.client_prefix``); (None, None): none given."""
+    if value is None:
+        return None, None
+    try:
+        address = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    if address is None:
+        raise ControlError(f"client must be an IP address, not {value!r}")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    length = 24 if address.version == 4 else 56
+    return str(ipaddress.ip_network(f"{address}/{length}", strict=False)), client_prefix(str(address))
 
 
 def _qtype(value: Any) -> int:

@@ -35,7 +35,7 @@ class Answerer:
 
 
 def build_answerer(config: ServerConfig, holder: StateHolder) -> Answerer:
-    balancer = Balancer()
+    balancer = Balancer(client_rotors=config.client_rotors)
     transfer = TransferResponder(holder, config)
     responder = Responder(holder, config, balancer, transfer=transfer)
     return Answerer(balancer, transfer, responder, DnsServer(config, responder))

@@ -22,10 +22,10 @@ In the transport, after the responder; TCP never comes here.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
+from authdns.base.hostport import client_prefix
 from authdns.base.protocol import BYTE_TC, HEADER_LENGTH
 
 MAX_BUCKETS = 200_000
@@ -45,7 +45,7 @@ class RateLimiter:
     def check(self, address: tuple, reply: bytes, answer_key: bytes) -> bytes | None:
         """``reply`` when within the limit; else a truncated reply (a slip) or None (drop).
         ``answer_key``: the reply's ``Answer.key`` (``Responder.reply_key``)."""
-        key = _prefix(address[0]) + answer_key
+        key = client_prefix(address[0]) + answer_key
         now = self.clock()
         bucket = self.buckets.get(key)
         if bucket is None:
@@ -62,16 +62,6 @@ class RateLimiter:
         if self.slip and bucket[2] % self.slip == 0:
             return truncated(reply)
         return None
-
-
-def _prefix(host: str) -> bytes:
-    """The client's /24 (IPv4) or /56 (IPv6), as the start of a bucket key."""
-    if ":" in host:
-        packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
-        if packed[:12] == b"\x00" * 10 + b"\xff\xff":  # v4-mapped: count as the IPv4 client it is
-            return b"4" + packed[12:15]
-        return b"6" + packed[:7]
-    return b"4" + socket.inet_aton(host)[:3]
 
 
 def _question_end(reply: bytes) -> int:

@@ -81,7 +81,7 @@ def test_flags_win_over_the_file(zone_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("workers: lots\n", "authdns.yaml:1:10: workers: 'lots' is not 'auto' or a whole number from 1 to 256"),
-    ("zonez: zones\n", "authdns.yaml:1:1: unknown setting 'zonez'; settings: allow_transfer, control"),
+    ("zonez: zones\n", "authdns.yaml:1:1: unknown setting 'zonez'; settings: allow_transfer, client_rotors, control"),
     ("listen: [127.0.0.1:53, nowhere]\n", "authdns.yaml:1:24: listen: 'nowhere' is not an IP address"),
     ("watch: sometimes\n", "authdns.yaml:1:8: watch is true or false"),
     ("loop: fastest\n", "authdns.yaml:1:7: loop is one of auto, asyncio, uvloop, not 'fastest'"),

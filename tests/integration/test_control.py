@@ -24,6 +24,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 from conftest import ServerProcess, run_authdns, start_server, status_json, stop_server
@@ -109,20 +111,35 @@ def test_status_shows_health_weights_and_shares(server: ServerProcess) -> None:
     assert "75.0%" in text.stdout and "25.0%" in text.stdout
 
 
-def explained(server: ServerProcess) -> list[str]:
-    result = authdns(server, "explain", f"pool.{ORIGIN}", "MX", "--json")
+def explained(server: ServerProcess, *client: str) -> list[str]:
+    """Who ``explain`` says is in the next answer (to ``--client ADDR`` when given)."""
+    result = authdns(server, "explain", f"pool.{ORIGIN}", "MX", "--json", *client)
     assert result.returncode == 0, result.stderr
     (rrset,) = [entry for entry in json.loads(result.stdout)["rrsets"] if entry["section"] == "answer"]
     return [member["member"].split(".")[0] for member in rrset["members"] if member["included"]]
 
 
 def test_explain_predicts_the_next_answer(server: ServerProcess) -> None:
+    """This test's queries come from 127.0.0.1, whose /24 keeps its own rotation
+    (balancing/rotors.py): ``--client 127.0.0.1`` predicts it; without ``--client``,
+    explain predicts what a client new to the rotation gets (its first answer)."""
     for _ in range(8):
-        prediction = explained(server)
-        assert explained(server) == prediction, "explain moves no rotor"
+        prediction = explained(server, "--client", "127.0.0.1")
+        assert explained(server, "--client", "127.0.0.7") == prediction, "explain moves no rotor; one /24, one rotation"
         assert hosts(server) == prediction
-    text = authdns(server, "explain", f"pool.{ORIGIN}", "MX")
+    for turn in range(3):
+        newcomer = f"127.0.{20 + turn}.1"
+        prediction = explained(server)
+        query = dns.message.make_query(f"pool.{ORIGIN}", "MX")
+        reply = dns.query.udp(query, server.host, port=server.port, timeout=2.0, source=newcomer)
+        assert [str(rdata.exchange).split(".")[0] for rrset in reply.answer for rdata in rrset] == prediction
+    text = authdns(server, "explain", f"pool.{ORIGIN}", "MX", "--client", "::ffff:127.0.0.1")
+    assert "for client 127.0.0.0/24" in text.stdout, text.stdout
     assert "weighted position 1" in text.stdout and "additional:" in text.stdout
+    text = authdns(server, "explain", f"pool.{ORIGIN}", "MX")
+    assert "for a client new to the rotation" in text.stdout, text.stdout
+    bad = authdns(server, "explain", f"pool.{ORIGIN}", "MX", "--client", "nowhere")
+    assert bad.returncode == 1 and "client must be an IP address, not 'nowhere'" in bad.stderr, bad.stderr
 
 
 def test_drain_survives_restart_and_undrain(server: ServerProcess, tmp_path: Path, listener: FakeSmtp) -> None:
@@ -280,7 +297,7 @@ records:
 """)
     server = server_factory(zone_dir)
     for _ in range(4):
-        result = authdns(server, "explain", f"one.{ORIGIN}", "MX", "--json")
+        result = authdns(server, "explain", f"one.{ORIGIN}", "MX", "--json", "--client", "127.0.0.1")
         rrsets = json.loads(result.stdout)["rrsets"]
         (answer,) = [r for r in rrsets if r["section"] == "answer"]
         included = [m["member"] for m in answer["members"] if m["included"]]

@@ -44,3 +44,17 @@ def test_answer_2_delivers_weights_two_members_can_carry() -> None:
     delivered = [int(share) for share in rows[0][3].split("/")]
     assert abs(delivered[0] - 50) <= 10 and all(abs(share - 25) <= 10 for share in delivered[1:]), rows
     assert rows[0][5] == "0", rows
+
+
+def test_each_resolver_gets_the_weights_whatever_its_volume() -> None:
+    """Five resolvers in lockstep (TTL 30, each asking again as its answer expires) with
+    unequal mail volumes (4:2:1:1:1): with one rotation per resolver each one's mail is
+    60/20/20, so the whole is too; one shared rotation (``--client-rotors 0``) pins each
+    resolver to one exchanger, and the heavy resolver's one gets too much."""
+    args = ("--messages", "450", "--modes", "answer1", "--ttls", "30", "--resolvers", "5", "--gap", "6",
+            "--volumes", "4", "2", "1", "1", "1")
+    row = lab(*args)[0]
+    assert row[3] == "60/20/20" and row[4:9] == ["60/20/20"] * 5 and row[9] == "0", row
+    shared = lab(*args, "--client-rotors", "0")[0]
+    assert all(share in ("100/0/0", "0/100/0", "0/0/100") for share in shared[4:9]), shared
+    assert shared[3] != "60/20/20", shared

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from dnslib import QTYPE
 
 from authdns.base import names
+from authdns.base.hostport import client_prefix
 from authdns.answering.answer import resolve
 from authdns.configuration.config import ServerConfig
 from authdns.health.monitor import HealthView, MemberHealth, Status
@@ -88,13 +89,16 @@ def state(tmp_path: Path) -> StateHolder:
     return holder
 
 
-def reference(packet: bytes, tcp: bool, holder: StateHolder, balancer: Balancer, udp_max: int) -> bytes:
-    """The slow path, spelled out."""
+def reference(packet: bytes, tcp: bool, holder: StateHolder, balancer: Balancer, udp_max: int,
+              peer: tuple | None = None) -> bytes:
+    """The slow path, spelled out (``peer``: whose rotation it moves, as the responder keys it)."""
     query = parse_query(packet, Via.TCP if tcp else Via.UDP, udp_max)
     if isinstance(query, Reject):
         return render_reject(query, udp_max)
     current = holder.current
-    answer = balancer.apply(resolve(current.snapshot, query.qname, query.qtype), current.health, current.overrides)
+    client = client_prefix(peer[0]) if peer is not None else None
+    answer = balancer.apply(resolve(current.snapshot, query.qname, query.qtype), current.health, current.overrides,
+                            client)
     return render(query, answer, udp_max)
 
 
@@ -211,7 +215,9 @@ def test_shared_rotors_stay_in_step_through_health_and_drain_changes(tmp_path: P
     entries, two Orders, one set of rotors), and health and drain changes between them:
     the fast path answers the slow path's bytes and counts what it counts, last-given
     times included. Regression: a replay once wrote back the credit of a rotor its plan
-    had not touched, and the rotations drifted apart for good once an epoch came back."""
+    had not touched, and the rotations drifted apart for good once an epoch came back.
+    Queries come from several clients (rotors.py: a rotation each, dealt from the shared
+    one), a table small enough to evict (limit 3), or none kept (limit 0)."""
     rng = random.Random(seed)
     zone_dir = tmp_path / "zones"
     zone_dir.mkdir()
@@ -220,8 +226,11 @@ def test_shared_rotors_stay_in_step_through_health_and_drain_changes(tmp_path: P
     holder.publish(snapshot=load_snapshot(zone_dir).snapshot)
     now = [0.0]
     config = ServerConfig()
-    fast = Responder(holder, config, Balancer(clock=lambda: now[0]))
-    slow_balancer = Balancer(clock=lambda: now[0])
+    limit = (0, 3, 65_536)[seed % 3]
+    fast = Responder(holder, config, Balancer(clock=lambda: now[0], client_rotors=limit))
+    slow_balancer = Balancer(clock=lambda: now[0], client_rotors=limit)
+    peers = [None, ("127.0.0.1", 5300), ("127.0.0.9", 5301), ("192.0.2.7", 53), ("2001:db8::1", 53, 0, 0),
+             ("::ffff:198.51.100.2", 53, 0, 0)]
 
     def member(owner: str, rtype: int, text: str) -> tuple:
         return (names.from_text(owner), rtype, text)
@@ -246,9 +255,12 @@ def test_shared_rotors_stay_in_step_through_health_and_drain_changes(tmp_path: P
             name, rdtype = rng.choice(questions)
             message = dns.message.make_query(name, rdtype, use_edns=0 if rng.random() < 0.3 else None)
             packet = bytes([step % 256, 9]) + message.to_wire()[2:]
-            expected = reference(packet, False, holder, slow_balancer, config.udp_payload)
-            assert fast.respond(packet, Via.UDP) == expected, (seed, step, name, rdtype)
+            peer = rng.choice(peers)
+            expected = reference(packet, False, holder, slow_balancer, config.udp_payload, peer)
+            assert fast.respond(packet, Via.UDP, peer) == expected, (seed, step, name, rdtype, peer)
     assert timed(fast.balancer) == timed(slow_balancer)
+    if limit:
+        assert 0 < len(fast.balancer.rotors.clients) <= limit
 
 
 def test_replay_leaves_alone_a_rotor_its_plan_did_not_move(tmp_path: Path) -> None:
