@@ -22,6 +22,7 @@ is weighted 3:1:1 (``mode``: no ``answer:``, ``answer: 1``, ``answer: 2``, or
   that many messages per turn (cyclically; default one each);
 - ``--client-rotors`` is passed to ``authdns serve`` (0: one shared rotation instead of
   one per resolver, balancing/rotors.py).
+The resolver and the sender are authdns/cli/senders.py (``authdns demo`` runs the same ones).
 It prints delivered shares per sink (the target for 3:1:1 is 60/20/20), the spread between
 resolvers, messages not delivered, and what the answers give: the shares a perfectly even
 split of each answer would deliver, free of the senders' random picks. Health checks are not exercised here (no sink
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import smtplib
 import socket
 import subprocess
 import sys
@@ -43,11 +43,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rdatatype
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout: the authdns beside this script
+
+from authdns.cli.senders import CachingResolver, deliver  # noqa: E402
+
 SINKS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 WEIGHTS = (3, 1, 1)  # --weights changes them
 MODES = {"none": "", "answer1": "answer: 1, ", "answer2": "answer: 2, ", "promote": "promote: true, "}
@@ -102,51 +103,14 @@ class Sinks:
             controller.stop()
 
 
-class CachingResolver:
-    """Keeps each answer until its TTL runs out on ``clock``; a new order each time."""
-
-    def __init__(self, port: int, clock, rng: random.Random, source: str) -> None:
-        self.port, self.clock, self.rng, self.source = port, clock, rng, source
-        self.cache: dict[tuple[str, int], tuple[float, list]] = {}
-        self.asked = 0
-
-    def lookup(self, name: str, rdtype: int) -> list:
-        found = self.cache.get((name, rdtype))
-        if found is None or self.clock() >= found[0]:
-            reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=2,
-                                  source=self.source)
-            self.asked += 1
-            records = [rr for rrset in reply.answer if rrset.rdtype == rdtype for rr in rrset]
-            ttl = min((rrset.ttl for rrset in reply.answer if rrset.rdtype == rdtype), default=0)
-            found = self.cache[(name, rdtype)] = (self.clock() + ttl, records)
-        records = list(found[1])
-        self.rng.shuffle(records)
-        return records
-
-
-def deliver(resolver: CachingResolver, port: int, rng: random.Random, given: Counter) -> str | None:
-    """RFC 5321 §5.1: equal preferences shuffled, lower preference first, fall back in order.
-    ``given`` adds what a perfectly even split of this answer's best group would deliver
-    (each member 1/size): the answers' share, free of the senders' coin flips."""
-    exchangers = resolver.lookup("pool.lab.test.", dns.rdatatype.MX)
-    by_preference: dict[int, list[str]] = {}
-    for mx in exchangers:
-        by_preference.setdefault(mx.preference, []).append(mx.exchange.to_text())
-    best = by_preference[min(by_preference)]
-    for exchange in best:
-        given[SINKS[int(exchange[2]) - 1]] += 1 / len(best)  # mxN.lab.test. is the Nth sink
-    for preference in sorted(by_preference):
-        group = by_preference[preference]
-        rng.shuffle(group)
-        for exchange in group:
-            for a in resolver.lookup(exchange, dns.rdatatype.A):
-                try:
-                    with smtplib.SMTP(a.address, port, timeout=2) as smtp:
-                        smtp.sendmail("lab@sender.test", ["user@pool.lab.test"], b"Subject: share\r\n\r\nhello\r\n")
-                    return a.address
-                except OSError:
-                    continue
-    return None
+def deliver_one(resolver: CachingResolver, port: int, rng: random.Random, given: Counter, number: int) -> str | None:
+    """One message (authdns/cli/senders.py); ``given`` adds what a perfectly even split
+    of this answer's best group would deliver (each member 1/size): the answers' share,
+    free of the senders' coin flips."""
+    delivery = deliver(resolver, "pool.lab.test.", port, rng, f"{number}@lab.test")
+    for exchange in delivery.best:
+        given[SINKS[int(exchange[2]) - 1]] += 1 / len(delivery.best)  # mxN.lab.test. is the Nth sink
+    return delivery.accepted_by
 
 
 def start_authdns(zone_dir: Path, state_dir: Path, client_rotors: int | None) -> tuple[subprocess.Popen, int]:
@@ -179,7 +143,8 @@ def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: in
         rng = random.Random(f"senders {seed}")
         # Each resolver its own random stream, apart from the senders' (one stream for both
         # would undo a resolver's shuffle with the sender's, draw for draw).
-        pool = [CachingResolver(dns_port, lambda: now[0], random.Random(f"resolver {seed} {n}"), f"127.0.{n + 1}.1")
+        pool = [CachingResolver(("127.0.0.1", dns_port), lambda: now[0], random.Random(f"resolver {seed} {n}"),
+                                f"127.0.{n + 1}.1")
                 for n in range(resolvers)]
         per_resolver = [Counter() for _ in pool]
         given: Counter[str] = Counter()
@@ -187,7 +152,7 @@ def run(mode: str, ttl: int, resolvers: int, messages: int, gap: float, port: in
         while sent < messages:
             for index, resolver in enumerate(pool):
                 for _ in range(min(volumes[index % len(volumes)], messages - sent)):
-                    delivered = deliver(resolver, port, rng, given)
+                    delivered = deliver_one(resolver, port, rng, given, sent)
                     sent += 1
                     if delivered is None:
                         lost += 1

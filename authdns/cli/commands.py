@@ -32,9 +32,9 @@ from authdns.zones.loader import cross_zone_problems, load_zone_file, unserved_f
 log = logging.getLogger("authdns")
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from authdns.cli import demo  # imports dnspython's async client only when asked
+    from authdns.cli import demo  # imports the senders and aiosmtpd only when asked
 
-    return demo.main(args.seconds)
+    return demo.main(args.seconds, args.ttl)
 
 
 def _read_config(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_flags(serve)  # configuration/settings.py: the one table of serve's settings
     parser.serve_parser = serve  # type: ignore[attr-defined]  # read again for the configuration file
 
-    demo = commands.add_parser("demo", help="show DNS-side mail load balancing live, on loopback (needs aiosmtpd)")
+    demo = commands.add_parser("demo", help="show mail delivered by DNS-side load balancing, live on loopback (needs aiosmtpd)")
     demo.add_argument("--seconds", type=settings.seconds, default=45.0, metavar="S",
                       help="how long it runs; mx2 stops at a third, returns at two thirds (default: 45)")
+    demo.add_argument("--ttl", type=settings.whole(0, 300, "a TTL in seconds"), default=1, metavar="SECONDS",
+                      help="the pool's TTL: how long each sender's resolver keeps one answer (default: 1)")
 
     check = commands.add_parser("check", help="validate zone files; exit 1 if any is invalid")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="zone files or directories")

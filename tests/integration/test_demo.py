@@ -1,10 +1,12 @@
-"""``authdns demo``: runs on its own, shows the failover and the shares, and leaves
-nothing running.
+"""``authdns demo``: runs on its own, shows the mail delivered and its failover, and
+leaves nothing running.
 
-Checks: a 9-second run exits 0 and prints mx2 leaving the answers after its listener
-stops and coming back after it starts, round-robin MX shares near a third each before
-the stop, the weighted A near 3:1; the server it started is gone and its listeners'
-ports are free afterwards. Ctrl-C (SIGINT) midway ends it cleanly too.
+Checks: a 15-second run exits 0; before mx2's sink stops, the mail delivered is near
+3:1:1; after, mx2 receives no mail (the senders fall back at once) and leaves the
+answers, then comes back in the answers and in the mail after its sink starts again;
+every message sent is delivered once, none lost, none deferred (``promote`` keeps a
+fallback in every answer); the server it started is gone and the sinks' ports are free
+afterwards. Ctrl-C (SIGINT) midway ends it cleanly too.
 """
 
 from __future__ import annotations
@@ -33,25 +35,38 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_demo_shows_failover_and_shares_and_cleans_up() -> None:
-    result = run_authdns("demo", "--seconds", "9", timeout=90)
+def mail_shares(line: str) -> list[int]:
+    return [int(share) for share in re.findall(r"mail +(\d+)%", line)]
+
+
+def now_shares(line: str) -> list[int]:
+    return [int(share) for share in re.findall(r"\(now +(\d+)%\)", line)]
+
+
+def test_demo_shows_delivered_mail_and_failover_and_cleans_up() -> None:
+    result = run_authdns("demo", "--seconds", "15", timeout=120)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert re.search(r"mx2 left the answers, [\d.]+ s after its listener stopped", out), out
-    assert re.search(r"mx2 is back in the answers, [\d.]+ s after its listener started", out), out
-    before_stop = out.split("mx2's SMTP listener stopped")[0]
-    last = re.findall(r"MX first: mx1 ([\d.]+)% .*? mx2 ([\d.]+)% .*? mx3 ([\d.]+)%", before_stop)[-1]
-    assert all(abs(float(share) - 100 / 3) < 5 for share in last), last
-    totals = re.search(r"smtp A \{'192\.0\.2\.21': (\d+), '192\.0\.2\.23': (\d+)\}", out)
-    heavy, light = int(totals.group(1)), int(totals.group(2))
-    assert abs(heavy / (heavy + light) - 0.75) < 0.05, totals.group(0)
+    before, stopped = out.split("mx2's SMTP sink stopped", 1)
+    during, after = stopped.split("mx2's SMTP sink started again", 1)
+    reports = [line for line in before.splitlines() if "DNS first" in line]
+    assert reports, out
+    shares = mail_shares(reports[-1])
+    assert len(shares) == 3 and all(abs(got - want) <= 12 for got, want in zip(shares, (60, 20, 20))), reports[-1]
+    assert re.search(r"mx2 left the answers, [\d.]+ s after its sink stopped", during), out
+    assert any(now_shares(line)[1] == 0 for line in during.splitlines() if "DNS first" in line), during
+    assert re.search(r"mx2 is back in the answers, [\d.]+ s after its sink started", after), out
+    assert re.search(r"mx2 receives mail again, [\d.]+ s after its sink started", after), out
+    total = re.search(r"total: sent (\d+), delivered (\d+) \(sinks received (\d+), duplicates 0\), still deferred 0, "
+                      r"lost 0; longest deferral 0\.0 s", out)
+    assert total and total.group(1) == total.group(2) == total.group(3) and int(total.group(1)) > 100, out
     pid = int(re.search(r"authdns pid (\d+)", out).group(1))
     assert gone(pid)
-    for port in re.findall(r"mx\d 127\.0\.0\.1:(\d+)", out):
+    for address, port in re.findall(r"mx\d (127\.0\.0\.1\d):(\d+)", out):
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(("127.0.0.1", int(port)))  # nothing listens there any more
-    assert "stopped: server, listeners and the demo's files are gone" in out
+            probe.bind((address, int(port)))  # nothing listens there any more
+    assert "stopped: server, sinks and the demo's files are gone" in out
 
 
 def test_ctrl_c_ends_it_cleanly() -> None:
@@ -62,12 +77,12 @@ def test_ctrl_c_ends_it_cleanly() -> None:
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any("MX first" in line for line in list(lines)) or None, timeout=30)
+        wait_until(lambda: any("DNS first" in line for line in list(lines)) or None, timeout=30)
         pid = int(re.search(r"authdns pid (\d+)", "".join(lines)).group(1))
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         reader.join(timeout=5)
-        assert "stopped: server, listeners and the demo's files are gone" in "".join(lines)
+        assert "stopped: server, sinks and the demo's files are gone" in "".join(lines)
         wait_until(lambda: gone(pid) or None, timeout=10)
     finally:
         if process.poll() is None:
