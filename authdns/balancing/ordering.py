@@ -331,8 +331,12 @@ class Balancer:
             epoch = tuple((weight > 0, member.configured, member.temporary, member.drained)
                           for weight, member in zip(weights, group)) if weights else ()
             rotor_key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group), balance.policy)
+            # Subsets only where the sender splits the answer evenly: under promote it takes
+            # the promoted member first, so the smooth weighted first place is exact already
+            # and every answer keeps its N - 1 fallbacks.
+            promoted = balance.promote and rrset.rtype == QTYPE.MX
             subsets = (subset_cycle(weights, eligible, balance.answer)
-                       if balance.policy is Policy.WEIGHTED and not fail_open else None)
+                       if balance.policy is Policy.WEIGHTED and not fail_open and not promoted else None)
             groups.append(_Group(preference, group, weights, why, eligible,
                                  len({weights[p] for p in eligible}) <= 1, epoch, rotor_key, subsets))
         if len(self.prepared) > 100_000:

@@ -53,12 +53,13 @@ def test_every_cycle_delivers_the_weights_exactly(weights: list[int], size: int)
     assert cycle.alone() == sum(1 for chosen in answers if len(chosen) == 1) / len(answers)
 
 
-def weighted_pool(tmp_path: Path, weights: tuple[int, ...]):
-    """The MX RRset ``pool.w.test`` weighted as given, with answer: 2."""
+def weighted_pool(tmp_path: Path, weights: tuple[int, ...], promote: bool = False):
+    """The MX RRset ``pool.w.test`` weighted as given, with answer: 2 (and promote)."""
     members = "".join(f"        - {{preference: 10, exchange: mx{n}, weight: {w}}}\n" for n, w in enumerate(weights, 1))
     hosts = "".join(f"  mx{n}: {{A: 192.0.2.{10 + n}}}\n" for n in range(1, len(weights) + 1))
     _, zone, problems = load_text(tmp_path, "w.test", 'records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n  pool:\n'
-                                  "    MX:\n      ttl: 60\n      policy: weighted\n      answer: 2\n      records:\n"
+                                  "    MX:\n      ttl: 60\n      policy: weighted\n      answer: 2\n"
+                                  + ("      promote: true\n" if promote else "") + "      records:\n"
                                   + members + hosts)
     assert zone is not None, problems
     return zone.nodes[names.from_text("pool.w.test.")].rrsets[QTYPE.MX], problems
@@ -104,3 +105,16 @@ def test_explain_says_how_often_a_member_is_answered(tmp_path: Path) -> None:
     assert sorted(reason.split(";")[1] for text, reason in reasons.items() if text != "mx1.w.test.") == \
         [" in 40 % of answers, so a sender's even split (answers of at most 2) gives it its weight's share"] * 2
     assert not any("cut by answer" in reason for reason in reasons.values())
+
+
+def test_promote_keeps_n_members_in_every_answer(tmp_path: Path) -> None:
+    """Under promote the sender takes the promoted member first (RFC 5321 §5.1: the
+    lowest preference), so its smooth weighted first place delivers the weights and no
+    answer needs to be a member alone: 3:1:1 with answer: 2 and promote is two members
+    in every answer, the promoted one 60/20/20."""
+    rrset, problems = weighted_pool(tmp_path, (3, 1, 1), promote=True)
+    assert not problems, problems
+    balancer = Balancer()
+    plans = [balancer.plan(rrset, EMPTY_HEALTH, EMPTY_OVERRIDES) for _ in range(20)]
+    assert all(len(plan.order) == 2 and plan.promoted == {plan.order[0]} for plan in plans)
+    assert Counter(plan.order[0] for plan in plans) == {0: 12, 1: 4, 2: 4}
