@@ -22,6 +22,10 @@ Rules (README, "Load balancing"):
   stays, at a quarter of its share). Base weight = the operator's temporary weight, else
   the configured one, else for ``weight: auto`` round(10 × fastest / own) of the
   members' smoothed probe round-trip times (each at least 10 ms), between 1 and 10.
+- What each member should get (``target_shares``: effective weight over its group's) and
+  what a sender gets from each answer (``Plan.split``: 1/k to each of the k members of
+  its group the answer carries, the promoted MX alone) are both decided here, so
+  ``status`` compares like with like (README, "Operating it").
 """
 
 from __future__ import annotations
