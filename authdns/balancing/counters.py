@@ -4,7 +4,8 @@
   drops, TC, internal errors, QTYPEs, the sampled latency histogram, RRL actions). The
   query path increments its fields in place; nothing else writes them.
 - ``MemberCounters``: per balanced member (owner, type, member text), since start:
-  first places, answers, when it was last handed out and with which TTL.
+  first places, answers, the mail a conforming sender delivers to it from those answers
+  (``split``, ``mail``), when it was last handed out and with which TTL.
 - ``Totals``: one process's counters read at one moment (``Answerer.totals``), or the sum
   over worker processes (``add``): what ``status``, ``drain``, ``/metrics`` and the
   status page read. Picklable: workers send it to their supervisor.
@@ -16,6 +17,7 @@ Holds numbers only: counts nothing itself, imports nothing it reads from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 # Upper bounds (seconds) of the latency histogram's buckets; one more for anything slower.
@@ -69,15 +71,28 @@ class MemberCounters:
     given: int = 0  # answers that carried it
     last_given: float = 0.0  # wall time of the last answer that carried it
     ttl: int = 0  # the TTL it was last handed out with
+    # k -> answers in which it was one of the k members a sender splits its group's mail
+    # between (ordering.Plan.split): whole counts, so sums over workers and the fast
+    # path's replays stay exact.
+    split: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def mail(self) -> Fraction:
+        """Answers' worth of its group's mail a conforming sender delivers to it: 1/k of
+        each answer in which it was one of k equal-preference members (RFC 5321 §5.1: a
+        sender picks uniformly among them)."""
+        return sum((Fraction(count, k) for k, count in self.split.items()), Fraction(0))
 
     def add(self, other: MemberCounters) -> None:
         self.first += other.first
         self.given += other.given
+        for k, count in other.split.items():
+            self.split[k] = self.split.get(k, 0) + count
         if other.last_given >= self.last_given:
             self.last_given, self.ttl = other.last_given, other.ttl
 
     def copy(self) -> MemberCounters:
-        return MemberCounters(self.first, self.given, self.last_given, self.ttl)
+        return MemberCounters(self.first, self.given, self.last_given, self.ttl, dict(self.split))
 
 
 @dataclass(slots=True)

@@ -22,6 +22,10 @@ Rules (README, "Load balancing"):
   stays, at a quarter of its share). Base weight = the operator's temporary weight, else
   the configured one, else for ``weight: auto`` round(10 × fastest / own) of the
   members' smoothed probe round-trip times (each at least 10 ms), between 1 and 10.
+- What each member should get (``target_shares``: effective weight over its group's) and
+  what a sender gets from each answer (``Plan.split``: 1/k to each of the k members of
+  its group the answer carries, the promoted MX alone) are both decided here, so
+  ``status`` compares like with like (README, "Operating it").
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Iterable
 
 from dnslib import QTYPE
@@ -66,6 +71,7 @@ class MemberPlan:
     status: Status
     included: bool
     reason: str
+    target: Fraction | None = None  # the share of its group's mail it should get (``target_shares``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,10 @@ class Plan:
     fail_open: bool
     predictable: bool = True  # False for `random`: explain shows one possible order
     firsts: tuple[int, ...] = ()  # record indices that came first in their group (counted)
+    # (record index, k) for each member a conforming sender delivers this answer's mail
+    # of its group to: 1/k of it (RFC 5321 §5.1: uniform among the k equal-preference
+    # members given; an MX promoted by `promote` is alone at its preference: k = 1).
+    split: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -244,12 +254,13 @@ class Balancer:
         plans: dict[int, MemberPlan] = {}
         order: list[int] = []
         firsts: list[int] = []
+        split: list[tuple[int, int]] = []
         promoted: set[int] = set()
         for group in prep.groups:
             if not group.weights:
                 if detail:
-                    for member in group.members:
-                        plans[member.index] = _member_plan(member, group.preference, 0, False, _left_out(member))
+                    for member in group.members:  # the group leaves the answer: no share to give
+                        plans[member.index] = _member_plan(member, group.preference, 0, False, _left_out(member), None)
                 continue
             chosen = self._order_group(balance, group, commit)
             if balance.answer is not None and not prep.fail_open:  # fail open answers everyone
@@ -259,11 +270,14 @@ class Balancer:
             firsts.append(group.members[chosen[0]].index)
             if balance.promote and rrset.rtype == QTYPE.MX:
                 promoted.add(group.members[chosen[0]].index)
+                split.append((group.members[chosen[0]].index, 1))
+            else:
+                split.extend((group.members[position].index, len(chosen)) for position in chosen)
             order.extend(group.members[position].index for position in chosen)
             if detail:
                 self._explain_group(balance, group, chosen, plans)
         if commit:
-            self._count(rrset, prep, order, firsts)
+            self._count(rrset, prep, order, firsts, split)
         if detail:
             in_order = [plans[index] for index in order]
             left_out = [plans[member.index] for member in prep.members if member.index not in set(order)]
@@ -271,12 +285,13 @@ class Balancer:
         else:
             details = ()
         return Plan(rrset.name, rrset.rtype, balance.policy, details, tuple(order),
-                    frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts))
+                    frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts),
+                    tuple(split))
 
     # -- Orders and rotors -------------------------------------------------------------
 
     def _count_plan(self, prep: _Prepared, plan: Plan, times: int, when: float) -> None:
-        self._count(prep.rrset, prep, plan.order, plan.firsts, times, when)
+        self._count(prep.rrset, prep, plan.order, plan.firsts, plan.split, times, when)
 
     def _release(self, orders: Orders) -> None:
         orders.fold()
@@ -289,13 +304,15 @@ class Balancer:
 
     def _explain_group(self, balance: BalanceSpec, group: _Group, chosen: list[int], plans: dict) -> None:
         weights, why, subsets = group.weights, group.why, group.subsets
+        targets = target_shares(balance.policy, weights)
         for rank, position in enumerate(chosen):
             member = group.members[position]
             if subsets is not None:
                 reason = _sampled(balance, subsets, position, len(chosen))
             else:
                 reason = _included(balance.policy, rank, member, weights[position], why)
-            plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason)
+            plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason,
+                                               targets[position])
         for position, member in enumerate(group.members):
             if member.index not in plans:
                 if weights[position] <= 0:
@@ -304,7 +321,8 @@ class Balancer:
                     reason = _sampled(balance, subsets, position, 0)
                 else:
                     reason = f"cut by answer: {balance.answer}"
-                plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason)
+                plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason,
+                                                   targets[position])
 
     def _prepare(self, rrset: RRset, health: HealthView, overrides: Overrides) -> _Prepared:
         """The RRset's members and groups for this health view and these overrides,
@@ -417,8 +435,8 @@ class Balancer:
             left.remove(chosen)
         return order
 
-    def _count(self, rrset: RRset, prep: _Prepared, order: Iterable[int], firsts: Iterable[int], times: int = 1,
-               now: float | None = None) -> None:
+    def _count(self, rrset: RRset, prep: _Prepared, order: Iterable[int], firsts: Iterable[int],
+               split: Iterable[tuple[int, int]], times: int = 1, now: float | None = None) -> None:
         if now is None:
             now = self.clock()
         if prep.fail_open:
@@ -435,6 +453,9 @@ class Balancer:
                 counters.ttl = rrset.ttl
         for index in firsts:
             counters_of[prep.keys[index]].first += times
+        for index, k in split:
+            shares = counters_of[prep.keys[index]].split
+            shares[k] = shares.get(k, 0) + times
 
     # -- reloads --------------------------------------------------------------------
 
@@ -453,6 +474,21 @@ class Balancer:
         self._counters = {key: value for key, value in self._counters.items() if key in keys}
         self.rotors.retain(rotor_prefixes)
         self.prepared.clear()
+
+
+def target_shares(policy: Policy, weights: tuple[int, ...]) -> tuple[Fraction | None, ...]:
+    """The share of its group's mail each member should get (``status``: "target"):
+    its effective weight over the sum of its group's (0 when down, drained, or a standby
+    while a weighted member is up; a degraded member at its quarter). That is what a
+    conforming sender, uniform among the equal-preference members it is given (RFC 5321
+    §5.1), delivers under every balancing policy: round robin gives equal weights, and
+    ``weighted`` needs ``answer: N`` or ``promote`` to deliver it (README, "Load
+    balancing"). None where no share is meant: a group with no usable member (it leaves
+    the answer), and ``fixed``, whose order is the zone's, not a split."""
+    total = sum(weights)
+    if policy is Policy.FIXED or total <= 0:
+        return (None,) * len(weights)
+    return tuple(Fraction(weight, total) for weight in weights)
 
 
 def _auto_weight(fastest: float | None, rtt: float | None) -> int:
@@ -524,6 +560,7 @@ def _included(policy: Policy, rank: int, member: _Member, weight: int, why: str)
     return "; ".join(parts)
 
 
-def _member_plan(member: _Member, preference: int | None, effective: int, included: bool, reason: str) -> MemberPlan:
+def _member_plan(member: _Member, preference: int | None, effective: int, included: bool, reason: str,
+                 target: Fraction | None) -> MemberPlan:
     return MemberPlan(member.index, member.text, preference, member.configured, member.base, effective,
-                      member.status, included, reason)
+                      member.status, included, reason, target)

@@ -124,7 +124,7 @@ def _format_status(reply: dict[str, Any]) -> None:
                           " promote" if rrset["promote"] else "", " FAIL-OPEN" if rrset["fail_open"] else ""])
         print(f"{rrset['owner']} {rrset['type']} ttl {rrset['ttl']} policy {rrset['policy']}{extras}; {probe}")
         print(f"  {'member':<28} {'pref':>4} {'status':<9} {'since':>9} {'rtt ms':>7} {'weight':>11} "
-              f"{'first':>6} {'share':>6}  last probe / override")
+              f"{'first':>6} {'share':>6} {'mail':>6} {'target':>6}  last probe / override")
         for member in rrset["members"]:
             since = _age(now, member["since"]) if member["since"] else "-"
             rtt = f"{member['rtt_ms']:.1f}" if member["rtt_ms"] is not None else "-"
@@ -136,11 +136,17 @@ def _format_status(reply: dict[str, Any]) -> None:
                 note = f"temporary weight {member['temporary_weight']}; " + note
             pref = member["preference"] if member["preference"] is not None else "-"
             print(f"  {member['member']:<28} {pref:>4} {member['status']:<9} {since:>9} {rtt:>7} {weight:>11} "
-                  f"{member['first']:>6} {member['share'] * 100:>5.1f}%  {note}")
+                  f"{member['first']:>6} {_percent(member['share'])} {_percent(member['mail_share'])} "
+                  f"{_percent(member['target'])}  {note}")
     if reply["fail_open_answers"]:
         print(f"answers given fail-open (every member down): {reply['fail_open_answers']}")
     for orphan in reply["overrides_not_served"]:
         print(f"override kept for a member no zone serves now: {orphan['owner']} {orphan['type']} {orphan['member']}")
+
+
+def _percent(share: float | None) -> str:
+    """A share as a six-column percentage; "-" where none is meant (a target of ``fixed``)."""
+    return f"{share * 100:>5.1f}%" if share is not None else f"{'-':>6}"
 
 
 def _age(now: float, since: float) -> str:
@@ -164,7 +170,12 @@ def _format_explain(reply: dict[str, Any]) -> None:
             mark = f"{position:>2}." if member["included"] else " --"
             pref = "" if member["preference"] is None else f"pref {member['answered_preference']} "
             print(f"  {mark} {member['member']:<28} {pref}{member['status']:<8} "
-                  f"weight {member['configured_weight']}->{member['effective_weight']:g}: {member['reason']}")
+                  f"weight {member['configured_weight']}->{member['effective_weight']:g}"
+                  f"{_should_get(member['target'])}: {member['reason']}")
+
+
+def _should_get(target: float | None) -> str:
+    return "" if target is None else f", should get {target * 100:.1f}%"
 
 
 def _format_override(reply: dict[str, Any]) -> None:

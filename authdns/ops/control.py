@@ -20,6 +20,7 @@ import socket
 import stat
 import struct
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -192,12 +193,14 @@ class ControlServer:
         plan = self.balancer.peek(rrset, health, overrides)
         by_index = {member.index: member for member in plan.members}
         firsts_by_group: dict[int | None, int] = {}
+        mail_by_group: dict[int | None, Fraction] = {}
         counters = []
         for index, rdata in enumerate(rrset.rdatas):
             found = counted.get(member_key(rrset, rdata))
             counters.append(found)
             group = by_index[index].preference
             firsts_by_group[group] = firsts_by_group.get(group, 0) + (found.first if found else 0)
+            mail_by_group[group] = mail_by_group.get(group, Fraction(0)) + (found.mail if found else 0)
         members = []
         now = self.clock()
         for index, rdata in enumerate(rrset.rdatas):
@@ -205,7 +208,8 @@ class ControlServer:
             member, found = by_index[index], counters[index]
             seen = health.get(key)
             override = overrides.get(key)
-            group_firsts = firsts_by_group[member.preference]
+            group_firsts, group_mail = firsts_by_group[member.preference], mail_by_group[member.preference]
+            mail = found.mail if found else Fraction(0)
             members.append({
                 "member": member.text, "preference": member.preference,
                 "status": member.status.value, "since": seen.since if seen else None,
@@ -217,6 +221,11 @@ class ControlServer:
                 "in_next_answer": member.included, "reason": member.reason,
                 "first": found.first if found else 0, "given": found.given if found else 0,
                 "share": round(found.first / group_firsts, 4) if found and group_firsts else 0.0,
+                # What the member gets and should get, of its group's mail (README, "status"):
+                # a conforming sender's even split of the answers given, and its weight's share.
+                "mail": round(float(mail), 4),
+                "mail_share": _shown_share(mail / group_mail) if group_mail else 0.0,
+                "target": _shown_share(member.target),
                 "drained": bool(override and override.drained),
                 "temporary_weight": override.weight if override else None,
                 "drain_effective_in": _effective_in(found, now) if override else None,
@@ -362,6 +371,11 @@ def _effective_in(counters, now: float) -> float:
     return round(max(0.0, counters.last_given + counters.ttl - now), 1)
 
 
+def _shown_share(share: Fraction | None) -> float | None:
+    """A share as JSON shows it: a fraction 0..1 to four places; None where no share is meant."""
+    return None if share is None else round(float(share), 4)
+
+
 def _shown_weight(effective: int) -> float:
     """The weight the policy used, in the zone file's units: equal to the configured
     weight while up, a quarter of it while degraded (ordering.UP_FACTOR)."""
@@ -376,7 +390,8 @@ def _plan_entry(plan: Plan) -> dict[str, Any]:
                                              else member.preference),
                      "included": member.included, "status": member.status.value,
                      "configured_weight": "auto" if member.configured is None else member.configured,
-                     "effective_weight": _shown_weight(member.effective), "reason": member.reason}
+                     "effective_weight": _shown_weight(member.effective), "target": _shown_share(member.target),
+                     "reason": member.reason}
                     for member in plan.members],
     }
 

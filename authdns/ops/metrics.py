@@ -5,8 +5,8 @@
   collector that reads one ``Observation`` per scrape (so the numbers of one scrape
   agree with each other, and with several workers they are the sum over all of them).
 - ``/``: the status page (ops/statuspage.py), which polls ``/status.json`` once a second.
-- ``/status.json``: zones, balanced RRsets with their members' health, weights and first
-  places, and the workers.
+- ``/status.json``: zones, balanced RRsets with their members' health, weights, first
+  places, the share of mail each gets and should get, and the workers.
 
 The HTTP server is the standard library's, in a thread of its own; each request asks
 the event loop for an observation (``Service.observe``), so state is only ever read on
@@ -114,6 +114,10 @@ def _member_metrics(seen: Observation):
     first = CounterMetricFamily("authdns_member_first", "Answers in which the member came first in its group",
                                 labels=labels)
     given = CounterMetricFamily("authdns_member_answers", "Answers that carried the member", labels=labels)
+    mail = CounterMetricFamily("authdns_member_mail", "Answers' worth of its group's mail a conforming sender "
+                               "delivers to the member (1/k of each answer in which it is one of k)", labels=labels)
+    target = GaugeMetricFamily("authdns_member_target_share", "Share of its group's mail the member should get "
+                               "(effective weight over the group's)", labels=labels)
     for rrset in seen.status["rrsets"]:
         for member in rrset["members"]:
             key = [rrset["owner"], rrset["type"], member["member"]]
@@ -122,7 +126,10 @@ def _member_metrics(seen: Observation):
             weight.add_metric(key, float(member["effective_weight"]))
             first.add_metric(key, member["first"])
             given.add_metric(key, member["given"])
-    yield from (state, weight, first, given)
+            mail.add_metric(key, member["mail"])
+            if member["target"] is not None:  # fixed, or a group with no usable member: no share is meant
+                target.add_metric(key, member["target"])
+    yield from (state, weight, first, given, mail, target)
     probes = CounterMetricFamily("authdns_health_probes", "Health probes, by target and result",
                                  labels=["target", "result"])
     rtt = GaugeMetricFamily("authdns_health_probe_rtt_seconds", "Smoothed probe round-trip time", labels=["target"])

@@ -1,9 +1,11 @@
 """The status page: one self-contained HTML document (no external assets, no CDN) whose
 script polls ``/status.json`` every second and redraws, without reloading the page:
 served zones with serial, last load and the problems of the last load; every balanced
-RRset with its members' health, configured and effective weight, and a chart of each
-member's share of first positions over the last minute (share among the answers given
-in the last five seconds, so a member that goes down visibly leaves and returns).
+RRset with its members' health, configured and effective weight, first positions, the
+share of its group's mail it gets and the share it should get (ops/control.py's status
+reply: "mail_share", "target"), and a chart of each member's share of its group's mail
+over the last minute (among the answers given in the last five seconds, so a member that
+goes down visibly leaves and returns), with its target as a dashed line.
 
 ``page_data()`` shapes an observation (balancing/counters.py) into that JSON. Changes nothing;
 imports nothing but the read model (ops/metrics.py serves the page).
@@ -26,8 +28,8 @@ def page_data(seen: Observation) -> dict[str, Any]:
     rrsets = [{
         "owner": rrset["owner"], "type": rrset["type"], "policy": rrset["policy"], "fail_open": rrset["fail_open"],
         "members": [{key: member[key] for key in ("member", "preference", "status", "configured_weight",
-                                                  "effective_weight", "first", "given", "share", "drained",
-                                                  "last_probe")} for member in rrset["members"]],
+                                                  "effective_weight", "first", "given", "share", "mail",
+                                                  "mail_share", "target", "drained", "last_probe")} for member in rrset["members"]],
     } for rrset in status["rrsets"]]
     return {"time": seen.time, "zones": zones, "files_not_loaded": unloaded, "reloads": seen.reloads,
             "failed_reloads": seen.failed_reloads, "rrsets": rrsets, "workers": status.get("workers"),
@@ -65,26 +67,29 @@ PAGE = """<!doctype html>
 "use strict";
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const HISTORY = 60, WINDOW = 5;
-const samples = {};   // rrset key -> [{t, firsts: {member: count}}]
+const samples = {};   // rrset key -> [{t, mail: {member: answers' worth of mail}}]
 function esc(text) {
   return String(text).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
 }
+function percent(share) { return share === null ? "-" : (share * 100).toFixed(1) + "%"; }
 function ago(then, now) { return then ? Math.max(0, Math.round(now - then)) + " s ago" : "-"; }
-function shares(key) {
-  const list = samples[key], points = {};
+function shares(key, members) {
+  // Per preference group, as the status reply's shares: a backup group's mail is its own.
+  const list = samples[key], points = {}, group = {};
+  members.forEach(m => { group[m.member] = m.preference; });
   for (let i = 1; i < list.length; i++) {
-    const from = list[Math.max(0, i - WINDOW)], to = list[i];
-    let total = 0;
-    for (const m in to.firsts) total += to.firsts[m] - (from.firsts[m] || 0);
-    for (const m in to.firsts) {
-      (points[m] = points[m] || []).push(total > 0 ? (to.firsts[m] - (from.firsts[m] || 0)) / total : null);
+    const from = list[Math.max(0, i - WINDOW)], to = list[i], total = {};
+    const got = m => to.mail[m] - (from.mail[m] || 0);
+    for (const m in to.mail) total[group[m]] = (total[group[m]] || 0) + got(m);
+    for (const m in to.mail) {
+      (points[m] = points[m] || []).push(total[group[m]] > 0 ? got(m) / total[group[m]] : null);
     }
   }
   return points;
 }
 function chart(key, members) {
-  const w = 360, h = 140, points = shares(key);
-  let svg = `<svg width="${w}" height="${h + 20}" role="img" aria-label="share of first positions">`;
+  const w = 360, h = 140, points = shares(key, members);
+  let svg = `<svg width="${w}" height="${h + 20}" role="img" aria-label="share of mail per member">`;
   for (const y of [0, 0.5, 1]) {
     svg += `<line x1="0" x2="${w}" y1="${h - y * h}" y2="${h - y * h}" stroke="#ddd"/>` +
            `<text x="2" y="${Math.min(h - 2, h - y * h + 12)}" font-size="10" fill="#777">${y * 100}%</text>`;
@@ -95,8 +100,12 @@ function chart(key, members) {
     const coords = series.map((v, j) => v === null ? null : `${((offset + j) * step).toFixed(1)},${(h - v * h).toFixed(1)}`)
       .filter(c => c !== null);
     if (coords.length) svg += `<polyline fill="none" stroke-width="2" stroke="${COLORS[i % COLORS.length]}" points="${coords.join(" ")}"/>`;
+    if (m.target !== null) {
+      svg += `<line class="target" x1="0" x2="${w}" y1="${(h - m.target * h).toFixed(1)}" y2="${(h - m.target * h).toFixed(1)}" ` +
+             `stroke="${COLORS[i % COLORS.length]}" stroke-width="1" stroke-dasharray="4 3"/>`;
+    }
   });
-  svg += `<text x="${w - 4}" y="${h + 15}" font-size="10" fill="#777" text-anchor="end">share of first positions, last minute</text></svg>`;
+  svg += `<text x="${w - 4}" y="${h + 15}" font-size="10" fill="#777" text-anchor="end">share of mail, last minute; dashed: should get</text></svg>`;
   const legend = members.map((m, i) => `<span style="color:${COLORS[i % COLORS.length]}">&#9632; ${esc(m.member)}</span>`).join("");
   return `<div>${svg}<div class="legend">${legend}</div></div>`;
 }
@@ -116,11 +125,14 @@ function render(data) {
       `<tr data-member="${esc(m.member)}"><td>${esc(m.member)}</td><td class="num">${m.preference ?? "-"}</td>` +
       `<td class="status ${m.status}">${m.drained ? "drained, " : ""}${m.status}</td>` +
       `<td class="num">${esc(m.configured_weight)}</td><td class="num">${m.effective_weight}</td>` +
-      `<td class="num">${m.first}</td><td class="num">${(m.share * 100).toFixed(1)}%</td>` +
+      `<td class="num">${m.first}</td><td class="num">${percent(m.share)}</td>` +
+      `<td class="num mail">${percent(m.mail_share)}</td><td class="num target">${percent(m.target)}</td>` +
       `<td class="muted">${esc(m.last_probe || "")}</td></tr>`).join("");
     return `<h3>${esc(key)} <span class="muted">${esc(r.policy)}${r.fail_open ? ", FAIL-OPEN" : ""}</span></h3>` +
       `<div class="rrset"><table class="members"><thead><tr><th>member</th><th>pref</th><th>health</th>` +
-      `<th>weight</th><th>effective</th><th>first</th><th>share</th><th>last probe</th></tr></thead>` +
+      `<th>weight</th><th>effective</th><th>first</th><th title="of first positions in its group">share</th>` +
+      `<th title="of its group's mail: a sender's even split of the answers given">gets</th>` +
+      `<th title="its effective weight over its group's">should get</th><th>last probe</th></tr></thead>` +
       `<tbody>${rows}</tbody></table>${chart(key, r.members)}</div>`;
   }).join("") || "<p class='muted'>none</p>";
 }
@@ -129,9 +141,9 @@ async function refresh() {
     const response = await fetch("status.json", {cache: "no-store"});
     const data = await response.json();
     for (const r of data.rrsets) {
-      const key = r.owner + " " + r.type, firsts = {};
-      r.members.forEach(m => { firsts[m.member] = m.first; });
-      (samples[key] = samples[key] || []).push({t: data.time, firsts});
+      const key = r.owner + " " + r.type, mail = {};
+      r.members.forEach(m => { mail[m.member] = m.mail; });
+      (samples[key] = samples[key] || []).push({t: data.time, mail});
       if (samples[key].length > HISTORY + WINDOW) samples[key].shift();
     }
     render(data);

@@ -22,28 +22,31 @@ import socket
 import stat
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import dns.message
 import dns.query
 import pytest
 
-from conftest import ServerProcess, run_authdns, start_server, status_json, stop_server
+from conftest import ServerProcess, run_authdns, start_server, status_json, stop_server, wait_until
 from smtp_listeners import FakeSmtp
 from support import exchanges, write_zone
 
 pytestmark = pytest.mark.slow  # the fast tier (`-m "not slow"`) leaves this module out
 
 ORIGIN = "ctl.test"
+APEX = """
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+"""
 
 
 def zone_text(port: int) -> str:
-    return f"""
-ttl: 60
-records:
-  "@": {{NS: ns1}}
-  ns1: {{A: 192.0.2.1}}
-  pool:
+    return f"""{APEX}  pool:
     MX:
       policy: weighted
       records:
@@ -307,3 +310,142 @@ records:
         assert [str(rdata.exchange) for rrset in reply.answer for rdata in rrset] == included
     text = authdns(server, "explain", f"shuffled.{ORIGIN}", "MX").stdout
     assert "random: every answer is a fresh shuffle; this is one possible order" in text
+
+
+def shares_zone(ports: list[int]) -> str:
+    """Balanced MX RRsets whose members should get known shares of their group's mail
+    (``target``), each mode a sender delivers differently from (``mail_share``)."""
+    probed = "".join(f"        - {{preference: 10, exchange: mx{index + 1}, weight: {weight}, probe: '127.0.0.1:{port}'}}\n"
+                     for index, (port, weight) in enumerate(zip(ports, (3, 1, 1))))
+    weighted = "".join(f"        - {{preference: 10, exchange: mx{index}, weight: {weight}}}\n"
+                       for index, weight in ((1, 3), (2, 1), (3, 1)))
+    return f"""{APEX}  one:
+    MX:
+      policy: weighted
+      answer: 1
+      records:
+{weighted}  two:
+    MX:
+      policy: weighted
+      answer: 2
+      records:
+{weighted}  spread:
+    MX:
+      policy: weighted
+      records:
+{weighted}  rr: {{MX: ['10 mx1', '10 mx2', '10 mx3']}}
+  groups:
+    MX:
+      policy: weighted
+      promote: true
+      records:
+        - {{preference: 10, exchange: mx1, weight: 3}}
+        - {{preference: 10, exchange: mx2, weight: 1}}
+        - {{preference: 20, exchange: mx3, weight: 1}}
+        - {{preference: 20, exchange: mx4, weight: 1}}
+  checked:
+    MX:
+      policy: weighted
+      answer: 1
+      check: {{kind: smtp, interval: 0.2, timeout: 0.5, rise: 1, fall: 1}}
+      records:
+{probed}  mx1: {{A: 192.0.2.11}}
+  mx2: {{A: 192.0.2.12}}
+  mx3: {{A: 192.0.2.13}}
+  mx4: {{A: 192.0.2.14}}
+"""
+
+
+@pytest.fixture
+def shares_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[FakeSmtp]]]:
+    """A server of ``shares_zone`` and the SMTP listeners its ``checked`` members are probed on."""
+    with ExitStack() as stack:
+        listeners = [stack.enter_context(FakeSmtp("ok")) for _ in range(3)]
+        zone_dir = tmp_path / "zones"
+        write_zone(zone_dir, ORIGIN, shares_zone([fake.port for fake in listeners]))
+        process = start_server(zone_dir, "--state-dir", str(tmp_path / "state"))
+        try:
+            yield process, listeners
+        finally:
+            stop_server(process.process)
+
+
+def members_of(server: ServerProcess, name: str) -> dict[str, dict]:
+    """``status --json``'s members of NAME's MX RRset, by first label."""
+    rrset = status(server)[(f"{name}.{ORIGIN}.", "MX")]
+    return {member["member"].split(".")[0]: member for member in rrset["members"]}
+
+
+def column(members: dict[str, dict], field: str) -> dict[str, float | None]:
+    return {name: member[field] for name, member in members.items()}
+
+
+def mail_since(before: dict[str, dict], after: dict[str, dict]) -> dict[str, float]:
+    """Each member's share of the mail a sender got from the answers between two status
+    replies (one preference group)."""
+    got = {name: after[name]["mail"] - before[name]["mail"] for name in after}
+    total = sum(got.values())
+    return {name: round(value / total, 4) for name, value in got.items()}
+
+
+def test_status_shows_the_share_each_member_should_get_beside_what_it_got(shares_server) -> None:
+    """``target`` is the member's effective weight over its group's; ``mail_share`` what a
+    conforming sender (RFC 5321 §5.1: uniform among the equal-preference members it is
+    given) delivers from the answers given. After whole cycles they agree in every mode
+    that steers (answer: 1, answer: 2, promote, round robin), and weights without
+    ``answer``/``promote`` show the gap README warns of (a sender splits evenly)."""
+    server, _ = shares_server
+    cycles = {"one": 50, "two": 100, "spread": 25, "rr": 30, "groups": 20}  # whole cycles: 5, 10, 5, 3, 4
+    for name, count in cycles.items():
+        for _ in range(count):
+            hosts(server, name)
+    weighted = {"mx1": 0.6, "mx2": 0.2, "mx3": 0.2}
+    for name in ("one", "two"):
+        members = members_of(server, name)
+        assert column(members, "target") == weighted, name
+        assert column(members, "mail_share") == weighted, name
+    members = members_of(server, "two")
+    assert column(members, "mail") == {"mx1": 60.0, "mx2": 20.0, "mx3": 20.0}  # 1/2 per answer of 2, 1 alone
+    spread = members_of(server, "spread")
+    assert column(spread, "target") == weighted
+    assert column(spread, "share") == weighted, "first positions follow the weights ..."
+    assert column(spread, "mail_share") == {"mx1": 0.3333, "mx2": 0.3333, "mx3": 0.3333}, "... the mail does not"
+    third = {"mx1": 0.3333, "mx2": 0.3333, "mx3": 0.3333}
+    rr = members_of(server, "rr")
+    assert column(rr, "target") == third and column(rr, "mail_share") == third
+    groups = members_of(server, "groups")
+    per_group = {"mx1": 0.75, "mx2": 0.25, "mx3": 0.5, "mx4": 0.5}
+    assert column(groups, "target") == per_group and column(groups, "mail_share") == per_group
+    text = authdns(server, "status")
+    assert text.returncode == 0 and "first  share   mail target" in text.stdout, text.stdout
+    # Each row ends: first, share, mail, target, then "not probed".
+    spread_rows = text.stdout.split(f"spread.{ORIGIN}. MX")[1].splitlines()[2:5]
+    assert [row.split()[-5:-2] for row in spread_rows] == [["60.0%", "33.3%", "60.0%"],
+                                                          ["20.0%", "33.3%", "20.0%"],
+                                                          ["20.0%", "33.3%", "20.0%"]], text.stdout
+    explained = json.loads(authdns(server, "explain", f"one.{ORIGIN}", "MX", "--json").stdout)
+    (answer,) = [rrset for rrset in explained["rrsets"] if rrset["section"] == "answer"]
+    assert {member["member"].split(".")[0]: member["target"] for member in answer["members"]} == weighted
+
+
+def test_drained_or_down_member_should_get_nothing(shares_server) -> None:
+    """A drained member (``ctl drain``) and one whose health check fails should get 0; the
+    others share its part by their weights, and get exactly that from then on."""
+    server, listeners = shares_server
+    for _ in range(10):
+        hosts(server, "one")
+    assert authdns(server, "ctl", "drain", f"one.{ORIGIN}", "MX", f"mx3.{ORIGIN}").returncode == 0
+    before = members_of(server, "one")
+    assert column(before, "target") == {"mx1": 0.75, "mx2": 0.25, "mx3": 0.0}
+    for _ in range(40):  # ten cycles of 3:1
+        hosts(server, "one")
+    assert mail_since(before, members_of(server, "one")) == {"mx1": 0.75, "mx2": 0.25, "mx3": 0.0}
+    wait_until(lambda: all(m["status"] == "up" for m in members_of(server, "checked").values()) or None,
+               timeout=10)
+    listeners[0].stop()  # mx1 of `checked` goes down
+    before = wait_until(lambda: (found := members_of(server, "checked"))["mx1"]["status"] == "down" and found
+                        or None, timeout=10)
+    assert column(before, "target") == {"mx1": 0.0, "mx2": 0.5, "mx3": 0.5}
+    for _ in range(20):
+        hosts(server, "checked")
+    assert mail_since(before, members_of(server, "checked")) == {"mx1": 0.0, "mx2": 0.5, "mx3": 0.5}

@@ -4,10 +4,13 @@ them stopped, so its member is down).
 
 Checks: /metrics is valid Prometheus text (parsed by prometheus_client's parser) whose
 numbers match what the test did (MX queries by type, first places summed over workers,
-the serial dnspython sees, the down member's state, probe counts); a zone file broken by
-a reload shows its error in /status.json while the old version keeps serving; headless
-Chromium renders the page (no external assets), listing every member with the stopped
-one as down, and a screenshot is kept in test-artifacts/status-page.png.
+the serial dnspython sees, the down member's state, probe counts, the share each member
+should get); /status.json gives each member the share of mail it should get (the down
+one 0, the others half each) and the mail a sender got, summed over workers, exactly; a
+zone file broken by a reload shows its error in /status.json while the old version keeps
+serving; headless Chromium renders the page (no external assets), listing every member
+with the stopped one as down and its "should get" column, and a screenshot is kept in
+test-artifacts/status-page.png.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ def test_metrics_match_what_happened(served) -> None:
     assert firsts - firsts_before == 30  # summed over both workers
     member = (("member", f"mx1.{ORIGIN}."), ("owner", f"pool.{ORIGIN}."), ("state", "down"), ("type", "MX"))
     assert after[("authdns_member_state", member)] == 1.0
+    targets = {dict(labels)["member"]: value for (name, labels), value in after.items()
+               if name == "authdns_member_target_share"}
+    assert targets == {f"mx1.{ORIGIN}.": 0.0, f"mx2.{ORIGIN}.": 0.5, f"mx3.{ORIGIN}.": 0.5}
     serial = server.query(ORIGIN, "SOA").answer[0][0].serial
     assert after[("authdns_zone_serial", (("zone", f"{ORIGIN}."),))] == serial
     assert after[("authdns_workers", ())] == 2
@@ -92,6 +98,24 @@ def test_metrics_match_what_happened(served) -> None:
     assert sum(probes) >= 3
     count = after[("authdns_response_seconds_count", ())]
     assert after[("authdns_response_seconds_bucket", (("le", "+Inf"),))] == count
+
+
+def test_status_json_shows_what_each_member_should_get(served) -> None:
+    """Round robin over three with mx1 down: mx1 should get nothing, the others half each;
+    every answer carries both, so a sender gives each half of every answer's mail
+    (summed over the two workers)."""
+    server, base, _ = served
+
+    def members() -> dict[str, dict]:
+        (rrset,) = json.loads(fetch(base + "/status.json")[1])["rrsets"]
+        return {member["member"].split(".")[0]: member for member in rrset["members"]}
+
+    before = members()
+    for _ in range(30):
+        _exchanges(server)
+    after = members()
+    assert {name: member["target"] for name, member in after.items()} == {"mx1": 0.0, "mx2": 0.5, "mx3": 0.5}
+    assert {name: after[name]["mail"] - before[name]["mail"] for name in after} == {"mx1": 0, "mx2": 15, "mx3": 15}
 
 
 def test_a_failed_reload_shows_its_error(served) -> None:
@@ -136,6 +160,10 @@ def test_page_renders_in_a_browser(served, tmp_path: Path) -> None:
     assert rows == {f"mx1.{ORIGIN}.": "down", f"mx2.{ORIGIN}.": "up", f"mx3.{ORIGIN}.": "up"}, dom[-3000:]
     assert f"<td>{ORIGIN}.</td>" in dom and "2 workers" in dom
     assert "<svg" in dom and "<polyline" in dom  # the share chart has lines once answers flow
+    should_get = dict(re.findall(r'<tr data-member="([^"]+)">.*?<td class="num target">([^<]*)</td>', dom))
+    assert should_get == {f"mx1.{ORIGIN}.": "0.0%", f"mx2.{ORIGIN}.": "50.0%", f"mx3.{ORIGIN}.": "50.0%"}
+    assert "<th title=\"its effective weight over its group's\">should get</th>" in dom
+    assert dom.split("<script>")[0].count('<line class="target"') == 3  # a dashed target line per member
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "status-page.png"
     shot.unlink(missing_ok=True)

@@ -141,7 +141,7 @@ def test_fast_path_equals_slow_path(tmp_path: Path) -> None:
 
 
 def counted(balancer: Balancer) -> dict:
-    return {key: (found.first, found.given, found.ttl) for key, found in balancer.counters.items()}
+    return {key: (found.first, found.given, found.ttl, found.split) for key, found in balancer.counters.items()}
 
 
 @pytest.mark.slow
@@ -296,7 +296,8 @@ records:
 
 
 def timed(balancer: Balancer) -> tuple:
-    return ({key: (found.first, found.given, found.ttl, found.last_given) for key, found in balancer.counters.items()},
+    return ({key: (found.first, found.given, found.ttl, found.last_given, found.split)
+             for key, found in balancer.counters.items()},
             balancer.fail_open_answers)
 
 

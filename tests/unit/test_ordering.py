@@ -7,12 +7,15 @@ members leave and a weighted RRset redistributes their share in proportion; stan
 only when every weighted member is down; an MX group with no usable member leaves the
 answer; everything down fails open (and is counted); degraded keeps a quarter share;
 ``weight: auto`` follows round-trip times within 1..10; ``peek`` predicts
-the next answer and moves nothing; ``retain()`` keeps rotors of unchanged RRsets.
+the next answer and moves nothing; ``retain()`` keeps rotors of unchanged RRsets; each
+member's target (the share of its group's mail it should get) and the mail a sender
+gets from each answer (1/k of it to each of k members, the promoted MX alone).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 
@@ -216,3 +219,66 @@ def test_degraded_counts_under_round_robin_too(tmp_path: Path) -> None:
         answer = order(balancer, rrset(zone, "rr"), view)
         start = ["a", "b", "c"].index(answer[0])
         assert answer[:3] == (["a", "b", "c"] * 2)[start:start + 3], "the rest follow in cyclic order"
+
+
+def targets(balancer: Balancer, rrset_, view=EMPTY_HEALTH, overrides=EMPTY_OVERRIDES) -> dict[str, Fraction | None]:
+    """``peek``'s target per member (first label): the share of its group's mail it should get."""
+    plan = balancer.peek(rrset_, view, overrides)
+    return {member.text.split(".")[0]: member.target for member in plan.members}
+
+
+def test_target_is_the_effective_weight_over_the_groups(tmp_path: Path) -> None:
+    """status' "target" (ordering.target_shares): degraded at a quarter of its weight, a
+    standby 0 while a weighted member is up and sharing when none is, a group with no
+    usable member none (it leaves the answer), fail open every member by its configured
+    weight (a standby as 1, as the Balancer orders them),
+    round robin equal, ``fixed`` none (its order is the zone's, not a split)."""
+    zone, balancer = load(tmp_path), Balancer()
+    w = rrset(zone, "w")
+    assert targets(balancer, w) == {"a": Fraction(1, 2), "b": Fraction(1, 3), "c": Fraction(1, 6), "s": 0, "d": 1}
+    assert targets(balancer, w, health("w", a=Status.DEGRADED)) == {  # 3 → 0.75 against 2 and 1
+        "a": Fraction(1, 5), "b": Fraction(8, 15), "c": Fraction(4, 15), "s": 0, "d": 1}
+    weighted_down = health("w", a=Status.DOWN, b=Status.DOWN, c=Status.DOWN)
+    assert targets(balancer, w, weighted_down) == {"a": 0, "b": 0, "c": 0, "s": 1, "d": 1}
+    group_down = health("w", a=Status.DOWN, b=Status.DOWN, c=Status.DOWN, s=Status.DOWN)
+    assert targets(balancer, w, group_down) == {"a": None, "b": None, "c": None, "s": None, "d": 1}
+    all_down = health("w", a=Status.DOWN, b=Status.DOWN, c=Status.DOWN, s=Status.DOWN, d=Status.DOWN)
+    assert targets(balancer, w, all_down) == {"a": Fraction(3, 7), "b": Fraction(2, 7), "c": Fraction(1, 7),
+                                              "s": Fraction(1, 7), "d": 1}, "fail open: everyone, a standby as 1"
+    assert targets(balancer, rrset(zone, "rr"), health("rr", b=Status.DOWN)) == {
+        "a": Fraction(1, 2), "b": 0, "c": Fraction(1, 2), "d": 1}
+    _, fixed, problems = load_text(tmp_path, "f.test", ZONE.replace("policy: weighted", "policy: fixed"))
+    assert fixed is not None, problems
+    plan = balancer.peek(fixed.nodes[names.from_text("w.f.test.")].rrsets[QTYPE.MX], EMPTY_HEALTH, EMPTY_OVERRIDES)
+    assert {member.target for member in plan.members} == {None}
+
+
+def test_split_counts_what_a_sender_delivers(tmp_path: Path) -> None:
+    """``MemberCounters.split``: per answer, 1/k of its group's mail to each of the k
+    members of the group it carries; the promoted MX alone (k = 1), the rest of its group none."""
+    _, zone, problems = load_text(tmp_path, "p.test", """
+ttl: 60
+records:
+  "@": {NS: ns1}
+  ns1: {A: 192.0.2.1}
+  all: {MX: ['10 a', '10 b', '10 c', '20 d']}
+  promoted: {MX: {promote: true, records: ['10 a', '10 b', '20 d']}}
+  a: {A: 192.0.2.11}
+  b: {A: 192.0.2.12}
+  c: {A: 192.0.2.13}
+  d: {A: 192.0.2.14}
+""")
+    assert zone is not None, problems
+    balancer = Balancer()
+    for owner in ("all", "promoted"):
+        for _ in range(6):
+            balancer.plan(zone.nodes[names.from_text(f"{owner}.p.test.")].rrsets[QTYPE.MX], EMPTY_HEALTH,
+                          EMPTY_OVERRIDES)
+
+    def mail(owner: str) -> dict[str, Fraction]:
+        prefix = names.from_text(f"{owner}.p.test.")
+        return {member.split(".")[0]: found.mail for (name, _, member), found in balancer.counters.items()
+                if name == prefix}
+
+    assert mail("all") == {"a": 2, "b": 2, "c": 2, "d": 6}
+    assert mail("promoted") == {"a": 3, "b": 3, "d": 6}
