@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -66,7 +67,11 @@ UNBOUND = "127.0.0.1"
 INJECT = {"postfix": "127.0.0.20", "exim": "127.0.0.21"}
 DOMAIN = "pool.lab.test"
 CHECK = "{kind: smtp, interval: 1, timeout: 1, rise: 2, fall: 2}"
-STOP_AT, RESTART_AT = 20.0, 60.0  # failover: seconds into the run
+# Failover: mx2's sink stops once STOP_AFTER seconds have passed and mail is reaching mx2 (so
+# the answers the senders hold favour it), at the latest at STOP_BY; it stays down DOWN_FOR
+# seconds, and sending goes on for AFTER seconds once it is back.
+STOP_AFTER, STOP_BY, DOWN_FOR, AFTER = 15.0, 60.0, 40.0, 20.0
+BURST_CONNECTIONS = 10  # Exim's smtp_accept_max is 20, Postfix's smtpd limit 100
 
 
 class LabError(RuntimeError):
@@ -146,6 +151,10 @@ def _pids_of(*names: str) -> list[int]:
     return found
 
 
+def _interrupted(signum: int, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def outside(args: argparse.Namespace) -> int:
     """Create the namespace, run the lab inside it, and clean up on every exit path."""
     if os.geteuid() != 0:
@@ -157,9 +166,7 @@ def outside(args: argparse.Namespace) -> int:
     work.chmod(0o755)  # postfix and exim drop privileges and must reach their queues
     inner: subprocess.Popen | None = None
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True, timeout=30)
@@ -285,8 +292,8 @@ def ask(server: str, name: str, rdtype: str):
         return None
 
 
-def exchanges(reply) -> list[str]:
-    return sorted(rr.exchange.to_text() for rrset in reply.answer for rr in rrset) if reply is not None else []
+def _answers(reply) -> bool:
+    return reply is not None and reply.rcode() == 0 and bool(reply.answer)
 
 
 def unbound_conf(work: Path) -> str:
@@ -323,6 +330,8 @@ biff = no
 """
 
 EXIM_CONF = """primary_hostname = exim.sender.test
+# Exim re-executes itself (deliveries, queue runs): the extracted binary, not /usr/sbin/exim4.
+exim_path = {exim}
 qualify_domain = sender.test
 spool_directory = {work}/spool
 log_file_path = {work}/log/%slog
@@ -394,9 +403,12 @@ class Postfix:
             except LabError:
                 os.kill(pid, signal.SIGKILL)
 
+    @property
+    def log_path(self) -> Path:
+        return self.work / "maillog"
+
     def _log_text(self) -> str:
-        path = self.work / "maillog"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log(self) -> SenderLog:
         return parse_postfix(self._log_text(), time.gmtime().tm_year)
@@ -415,7 +427,8 @@ class Exim:
         for path in (self.work / "spool", self.work / "log"):
             shutil.chown(path, EXIM_USER, EXIM_USER)
         conf = self.work / "exim.conf"
-        conf.write_text(EXIM_CONF.format(work=self.work, inject=INJECT["exim"], user=EXIM_USER, group=EXIM_USER))
+        conf.write_text(EXIM_CONF.format(work=self.work, inject=INJECT["exim"], user=EXIM_USER, group=EXIM_USER,
+                                         exim=EXIM))
         # -bdf: the daemon stays in the foreground, so its PID is ours; -q10s: a queue runner
         # every 10 s, for what a deferral leaves queued.
         self.process = self.children.start([str(EXIM), "-C", str(conf), "-bdf", "-q10s"], self.work / "daemon.out")
@@ -430,9 +443,12 @@ class Exim:
         if self.process is not None:
             self.children.stop(self.process)
 
+    @property
+    def log_path(self) -> Path:
+        return self.work / "log" / "mainlog"
+
     def log(self) -> SenderLog:
-        path = self.work / "log" / "mainlog"
-        return parse_exim(path.read_text(errors="replace") if path.exists() else "")
+        return parse_exim(self.log_path.read_text(errors="replace") if self.log_path.exists() else "")
 
 
 def _accepts(address: str) -> bool:
@@ -463,43 +479,30 @@ def run_one(kind: str, mta_name: str, mode: str, ttl: int, args, sinks: Sinks, c
     try:
         authdns = children.start([sys.executable, "-m", "authdns", "serve", "--zones", str(work / "zones"),
                                   "--listen", f"{AUTHDNS}:53", "--state-dir", str(work / "state"), "--workers", "1",
-                                  "--no-watch"], work / "authdns.log", cwd=tree,
+                                  "--no-watch", "--query-log"], work / "authdns.log", cwd=tree,
                                  env=dict(os.environ, PYTHONPATH=str(tree)))
         started.append(authdns)
-        wait_for(lambda: len(exchanges(ask(AUTHDNS, DOMAIN, "MX"))) == 3, 30, "authdns to answer all three MX")
+        # Ready when its status says all three members are up: asked over the control socket,
+        # not over DNS, so no answer (and no turn of the rotation) goes to anyone but unbound.
+        control = work / "state" / "control.sock"
+        wait_for(lambda: member_states(control) == ["up"] * 3, 30, "authdns to serve all three members up")
         (work / "unbound").mkdir()
         (work / "unbound.conf").write_text(unbound_conf(work / "unbound"))
         started.append(children.start(["unbound", "-d", "-c", str(work / "unbound.conf")], work / "unbound.log"))
         # Ready when it answers a name other than the pool, so no MX answer is cached before the MTA asks.
-        wait_for(lambda: ask(UNBOUND, f"ns1.lab.test", "A") is not None, 20, "unbound")
+        wait_for(lambda: _answers(ask(UNBOUND, "ns1.lab.test", "A")), 20, "unbound")
         mta.start()
-        ids: list[str] = []
-        events: dict[str, float | None] = {}
         begin = time.time()
+        failover = Failover(sinks, control) if kind == "failover" else None
         if kind == "burst":
-            for number in range(args.burst):
-                ids.append(f"<{serial}.{number}@lab>")
-                inject(INJECT[mta_name], ids[-1])
+            ids = [f"<{serial}.{number}@lab>" for number in range(args.burst)]
+            # Several connections at once, as a burst arrives (one connection would be paced
+            # by the MTA's own per-message work).
+            with ThreadPoolExecutor(BURST_CONNECTIONS) as pool:
+                list(pool.map(lambda message_id: inject(INJECT[mta_name], message_id), ids))
         else:
-            seconds = args.failover_seconds if kind == "failover" else args.seconds
-            gap = 1 / args.rate
-            stopped = restarted = None
-            for number in range(int(seconds * args.rate)):
-                due = begin + number * gap
-                time.sleep(max(0.0, due - time.time()))
-                now = time.time() - begin
-                if kind == "failover" and stopped is None and now >= STOP_AT:
-                    sinks.stop(SINKS[1])
-                    stopped = time.time()
-                    events["stopped"] = stopped
-                    threading.Thread(target=_watch_answers, args=(events, "dropped", False), daemon=True).start()
-                if kind == "failover" and stopped is not None and restarted is None and now >= RESTART_AT:
-                    sinks.start(SINKS[1])
-                    restarted = time.time()
-                    events["restarted"] = restarted
-                    threading.Thread(target=_watch_answers, args=(events, "back", True), daemon=True).start()
-                ids.append(f"<{serial}.{number}@lab>")
-                inject(INJECT[mta_name], ids[-1])
+            ids = send_paced(INJECT[mta_name], serial, args.rate, args.seconds, failover)
+        events = failover.events if failover else {}
         sent_for = time.time() - begin
         wanted = set(ids)
 
@@ -514,11 +517,18 @@ def run_one(kind: str, mta_name: str, mode: str, ttl: int, args, sinks: Sinks, c
             except LabError:
                 pass  # reported as lost
         got = sinks.snapshot()
+        firsts = [member.get("first", 0) for member in pool_members(control)]
     finally:
         mta.stop()
         for process in reversed(started):
             children.stop(process)
     log = mta.log()
+    if args.logs:
+        keep = Path(args.logs) / work.name
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in (mta.log_path, work / "authdns.log", work / "unbound.log"):
+            if path.exists():
+                shutil.copy(path, keep / path.name)
     counts = Counter({address: len({mid for _, mid in records if mid in wanted}) for address, records in got.items()})
     all_ids = [mid for records in got.values() for _, mid in records if mid in wanted]
     total = sum(args.weights)
@@ -526,6 +536,9 @@ def run_one(kind: str, mta_name: str, mode: str, ttl: int, args, sinks: Sinks, c
         "mta": mta_name, "kind": kind, "mode": mode, "ttl": ttl, "sent": len(ids), "sent_seconds": round(sent_for, 1),
         "delivered": len(set(all_ids)), "lost": len(wanted - set(all_ids)), "duplicates": len(all_ids) - len(set(all_ids)),
         "per_sink": {address: counts[address] for address in SINKS},
+        # What authdns answered: how often each member came first (promoted, or alone), over
+        # every answer it gave (unbound's queries: one per message at TTL 0, one per TTL else).
+        "dns_first": firsts, "answers": sum(firsts),
         "shares": [round(100 * counts[address] / max(1, len(all_ids)), 1) for address in SINKS],
         "target": [round(100 * w / total, 1) for w in args.weights],
         "deferred_messages": len(log.deferred), "deferrals": log.deferrals, "bounced": log.bounced,
@@ -547,19 +560,83 @@ def run_one(kind: str, mta_name: str, mode: str, ttl: int, args, sinks: Sinks, c
     return result
 
 
+def send_paced(address: str, serial: int, rate: float, seconds: float, failover: "Failover | None") -> list[str]:
+    """One message per connection, ``rate`` a second, for ``seconds`` (a failover run: until
+    its schedule ends); returns the Message-IDs sent."""
+    ids: list[str] = []
+    begin = time.time()
+    longest = seconds if failover is None else STOP_BY + DOWN_FOR + AFTER
+    for number in range(int(longest * rate)):
+        time.sleep(max(0.0, begin + number / rate - time.time()))
+        if failover is not None and not failover.step(time.time() - begin):
+            break
+        ids.append(f"<{serial}.{number}@lab>")
+        inject(address, ids[-1])
+    return ids
+
+
+class Failover:
+    """Stops mx2's sink during paced sending and starts it again, noting when (events:
+    stopped, dropped, restarted, back; epoch seconds)."""
+
+    def __init__(self, sinks: "Sinks", control: Path) -> None:
+        self.sinks, self.control = sinks, control
+        self.events: dict[str, float] = {}
+
+    def step(self, elapsed: float) -> bool:
+        """Act on the schedule ``elapsed`` seconds into the run; False once it is over."""
+        now = time.time()
+        if "stopped" not in self.events:
+            recent = any(when > now - 1.0 for when, _ in self.sinks.snapshot()[SINKS[1]])
+            if elapsed >= STOP_BY or (elapsed >= STOP_AFTER and recent):
+                self.sinks.stop(SINKS[1])
+                self.events["stopped"] = time.time()
+                self._watch("dropped", up=False)
+        elif "restarted" not in self.events:
+            if now - self.events["stopped"] >= DOWN_FOR:
+                self.sinks.start(SINKS[1])
+                self.events["restarted"] = time.time()
+                self._watch("back", up=True)
+        return "restarted" not in self.events or now - self.events["restarted"] < AFTER
+
+    def _watch(self, key: str, up: bool) -> None:
+        threading.Thread(target=_watch_member, args=(self.control, self.events, key, up), daemon=True).start()
+
+
 def _after(when: float | None, since: float | None) -> float | None:
     return None if when is None or since is None else round(when - since, 1)
 
 
-def _watch_answers(events: dict, key: str, present: bool) -> None:
-    """When authdns (asked directly, not through the cache) drops mx2 or serves it again."""
-    target = f"mx2.lab.test."
+def _watch_member(control: Path, events: dict, key: str, up: bool) -> None:
+    """When authdns's health check takes mx2 out of the answers, or puts it back (its status,
+    read over the control socket, so the watching sends no query and turns no rotation)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if (target in exchanges(ask(AUTHDNS, DOMAIN, "MX"))) == present:
+        states = member_states(control)
+        if len(states) == 3 and (states[1] == "up") == up:
             events[key] = time.time()
             return
         time.sleep(0.05)
+
+
+def pool_members(control: Path) -> list[dict]:
+    """The pool's members as authdns's ``status`` gives them (health, first positions, …), in
+    zone order; [] while it does not answer."""
+    from authdns.ops.control import request  # the tree under test (on sys.path in the lab)
+
+    try:
+        reply = request(control, {"command": "status"}, timeout=2)
+    except (OSError, ValueError):
+        return []
+    for rrset in reply.get("rrsets", []):
+        if rrset.get("owner") == f"{DOMAIN}." and rrset.get("type") == "MX":
+            return list(rrset.get("members", []))
+    return []
+
+
+def member_states(control: Path) -> list[str]:
+    """Each member's health: up, degraded or down."""
+    return [member.get("status", "?") for member in pool_members(control)]
 
 
 def shares(values: list[float]) -> str:
@@ -567,11 +644,14 @@ def shares(values: list[float]) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| MTA | run | mode | TTL | delivered mx1/mx2/mx3 % | target | sent | delivered | lost | deferrals |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| MTA | run | mode | TTL | delivered mx1/mx2/mx3 % | target | DNS first % (answers) | sent | delivered "
+             "| lost | deferrals |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
+        first = [100 * n / max(1, r["answers"]) for n in r["dns_first"]]
         lines.append(f"| {r['mta']} | {r['kind']} | {r['mode']} | {r['ttl']} | {shares(r['shares'])} | "
-                     f"{shares(r['target'])} | {r['sent']} | {r['delivered']} | {r['lost']} | {r['deferrals']} |")
+                     f"{shares(r['target'])} | {shares(first)} ({r['answers']}) | {r['sent']} | {r['delivered']} | "
+                     f"{r['lost']} | {r['deferrals']} |")
     failovers = [r for r in results if "failover" in r]
     if failovers:
         lines += ["", "| MTA | mode | TTL | mx2 out of answers | last attempt to mx2 | attempts to mx2 | deferred "
@@ -593,6 +673,8 @@ def _s(value: float | None) -> str:
 def inside(args: argparse.Namespace) -> int:
     base = Path(args.workdir)
     tree = Path(args.tree).resolve()
+    sys.path.insert(0, str(tree))  # member_states() reads status with the tree's own client
+    signal.signal(signal.SIGTERM, _interrupted)  # the outer process stops us: clean up, report what ran
     children = Children()
     sinks = Sinks()
     results: list[dict] = []
@@ -602,8 +684,7 @@ def inside(args: argparse.Namespace) -> int:
         plan += [("burst", mta, args.extra_mode, args.extra_ttl) for mta in args.mtas]
     if args.failover:
         plan += [("failover", mta, args.extra_mode, args.extra_ttl) for mta in args.mtas]
-    versions = {"unbound": _version(["unbound", "-V"]), "postfix": _version(["postconf", "-d", "mail_version"]),
-                "exim": _version([str(EXIM), "-bV"])}
+    versions = package_versions()
     try:
         for serial, (kind, mta, mode, ttl) in enumerate(plan):
             if time.monotonic() > end:
@@ -625,13 +706,18 @@ def inside(args: argparse.Namespace) -> int:
     return 0 if all(r["lost"] == 0 for r in results) else 1
 
 
-def _version(command: list[str]) -> str:
-    try:
-        text = subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
-    except OSError:
-        return "?"
-    first = text.strip().splitlines()[0] if text.strip() else "?"
-    return first.replace("mail_version = ", "Postfix ")[:60]
+def package_versions() -> dict[str, str]:
+    """The Debian versions the lab ran (the Exim package was extracted, not installed)."""
+    def dpkg(*command: str) -> str:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except OSError:
+            return "?"
+        return done.stdout.strip() or "?"
+    exim_deb = next(iter(sorted((CACHE / "debs").glob("exim4-daemon-light_*.deb"))), None)
+    return {"postfix": "Postfix " + dpkg("dpkg-query", "-W", "-f", "${Version}", "postfix"),
+            "exim": "Exim " + (dpkg("dpkg-deb", "-f", str(exim_deb), "Version") if exim_deb else "?"),
+            "unbound": "unbound " + dpkg("dpkg-query", "-W", "-f", "${Version}", "unbound")}
 
 
 def main() -> int:
@@ -645,18 +731,23 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="paced messages per second")
     parser.add_argument("--burst", type=int, default=0, help="also one burst run per MTA of this many messages")
     parser.add_argument("--failover", action="store_true", help="also one failover run per MTA")
-    parser.add_argument("--failover-seconds", type=float, default=90.0)
     parser.add_argument("--extra-mode", choices=sorted(MODES), default="promote", help="mode of burst/failover runs")
     parser.add_argument("--extra-ttl", type=int, default=30, help="TTL of burst/failover runs")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the queue after a flush")
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds for the whole run")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--logs", help="keep each run's MTA, authdns and unbound logs in this directory")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.json:
-        args.json = str(Path(args.json).resolve())
-    return inside(args) if args.inside else outside(args)
+    for option in ("json", "logs"):
+        if getattr(args, option):
+            setattr(args, option, str(Path(getattr(args, option)).resolve()))
+    try:
+        return inside(args) if args.inside else outside(args)
+    except KeyboardInterrupt:
+        print("mail_lab: interrupted; cleaned up", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
