@@ -5,33 +5,41 @@ loopback inside a private network namespace. Run as root:
 
     python bench/mail_lab.py [--tree DIR] [--mtas postfix exim] [--modes none answer1 answer2 promote]
                              [--ttls 0 30] [--weights 3 1 1] [--seconds 60] [--rate 5] [--burst 300]
-                             [--failover] [--deadline 1800] [--json FILE]
+                             [--failover] [--extra-mode promote] [--extra-ttl 30]
+                             [--deadline 1800] [--json FILE] [--logs DIR]
 
 - Installs ``unbound`` and ``postfix`` with apt-get when missing (debconf preseeded, so
   postfix asks nothing; services are kept from starting, and any the install started are
   stopped), and Exim, which conflicts with postfix as a package, by ``apt-get download``
   of exim4-daemon-light, exim4-base and exim4-config and ``dpkg -x`` into
   /var/cache/authdns-mail-lab: that binary runs with the lab's own config and spool.
-- ``ip netns add authdns-lab-PID`` with lo up; /etc/netns/NAME/resolv.conf names the lab's
-  unbound (127.0.0.1), so the MTAs resolve through it like any host's resolver. The lab
+- ``ip netns add authdns-lab-PID`` with lo up (and 127.0.0.20/.21 on it for the MTAs);
+  /etc/netns/NAME/resolv.conf names the lab's unbound (127.0.0.1), so the MTAs resolve
+  through it like any host's resolver, and /etc/netns/NAME/passwd and group add the user
+  Debian-exim (Debian's binary is built for it; the host's files are not touched). The lab
   then runs itself inside the namespace (``--inside``); the outer process only cleans up.
 - unbound 1.17 with its defaults (rrset-roundrobin, normal caching) plus a stub-zone for
   lab.test at authdns (127.0.0.2:53), ``do-not-query-localhost: no`` and ``local-zone:
   "test." nodefault`` (test. is one of unbound's default blocked zones, RFC 6761).
 - authdns from ``--tree`` (default: this checkout), PYTHONPATH=tree, on the zone
   bench/delivered_mail.py writes (mx1..3 at equal preference on 127.0.0.11..13, weighted)
-  with an smtp health check (interval 1 s, fall 2, rise 2).
+  with an smtp health check (interval 1 s, fall 2, rise 2) and ``--query-log``. The lab
+  reads its health and first positions over the control socket (``status``), never over
+  DNS, so no answer and no turn of the rotation goes to anyone but unbound.
 - Postfix 3.7 (own config_directory, queue_directory and maillog_file, listening on
   127.0.0.20:25 only, so the exchangers are not itself) and Exim 4.96 (own config, spool
   and log, on 127.0.0.21:25, ``self = send`` and ``allow_localhost``) get one message per
-  SMTP connection: ``--rate`` a second for ``--seconds``, or ``--burst`` at once.
+  SMTP connection: ``--rate`` a second for ``--seconds``, or ``--burst`` at once (over 10
+  connections).
 - Per MTA x mode x TTL it reports delivered shares per sink, the target, sent/delivered/lost
   (counted by Message-ID at the sinks; the lab waits, bounded, for every message, flushing
   the MTA's queue once sending is over), duplicates and deferrals from the MTA's log.
 - ``--failover``: one paced run per MTA (``--extra-mode``, ``--extra-ttl``) during which mx2's
-  sink stops at 20 s (connections refused) and starts again at 60 s; it reports when authdns
-  dropped mx2, the last connection attempt the MTA made to it, deferrals and how long they
-  were queued, and when mail reached mx2 again.
+  sink stops (connections refused) once 15 s have passed and mail is reaching mx2 (so the
+  answers the senders hold favour it; at the latest at 60 s), and starts again 40 s later;
+  sending goes on 20 s more. It reports when authdns's check took mx2 out and put it back,
+  the last connection attempt the MTA made to it and how many (from the MTA's log),
+  deferrals and how long a deferred message was queued, and the first mail to mx2 after.
 Every wait has a deadline, ``--deadline`` bounds the whole run, and every exit path stops
 what the lab started by PID, deletes the namespace, /etc/netns/NAME and the temp dir.
 """
@@ -123,6 +131,9 @@ def install() -> None:
                        check=True, timeout=600, stdout=subprocess.DEVNULL)
         for deb in sorted(debs.glob("*.deb")):
             subprocess.run(["dpkg", "-x", str(deb), str(CACHE / "exim")], check=True, timeout=120)
+    linked = subprocess.run(["ldd", str(EXIM)], capture_output=True, text=True, timeout=60).stdout
+    if missing := [line.split()[0] for line in linked.splitlines() if "not found" in line]:
+        raise LabError(f"{EXIM} needs {', '.join(missing)}: install the Debian packages that provide them")
 
 
 def write_exim_user(netns_etc: Path) -> None:
@@ -748,6 +759,9 @@ def main() -> int:
     except KeyboardInterrupt:
         print("mail_lab: interrupted; cleaned up", file=sys.stderr)
         return 130
+    except LabError as error:
+        print(f"mail_lab: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
