@@ -54,11 +54,13 @@ WEIGHTS = (3, 1, 1)  # --weights changes them
 MODES = {"none": "", "answer1": "answer: 1, ", "answer2": "answer: 2, ", "promote": "promote: true, "}
 
 
-def zone_text(mode: str, ttl: int, weights: tuple[int, ...] = WEIGHTS) -> str:
+def zone_text(mode: str, ttl: int, weights: tuple[int, ...] = WEIGHTS, check: str = "") -> str:
+    """The lab zone; ``check`` (a YAML flow mapping) adds a health check on the pool (bench/mail_lab.py)."""
+    checks, uses = (f"checks:\n  mail: {check}\n", "check: mail, ") if check else ("", "")
     members = ", ".join(f"{{preference: 10, exchange: mx{n + 1}, weight: {w}}}" for n, w in enumerate(weights))
     hosts = "".join(f"  mx{n + 1}: {{A: {address}}}\n" for n, address in enumerate(SINKS))
-    return (f'records:\n  "@": {{NS: ns1}}\n  ns1: {{A: 127.0.0.1}}\n'
-            f"  pool: {{MX: {{ttl: {ttl}, policy: weighted, {MODES[mode]}records: [{members}]}}}}\n{hosts}")
+    return (f'{checks}records:\n  "@": {{NS: ns1}}\n  ns1: {{A: 127.0.0.1}}\n'
+            f"  pool: {{MX: {{ttl: {ttl}, policy: weighted, {MODES[mode]}{uses}records: [{members}]}}}}\n{hosts}")
 
 
 def free_port() -> int:
