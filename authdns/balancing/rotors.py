@@ -15,8 +15,8 @@ A client's rotor is *dealt* from the shared one the first time the client meets 
 that answer is planned on the shared rotor, which moves, and the client gets a copy of
 where it ended. So clients that ask once each (many resolvers, long TTLs) see the
 shared sequence exactly, and one that comes back carries on from its own place.
-Answers without a client (``explain``, ``status``, tests) use the shared rotors and
-move nothing of any client.
+Answers without a client (``status``, ``explain`` without ``--client``, tests) use the
+shared rotors; ``explain --client`` reads that client's (``peek``); neither moves any.
 
 Bounded: at most ``limit`` client rotors (``serve --client-rotors``); when full, the
 oldest is dropped, and its client is dealt a new one from the shared rotor when it
