@@ -38,7 +38,8 @@ loopback inside a private network namespace. Run as root:
   sink stops (connections refused) once 15 s have passed and mail is reaching mx2 (so the
   answers the senders hold favour it; at the latest at 60 s), and starts again 40 s later;
   sending goes on 20 s more. It reports when authdns's check took mx2 out and put it back,
-  the last connection attempt the MTA made to it and how many (from the MTA's log),
+  the last connection attempt the MTA made to it and how many (from the MTA's log) beside
+  the documented bound for it (fall x interval + timeout + TTL, ``failover_bound``),
   deferrals and how long a deferred message was queued, and the first mail to mx2 after.
 Every wait has a deadline, ``--deadline`` bounds the whole run, and every exit path stops
 what the lab started by PID, deletes the namespace, /etc/netns/NAME and the temp dir.
@@ -66,6 +67,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from delivered_mail import MODES, SINKS, zone_text  # noqa: E402 (bench/ is not a package)
 from mail_logs import SenderLog, parse_exim, parse_postfix  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from authdns.zones.balancespec import CheckKind, CheckSpec, failover_bound  # noqa: E402
+
 HERE = Path(__file__).resolve().parent.parent
 CACHE = Path("/var/cache/authdns-mail-lab")
 EXIM = CACHE / "exim" / "usr" / "sbin" / "exim4"
@@ -74,7 +78,11 @@ AUTHDNS = "127.0.0.2"
 UNBOUND = "127.0.0.1"
 INJECT = {"postfix": "127.0.0.20", "exim": "127.0.0.21"}
 DOMAIN = "pool.lab.test"
-CHECK = "{kind: smtp, interval: 1, timeout: 1, rise: 2, fall: 2}"
+# The lab's health check; its failover bound (README, "How long a dead exchanger can still
+# be sent mail") is what the last attempt to a killed exchanger is held against.
+LAB_CHECK = CheckSpec(CheckKind.SMTP, 25, interval=1.0, timeout=1.0, rise=2, fall=2)
+CHECK = (f"{{kind: smtp, interval: {LAB_CHECK.interval:g}, timeout: {LAB_CHECK.timeout:g}, "
+         f"rise: {LAB_CHECK.rise}, fall: {LAB_CHECK.fall}}}")
 # Failover: mx2's sink stops once STOP_AFTER seconds have passed and mail is reaching mx2 (so
 # the answers the senders hold favour it), at the latest at STOP_BY; it stays down DOWN_FOR
 # seconds, and sending goes on for AFTER seconds once it is back.
@@ -563,6 +571,7 @@ def run_one(kind: str, mta_name: str, mode: str, ttl: int, args, sinks: Sinks, c
         result["failover"] = {
             "dropped_from_answers_s": _after(events.get("dropped"), stopped),
             "last_attempt_to_dead_s": _after(max(to_mx2, default=None), stopped),
+            "bound_s": failover_bound(LAB_CHECK, ttl),
             "attempts_to_dead": len(to_mx2),
             "back_in_answers_s": _after(events.get("back"), restarted),
             "first_delivery_after_restart_s": _after(next((t for t in at_mx2 if restarted and t >= restarted), None),
@@ -665,13 +674,14 @@ def table(results: list[dict]) -> str:
                      f"{r['lost']} | {r['deferrals']} |")
     failovers = [r for r in results if "failover" in r]
     if failovers:
-        lines += ["", "| MTA | mode | TTL | mx2 out of answers | last attempt to mx2 | attempts to mx2 | deferred "
-                  "messages | longest queued | mx2 back in answers | first mail to mx2 |",
+        lines += ["", "| MTA | mode | TTL | mx2 out of answers | last attempt to mx2 (bound) | attempts to mx2 | "
+                  "deferred messages | longest queued | mx2 back in answers | first mail to mx2 |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in failovers:
             f = r["failover"]
             lines.append(f"| {r['mta']} | {r['mode']} | {r['ttl']} | {_s(f['dropped_from_answers_s'])} | "
-                         f"{_s(f['last_attempt_to_dead_s'])} | {f['attempts_to_dead']} | {r['deferred_messages']} | "
+                         f"{_s(f['last_attempt_to_dead_s'])} ({f['bound_s']:g} s) | {f['attempts_to_dead']} | "
+                         f"{r['deferred_messages']} | "
                          f"{r['max_deferred_seconds']} s | {_s(f['back_in_answers_s'])} | "
                          f"{_s(f['first_delivery_after_restart_s'])} |")
     return "\n".join(lines)

@@ -51,16 +51,20 @@ def arrange(answer: Answer, plans: dict[tuple[str, Name, int], Plan]) -> Answer:
 
 
 def _reordered(rrset: RRset, plan: Plan) -> RRset:
-    """The RRset with its records in the plan's order (and promoted MX preferences)."""
+    """The RRset with its records in the plan's order (and promoted MX preferences), at
+    the TTL the plan serves it with (``ordering.served_ttl``)."""
     rdatas = []
     rrs = []
+    ttl = plan.ttl
     for index in plan.order:
         rdata, rr = rrset.rdatas[index], rrset.rrs[index]
         if index in plan.promoted:
             rdata = MX(rdata.label, rdata.preference - 1)
-            rr = RR(rr.rname, rr.rtype, rr.rclass, rr.ttl, rdata)
+            rr = RR(rr.rname, rr.rtype, rr.rclass, ttl, rdata)
+        elif rr.ttl != ttl:
+            rr = RR(rr.rname, rr.rtype, rr.rclass, ttl, rdata)
         rdatas.append(rdata)
         rrs.append(rr)
     # A balanced MX has no null MX (RFC 7505 §3: it stands alone), so every record has a target.
     targets = tuple(names.from_dnslabel(rdata.label) for rdata in rdatas) if rrset.rtype == QTYPE.MX else rrset.targets
-    return replace(rrset, rdatas=tuple(rdatas), rrs=tuple(rrs), targets=targets)
+    return replace(rrset, ttl=ttl, rdatas=tuple(rdatas), rrs=tuple(rrs), targets=targets)

@@ -91,6 +91,8 @@ class Plan:
     # of its group to: 1/k of it (RFC 5321 §5.1: uniform among the k equal-preference
     # members given; an MX promoted by `promote` is alone at its preference: k = 1).
     split: tuple[tuple[int, int], ...] = ()
+    ttl: int = 0  # the TTL this answer carries the RRset with (``served_ttl``)
+    short_ttl: str = ""  # why it is below the RRset's own, if it is: which members are unsettled
 
 
 @dataclass(slots=True)
@@ -120,6 +122,8 @@ class _Prepared:
     members: list["_Member"]
     groups: list[_Group]
     fail_open: bool
+    ttl: int  # served_ttl
+    short_ttl: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +290,7 @@ class Balancer:
             details = ()
         return Plan(rrset.name, rrset.rtype, balance.policy, details, tuple(order),
                     frozenset(promoted), prep.fail_open, balance.policy is not Policy.RANDOM, tuple(firsts),
-                    tuple(split))
+                    tuple(split), prep.ttl, prep.short_ttl)
 
     # -- Orders and rotors -------------------------------------------------------------
 
@@ -359,7 +363,9 @@ class Balancer:
                                  len({weights[p] for p in eligible}) <= 1, epoch, rotor_key, subsets))
         if len(self.prepared) > 100_000:
             self.prepared.clear()  # bounded: entries of replaced RRsets go with it
-        prep = self.prepared[id(rrset)] = _Prepared(rrset, health, overrides, keys, members, groups, fail_open)
+        ttl, short_ttl = served_ttl(rrset, health, keys)
+        prep = self.prepared[id(rrset)] = _Prepared(rrset, health, overrides, keys, members, groups, fail_open,
+                                                    ttl, short_ttl)
         return prep
 
     def _members(self, rrset: RRset, balance: BalanceSpec, health: HealthView, overrides: Overrides,
@@ -450,7 +456,7 @@ class Balancer:
             counters.given += times
             if now >= counters.last_given:
                 counters.last_given = now
-                counters.ttl = rrset.ttl
+                counters.ttl = prep.ttl
         for index in firsts:
             counters_of[prep.keys[index]].first += times
         for index, k in split:
@@ -474,6 +480,31 @@ class Balancer:
         self._counters = {key: value for key, value in self._counters.items() if key in keys}
         self.rotors.retain(rotor_prefixes)
         self.prepared.clear()
+
+
+def served_ttl(rrset: RRset, health: HealthView, keys: tuple[MemberKey, ...]) -> tuple[int, str]:
+    """The TTL a balanced RRset is answered with under this health view, and why it is
+    short if it is: min(TTL, the check's ``down_ttl``) while any member is down,
+    degraded or settling after a flip (``MemberHealth.settling``), so resolvers let go of
+    an answer made for a changing state within ``down_ttl`` (gdnsd shortens the TTL of
+    down resources likewise); otherwise the RRset's own TTL. A TTL is how long the
+    receiver may cache the record (RFC 1035 §3.2.1), so it is ours to give per answer.
+    README, "Health checks"."""
+    check = rrset.balance.check if rrset.balance is not None else None
+    if check is None or check.down_ttl >= rrset.ttl:
+        return rrset.ttl, ""
+    unsettled = []
+    for key in keys:
+        found = health.get(key)
+        if found is None:
+            continue  # not watched yet (a reload's new member before its probe): counts as up
+        if found.status is not Status.UP:
+            unsettled.append(f"{key[2]} {found.status.value}")
+        elif found.settling:
+            unsettled.append(f"{key[2]} settling (flipped less than {check.settle:g} s ago)")
+    if not unsettled:
+        return rrset.ttl, ""
+    return check.down_ttl, f"down_ttl {check.down_ttl} while " + ", ".join(unsettled)
 
 
 def target_shares(policy: Policy, weights: tuple[int, ...]) -> tuple[Fraction | None, ...]:

@@ -119,10 +119,11 @@ def _format_status(reply: dict[str, Any]) -> None:
         check = rrset["check"]
         probe = "no check" if check is None else (
             f"check {check['kind']}:{check['port']} every {check['interval']:g}s "
-            f"timeout {check['timeout']:g}s rise {check['rise']} fall {check['fall']}")
+            f"timeout {check['timeout']:g}s rise {check['rise']} fall {check['fall']} "
+            f"down_ttl {check['down_ttl']} settle {check['settle']:g}s; failover within {check['failover_bound']:g}s")
         extras = "".join([f" answer {rrset['answer']}" if rrset["answer"] else "",
                           " promote" if rrset["promote"] else "", " FAIL-OPEN" if rrset["fail_open"] else ""])
-        print(f"{rrset['owner']} {rrset['type']} ttl {rrset['ttl']} policy {rrset['policy']}{extras}; {probe}")
+        print(f"{rrset['owner']} {rrset['type']} ttl {_ttl(rrset)} policy {rrset['policy']}{extras}; {probe}")
         print(f"  {'member':<28} {'pref':>4} {'status':<9} {'since':>9} {'rtt ms':>7} {'weight':>11} "
               f"{'first':>6} {'share':>6} {'mail':>6} {'target':>6}  last probe / override")
         for member in rrset["members"]:
@@ -144,6 +145,13 @@ def _format_status(reply: dict[str, Any]) -> None:
         print(f"override kept for a member no zone serves now: {orphan['owner']} {orphan['type']} {orphan['member']}")
 
 
+def _ttl(rrset: dict[str, Any]) -> str:
+    """``60``, or ``60 (serving 5: down_ttl 5 while mx2 down)`` while it is short."""
+    if rrset["short_ttl"] is None:
+        return str(rrset["ttl"])
+    return f"{rrset['ttl']} (serving {rrset['served_ttl']}: {rrset['short_ttl']})"
+
+
 def _percent(share: float | None) -> str:
     """A share as a six-column percentage; "-" where none is meant (a target of ``fixed``)."""
     return f"{share * 100:>5.1f}%" if share is not None else f"{'-':>6}"
@@ -163,7 +171,8 @@ def _format_explain(reply: dict[str, Any]) -> None:
         if not rrset["balanced"]:
             print(f"{head} (not balanced): {', '.join(rrset['records'])}")
             continue
-        print(f"{head} policy {rrset['policy']}{' FAIL-OPEN' if rrset['fail_open'] else ''}")
+        short = f" ({rrset['short_ttl']})" if rrset["short_ttl"] else ""
+        print(f"{head} ttl {rrset['ttl']}{short} policy {rrset['policy']}{' FAIL-OPEN' if rrset['fail_open'] else ''}")
         if not rrset["predictable"]:
             print("  (random: every answer is a fresh shuffle; this is one possible order)")
         for position, member in enumerate(rrset["members"], 1):

@@ -6,9 +6,10 @@ its probes. A target is UP, DEGRADED (it greets with 4xx, RFC 5321 §3.8: alive 
 or DOWN; a member is the best of its targets, because an MX exchange is up while at
 least one of its addresses is up. Flapping is damped the way gdnsd and HAProxy do it:
 ``fall`` consecutive failures take a target down, ``rise`` consecutive successes bring
-it back. A new ``HealthView`` is published only when a member's status flips or its
-smoothed rtt moves by more than 20 %, so the serving state (and its answer cache) is not
-rebuilt on every probe.
+it back. A new ``HealthView`` is published only when a member's status flips, its
+smoothed rtt moves by more than 20 %, or it stops settling (``MemberHealth.settling``:
+its check's ``settle`` seconds after a flip, while its RRset keeps the short TTL), so the
+serving state (and its answer cache) is not rebuilt on every probe.
 
 This module owns probe scheduling and health state. It must not open sockets itself
 (``health/probes.py`` does), must never run on the query path, and must never block the event
@@ -123,6 +124,10 @@ class MemberHealth:
     rtt: float | None  # smoothed rtt of its best non-down target, seconds
     last: ProbeOutcome | None  # the most recent outcome among its targets
     targets: tuple[tuple[str, int, Status], ...]
+    # Within its check's `settle` seconds after a flip between two known statuses (the
+    # first result at start is no flip): its RRset keeps the short TTL meanwhile, as
+    # while it is down or degraded (ordering.served_ttl).
+    settling: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,8 @@ class HealthMonitor:
         self._member_targets: dict[MemberKey, tuple[TargetKey, ...]] = {}
         # the member's own status (None: no target has a result yet) and when it last changed
         self._member_status: dict[MemberKey, tuple[Status | None, float]] = {}
+        self._flipped: dict[MemberKey, float] = {}  # wall time of the last flip between known statuses
+        self._settle_timers: dict[MemberKey, asyncio.TimerHandle] = {}  # republish when settling ends
         self._current: dict[MemberKey, MemberHealth] = {}
         self._published = EMPTY_HEALTH
         self._resolved: dict[str, tuple[str, ...]] = {}
@@ -198,6 +205,10 @@ class HealthMonitor:
         for gone in set(self._current) - set(self._watches):
             del self._current[gone]
             self._member_status.pop(gone, None)
+            self._flipped.pop(gone, None)
+            timer = self._settle_timers.pop(gone, None)
+            if timer is not None:
+                timer.cancel()
         self._refresh(self._watches, force=True)
 
     async def rewatch(self, members: Mapping[MemberKey, MemberWatch]) -> HealthView:
@@ -246,6 +257,9 @@ class HealthMonitor:
         tasks += self._resolvers.values()
         for task in tasks:
             task.cancel()
+        for timer in self._settle_timers.values():
+            timer.cancel()
+        self._settle_timers.clear()
         await _finish(tasks)
         self._targets.clear()
         self._resolvers.clear()
@@ -311,7 +325,7 @@ class HealthMonitor:
             self._current[key] = health
             published = self._published.members.get(key)
             if (flipped or published is None or published.status is not health.status
-                    or rtt_moved(published.rtt, health.rtt)):
+                    or published.settling is not health.settling or rtt_moved(published.rtt, health.rtt)):
                 changed = True
         if changed:
             self._publish_view()
@@ -330,11 +344,33 @@ class HealthMonitor:
             self._member_status[key] = (status, since)
             if status is not None:
                 self._log_flip(key, status, previous, known)
+                if previous is not None:
+                    self._flipped[key] = since
         elif key not in self._member_status:
             self._member_status[key] = (status, since)
         shown = Status.DOWN if status is None else status  # not yet probed: not up
         return MemberHealth(shown, since, _best_rtt(known, shown), _latest(known),
-                            tuple((host, port, state.status or Status.DOWN) for (host, port, _), state in states)), flipped
+                            tuple((host, port, state.status or Status.DOWN) for (host, port, _), state in states),
+                            self._settling(key)), flipped
+
+    def _settling(self, key: MemberKey) -> bool:
+        """Whether the member is within its check's ``settle`` seconds after its last
+        flip; if so, a timer recomputes it when that ends, so the view (and with it the
+        served TTL) changes then, not at the next flip."""
+        flipped = self._flipped.get(key)
+        if flipped is None:
+            return False
+        left = flipped + self._watches[key].check.settle - self._clock()
+        if left <= 0:
+            del self._flipped[key]
+            return False
+        if key not in self._settle_timers:
+            self._settle_timers[key] = asyncio.get_running_loop().call_later(left, self._settle_due, key)
+        return True
+
+    def _settle_due(self, key: MemberKey) -> None:
+        self._settle_timers.pop(key, None)
+        self._refresh([key])  # still settling (the clock moved back)? _settling sets a new timer
 
     def _log_flip(self, key: MemberKey, status: Status, previous: Status | None, known: list[TargetState]) -> None:
         latest = _latest(known)

@@ -29,7 +29,7 @@ from dnslib import QTYPE, RCODE
 from authdns.base import names
 from authdns.base.hostport import client_prefix
 from authdns.answering.answer import resolve
-from authdns.zones.balancespec import MemberKey
+from authdns.zones.balancespec import MemberKey, failover_bound
 from authdns.balancing.counters import MemberCounters, Totals
 from authdns.health.monitor import HealthView
 from authdns.balancing.ordering import UP_FACTOR, Balancer, Plan
@@ -233,10 +233,14 @@ class ControlServer:
         check = balance.check
         return {
             "owner": names.to_text(rrset.name), "type": type_name(rrset.rtype), "ttl": rrset.ttl,
+            # what answers carry now: the down TTL while a member is unsettled (served_ttl)
+            "served_ttl": plan.ttl, "short_ttl": plan.short_ttl or None,
             "policy": balance.policy.value, "answer": balance.answer, "promote": balance.promote,
             "check": None if check is None else {
                 "kind": check.kind.value, "port": check.port, "interval": check.interval,
-                "timeout": check.timeout, "rise": check.rise, "fall": check.fall, "name": check.name},
+                "timeout": check.timeout, "rise": check.rise, "fall": check.fall, "name": check.name,
+                "down_ttl": check.down_ttl, "settle": check.settle,
+                "failover_bound": failover_bound(check, rrset.ttl)},
             "fail_open": plan.fail_open, "members": members,
         }
 
@@ -385,6 +389,7 @@ def _shown_weight(effective: int) -> float:
 def _plan_entry(plan: Plan) -> dict[str, Any]:
     return {
         "policy": plan.policy.value, "fail_open": plan.fail_open, "predictable": plan.predictable,
+        "ttl": plan.ttl, "short_ttl": plan.short_ttl or None,
         "members": [{"member": member.text, "preference": member.preference,
                      "answered_preference": (member.preference - 1 if member.index in plan.promoted
                                              else member.preference),

@@ -27,6 +27,7 @@ def page_data(seen: Observation) -> dict[str, Any]:
     unloaded = {path: lines for path, lines in problems.items() if path not in served}
     rrsets = [{
         "owner": rrset["owner"], "type": rrset["type"], "policy": rrset["policy"], "fail_open": rrset["fail_open"],
+        "ttl": rrset["served_ttl"], "short_ttl": rrset["short_ttl"],
         "members": [{key: member[key] for key in ("member", "preference", "status", "configured_weight",
                                                   "effective_weight", "first", "given", "share", "mail",
                                                   "mail_share", "target", "drained", "last_probe")} for member in rrset["members"]],
@@ -128,7 +129,9 @@ function render(data) {
       `<td class="num">${m.first}</td><td class="num">${percent(m.share)}</td>` +
       `<td class="num mail">${percent(m.mail_share)}</td><td class="num target">${percent(m.target)}</td>` +
       `<td class="muted">${esc(m.last_probe || "")}</td></tr>`).join("");
-    return `<h3>${esc(key)} <span class="muted">${esc(r.policy)}${r.fail_open ? ", FAIL-OPEN" : ""}</span></h3>` +
+    const ttl = `TTL ${r.ttl}${r.short_ttl ? " (" + esc(r.short_ttl) + ")" : ""}`;
+    return `<h3>${esc(key)} <span class="muted">${esc(r.policy)}${r.fail_open ? ", FAIL-OPEN" : ""}, ` +
+      `<span class="ttl">${ttl}</span></span></h3>` +
       `<div class="rrset"><table class="members"><thead><tr><th>member</th><th>pref</th><th>health</th>` +
       `<th>weight</th><th>effective</th><th>first</th><th title="of first positions in its group">share</th>` +
       `<th title="of its group's mail: a sender's even split of the answers given">gets</th>` +

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from authdns.base.hostport import BadAddress, BadPort, parse_host_port, split_host_port
 from authdns.zones.balancespec import POLICY_NAMES, CheckKind, CheckSpec, MemberSpec, Policy, ProbeAddress
+from authdns.zones.records import parse_ttl
 from authdns.zones.yamlfields import FieldError, integer, scalar as _scalar
 from authdns.zones.yamltree import Mapping, Value
 
 BALANCE_OPTION_KEYS = ("policy", "answer", "promote", "check")
-CHECK_KEYS = ("kind", "port", "interval", "timeout", "rise", "fall", "ehlo")
+CHECK_KEYS = ("kind", "port", "interval", "timeout", "rise", "fall", "ehlo", "down_ttl", "settle")
 MEMBER_KEYS = ("weight", "probe")
 MAX_WEIGHT = 1000
 DEFAULT_PORTS = {CheckKind.SMTP: 25}  # a tcp check must say which port
@@ -54,7 +55,8 @@ def parse_bool(value: Value, what: str) -> bool:
 
 
 def parse_check(value: Value, name: str | None = None) -> CheckSpec:
-    """A check's mapping: ``{kind: smtp|tcp, port, interval, timeout, rise, fall, ehlo}``."""
+    """A check's mapping: ``{kind: smtp|tcp, port, interval, timeout, rise, fall, ehlo,
+    down_ttl, settle}``."""
     if not isinstance(value, Mapping):
         raise FieldError(value.where, "a check is a mapping like {kind: smtp, port: 25}")
     unknown = [key for key in value.keys() if key not in CHECK_KEYS]
@@ -72,12 +74,14 @@ def parse_check(value: Value, name: str | None = None) -> CheckSpec:
         raise FieldError(value.where, f"check: a {kind_text} check needs a port")
     port = DEFAULT_PORTS[kind] if port_value is None else integer(port_value, "check port", 1, 65535)
     fields = {}
-    for key, low, high in (("interval", 0.05, 3600.0), ("timeout", 0.05, 60.0)):
+    for key, low, high in (("interval", 0.05, 3600.0), ("timeout", 0.05, 60.0), ("settle", 0.0, 86400.0)):
         if value.get(key) is not None:
             fields[key] = _seconds(value.get(key), f"check {key}", low, high)  # type: ignore[arg-type]
     for key in ("rise", "fall"):
         if value.get(key) is not None:
             fields[key] = integer(value.get(key), f"check {key}", 1, 100)  # type: ignore[arg-type]
+    if value.get("down_ttl") is not None:
+        fields["down_ttl"] = parse_ttl(value.get("down_ttl"), "check down_ttl")  # type: ignore[arg-type]
     ehlo_value = value.get("ehlo")
     if ehlo_value is not None:
         if kind is not CheckKind.SMTP:

@@ -32,6 +32,13 @@ BALANCED_TTL_WARNING = 300
 
 AUTO = None  # MemberSpec.weight for ``weight: auto``
 
+DEFAULT_DOWN_TTL = 5  # seconds: the TTL of a balanced RRset while a member is unsettled
+DEFAULT_SETTLE = 60.0  # seconds after a flip its RRset keeps the down TTL: a flapping member
+# that goes down again soon is then in caches for down_ttl, not the full TTL
+# `check` warns where detection plus TTL (the worst time a sender can still be sent to a
+# dead member, README "Health checks") is above this.
+FAILOVER_WARNING = 120
+
 
 class CheckKind(enum.Enum):
     SMTP = "smtp"  # connect, read the 220 greeting (RFC 5321 §4.2), optional EHLO, QUIT
@@ -50,8 +57,22 @@ class CheckSpec:
     rise: int = 2  # consecutive successes that bring a down target up (gdnsd, HAProxy)
     fall: int = 3  # consecutive failures that take an up target down
     ehlo: str | None = None  # SMTP only: send EHLO with this name after the greeting
+    # While a member is down or degraded, and for `settle` seconds after it flips, its
+    # RRset is served with min(TTL, down_ttl): resolvers drop a stale answer soon (gdnsd
+    # shortens the TTL of down resources the same way). How answers are served, not what
+    # is probed: left out of equality, so changing them keeps the probe state.
+    down_ttl: int = field(default=DEFAULT_DOWN_TTL, compare=False)
+    settle: float = field(default=DEFAULT_SETTLE, compare=False)
     name: str | None = field(default=None, compare=False)  # the `checks:` key, if named
     where: Where | None = field(default=None, compare=False)
+
+
+def failover_bound(check: CheckSpec, ttl: int) -> float:
+    """The worst time from a member's death until no resolver can still hand it out:
+    it dies just after a probe succeeded, the next ``fall`` probes fail (``interval``
+    apart, the last after up to ``timeout``), and an answer given just before that is
+    cached for the full ``ttl`` (the member was settled, so the TTL was not shortened)."""
+    return check.fall * check.interval + check.timeout + ttl
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from authdns.base import names
 from authdns.base import rrtypes
 from authdns.base.answershares import answer_levels
 from authdns.base.names import Name
-from authdns.zones.balancespec import BALANCED_TTL_WARNING, BalanceSpec, MemberKey, Policy
+from authdns.zones.balancespec import (BALANCED_TTL_WARNING, FAILOVER_WARNING, BalanceSpec, MemberKey, Policy,
+                                      failover_bound)
 from authdns.zones.transferspec import TransferSpec
 from authdns.zones.yamltree import Where
 from authdns.zones.zonefile import Problem, RRsetSpec, ZoneSource
@@ -346,8 +347,28 @@ class _Builder:
         if balance.promote and spec.rtype == QTYPE.MX:  # on A/AAAA the file reader reported it
             self.check_promote(spec)
         promoted = balance.promote and spec.rtype == QTYPE.MX  # the sender takes the promoted one: exact
+        self.check_failover(spec, balance, promoted)
         if balance.policy is Policy.WEIGHTED and balance.answer is not None and balance.answer > 1 and not promoted:
             self.check_answer_shares(spec, balance, balance.answer)
+
+    def check_failover(self, spec: RRsetSpec, balance: BalanceSpec, promoted: bool) -> None:
+        """How long a dead member can still be sent mail (README, "Health checks"):
+        detection plus TTL above FAILOVER_WARNING; and ``answer: 1``, whose answers hold
+        no fallback, so a sender whose resolver cached one naming a dead member defers
+        its mail (RFC 5321 §5.1 leaves it nothing else to try) until the TTL ends."""
+        if len(spec.records) < 2:
+            return
+        check = balance.check
+        if check is not None and failover_bound(check, spec.ttl) > FAILOVER_WARNING:
+            bound = failover_bound(check, spec.ttl)
+            self.warn(spec.where, f"a dead member can still be sent mail for up to {bound:g} s: detection (fall "
+                      f"{check.fall} x interval {check.interval:g} s + timeout {check.timeout:g} s) plus TTL "
+                      f"{spec.ttl}; a shorter TTL or interval keeps it under {FAILOVER_WARNING} s")
+        preferences = {record.rdata.preference for record in spec.records} if spec.rtype == QTYPE.MX else {0}
+        if balance.answer == 1 and not promoted and len(preferences) == 1:
+            fallback = "promote keeps the others as fallback" if spec.rtype == QTYPE.MX else "answer: 2 keeps one"
+            self.warn(spec.where, "answer: 1 leaves each answer one member: while a resolver caches an answer "
+                      f"naming a member that died, its senders have nothing else to try and defer; {fallback}")
 
     def check_answer_shares(self, spec: RRsetSpec, balance: BalanceSpec, answer: int) -> None:
         """A sender picks evenly among the equal-preference members an answer gives it

@@ -4,8 +4,9 @@ which ``file:line:column``, and what a valid file loads to.
 Checks: unknown policy, options on types that cannot be balanced, promote on A or with
 no free preference below a group, ``answer`` out of range, ``weight: auto`` without a
 check, a weight out of range, unknown or malformed checks (kind, port, timing, ehlo on
-tcp), malformed probe addresses; warnings for a balanced TTL above 300 s, weights under
-a non-weighted policy and a probe without a check; defaults (round-robin for several
+tcp, down_ttl, settle), malformed probe addresses; warnings for a balanced TTL above
+300 s, weights under a non-weighted policy, a probe without a check, a failover bound
+(detection + TTL) above 120 s and ``answer: 1`` with no fallback; defaults (round-robin for several
 records, the zone's ``policy:``, none for a single record).
 """
 
@@ -17,7 +18,7 @@ import pytest
 from dnslib import QTYPE
 
 from authdns.base import names
-from authdns.zones.balancespec import CheckKind, Policy, ProbeAddress
+from authdns.zones.balancespec import DEFAULT_DOWN_TTL, DEFAULT_SETTLE, CheckKind, Policy, ProbeAddress
 from support import load_text
 
 HEAD = """\
@@ -59,6 +60,12 @@ ERRORS = [
      "9:62", "probe port must be from 1 to 65535"),
     ("probe-empty-port", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: '127.0.0.1:'}]}}\n",
      "9:62", "probe port must be from 1 to 65535"),
+    ("down-ttl-negative", "  p: {A: {check: {kind: tcp, port: 80, down_ttl: -1}, records: [192.0.2.5]}}\n", "9:50",
+     "check down_ttl must be seconds or a duration like 1h30m, not '-1'"),
+    ("down-ttl-range", "  p: {A: {check: {kind: tcp, port: 80, down_ttl: 4294967296}, records: [192.0.2.5]}}\n",
+     "9:50", "check down_ttl 4294967296 is out of range"),
+    ("settle-word", "  p: {A: {check: {kind: tcp, port: 80, settle: soon}, records: [192.0.2.5]}}\n", "9:48",
+     "check settle must be seconds from 0 to 86400, not 'soon'"),
     ("probe-non-ascii-port", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: '127.0.0.1:²'}]}}\n",
      "9:62", "probe port must be from 1 to 65535"),
 ]
@@ -83,6 +90,14 @@ WARNINGS = [
      "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: ns1, weight: 1}]}}\n",
      "9:51", "weight 3 of 5 is 60 % of the mail, above 1/2: a sender splits an answer evenly among its members "
      "(RFC 5321 §5.1), so 20 % of answers carry mx1.example.test. alone"),
+    # detection 2 x 2 s + 1 s, plus the TTL: 205 s before no cache can name a dead member
+    ("failover-bound", "  p: {MX: {ttl: 200, check: mail, records: ['10 mx1', '10 mx2']}}\n", "9:7",
+     "a dead member can still be sent mail for up to 205 s: detection (fall 2 x interval 2 s + timeout 1 s) "
+     "plus TTL 200; a shorter TTL or interval keeps it under 120 s"),
+    ("answer-1-mx", "  p: {MX: {answer: 1, records: ['10 mx1', '10 mx2']}}\n", "9:7",
+     "answer: 1 leaves each answer one member: while a resolver caches an answer naming a member that died, its "
+     "senders have nothing else to try and defer; promote keeps the others as fallback"),
+    ("answer-1-a", "  p: {A: {answer: 1, records: [192.0.2.5, 192.0.2.6]}}\n", "9:7", "defer; answer: 2 keeps one"),
 ]
 
 
@@ -96,6 +111,8 @@ WARNINGS = [
     # promote: the sender takes the promoted member, whose share is exact
     "  p: {MX: {policy: weighted, answer: 2, promote: true, records: [{preference: 10, exchange: mx1, weight: 3}, "
     "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: mx3, weight: 1}]}}\n",
+    # answer: 1 per group, but a second preference to fall back to
+    "  p: {MX: {answer: 1, records: ['10 mx1', '10 mx2', '20 mx3']}}\n",
     # groups apart: 3 of 3 in its own group, the other group 1:1
     "  p: {MX: {policy: weighted, answer: 2, records: [{preference: 10, exchange: mx1, weight: 3}, "
     "{preference: 20, exchange: mx2, weight: 1}, {preference: 20, exchange: mx3, weight: 1}]}}\n",
@@ -140,6 +157,19 @@ def test_what_a_valid_file_loads_to(tmp_path: Path) -> None:
     assert (full.check.rise, full.check.fall, full.check.ehlo, full.check.name) == (1, 2, "probe.example.test", "mail")
     assert [member.weight for member in full.members] == [3, None]
     assert full.members[0].probe == ProbeAddress("::1", 2525)
+    assert (full.check.down_ttl, full.check.settle) == (DEFAULT_DOWN_TTL, DEFAULT_SETTLE)
+
+
+def test_down_ttl_and_settle_are_read_and_leave_probe_identity(tmp_path: Path) -> None:
+    _, zone, problems = load(tmp_path, HEAD + """\
+  p: {MX: {check: {kind: smtp, down_ttl: 1m, settle: 90s}, records: ['10 mx1', '10 mx2']}}
+  q: {MX: {check: {kind: smtp}, records: ['10 mx1', '10 mx2']}}
+""")
+    assert zone is not None and problems == [], problems
+    check = rrset(zone, "p.example.test.", QTYPE.MX).balance.check
+    assert (check.down_ttl, check.settle) == (60, 90.0)
+    # How answers are served is not what is probed: both RRsets share one probe state.
+    assert check == rrset(zone, "q.example.test.", QTYPE.MX).balance.check
 
 
 def test_round_robin_by_default(tmp_path: Path) -> None:
