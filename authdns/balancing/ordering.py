@@ -142,7 +142,7 @@ class Balancer:
                  client_rotors: int = DEFAULT_CLIENT_ROTORS) -> None:
         self.rotors = Rotors(client_rotors)  # shared and per client prefix (rotors.py)
         self._client: bytes | None = None  # whose rotors the answer being planned moves
-        self._dealt: list[tuple] = []  # shared rotors that answer moved, copied to the client after it
+        self._dealt: list[tuple] = []  # rotors the answer moved: shared ones are copied to the client (rotors.deal)
         self._counters: dict[MemberKey, MemberCounters] = {}
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
@@ -352,7 +352,7 @@ class Balancer:
             # gave them; health-derived changes (degraded, auto) keep the cycle's credit.
             epoch = tuple((weight > 0, member.configured, member.temporary, member.drained)
                           for weight, member in zip(weights, group)) if weights else ()
-            rotor_key = (rrset.name, rrset.rtype, preference, tuple(member.text for member in group), balance.policy)
+            rotor_key = _rotor_key(rrset, preference, tuple(member.text for member in group))
             # Subsets only where the sender splits the answer evenly: under promote it takes
             # the promoted member first, so the smooth weighted first place is exact already
             # and every answer keeps its N - 1 fallbacks.
@@ -469,16 +469,16 @@ class Balancer:
         """Keep the rotors and counters of members still served, drop the rest: an
         unchanged RRset keeps its rotation across a reload, so shares stay exact."""
         keys = set()
-        rotor_prefixes = set()
+        rotor_keys: set[tuple] = set()
         for rrset in rrsets:
             if rrset.balance is None:
                 continue
-            rotor_prefixes.add((rrset.name, rrset.rtype))
+            rotor_keys.update(_rotor_keys(rrset))
             for rdata in rrset.rdatas:
                 keys.add(member_key(rrset, rdata))
         self._release_all()  # their answers counted first; queries ask for new Orders
         self._counters = {key: value for key, value in self._counters.items() if key in keys}
-        self.rotors.retain(rotor_prefixes)
+        self.rotors.retain(rotor_keys)
         self.prepared.clear()
 
 
@@ -528,6 +528,26 @@ def _auto_weight(fastest: float | None, rtt: float | None) -> int:
     if fastest is None or rtt is None:
         return AUTO_SCALE
     return max(1, min(AUTO_SCALE, round(AUTO_SCALE * fastest / max(rtt, AUTO_RTT_FLOOR))))
+
+
+def _rotor_key(rrset: RRset, preference: int | None, texts: tuple[str, ...]) -> tuple:
+    """The key of one group's rotors: the same across reloads while the RRset's owner,
+    type, the group's members and the policy stay, so its rotation carries on."""
+    assert rrset.balance is not None
+    return (rrset.name, rrset.rtype, preference, texts, rrset.balance.policy)
+
+
+def _rotor_keys(rrset: RRset) -> set[tuple]:
+    """Every group's rotor key of a balanced RRset, grouped as ``_groups`` does."""
+    grouped: dict[int | None, list[str]] = {}
+    indexes = range(len(rrset.rdatas))
+    if rrset.rtype == QTYPE.MX:
+        indexes = sorted(indexes, key=lambda i: (rrset.rdatas[i].preference, i))
+    for index in indexes:
+        rdata = rrset.rdatas[index]
+        preference = rdata.preference if rrset.rtype == QTYPE.MX else None
+        grouped.setdefault(preference, []).append(member_key(rrset, rdata)[2])
+    return {_rotor_key(rrset, preference, tuple(texts)) for preference, texts in grouped.items()}
 
 
 def _groups(rrset: RRset, members: list[_Member]) -> dict[int | None, list[_Member]]:

@@ -91,7 +91,7 @@ class Orders:
         see ``unlisted``)."""
         if not self._memoised:
             return self._listed(self._plan(client))
-        dealt: list[tuple] = []  # keys the client has no rotor of yet
+        dealt: list[tuple] = []  # the client's keys, for deal() (rotors.py)
         table = self._rotors
         rotors = [table.for_answer(client, key, dealt) for key in self._keys]
         turned = [rotors[at] for at, _ in self._turned]
@@ -105,7 +105,7 @@ class Orders:
             for smooth, moved in zip(smoothed, credits):
                 if moved is not None:  # None: the plan left this rotor alone
                     smooth.epoch, smooth.credit = moved  # pick() never mutates a credit list
-            if dealt:  # as the slow path deals: only the rotors this answer moved
+            if dealt:  # as the slow path deals (and refreshes): only the rotors this answer moved
                 keys = self._keys
                 moved_keys = {keys[at] for (at, _), moved in zip(self._turned, turns) if moved}
                 moved_keys.update(keys[at] for (at, _, _), moved in zip(self._smoothed, credits) if moved is not None)

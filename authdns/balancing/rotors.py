@@ -19,7 +19,8 @@ Answers without a client (``status``, ``explain`` without ``--client``, tests) u
 shared rotors; ``explain --client`` reads that client's (``peek``); neither moves any.
 
 Bounded: at most ``limit`` client rotors (``serve --client-rotors``); when full, the
-oldest is dropped, and its client is dealt a new one from the shared rotor when it
+least recently answered is dropped (a busy resolver keeps its place however many
+clients ask once), and its client is dealt a new one from the shared rotor when it
 returns (its sequence restarts, its shares stay those of the shared sequence).
 ``limit`` 0 keeps only the shared rotors (one sequence for everyone).
 Lives on the event-loop thread with its Balancer; no I/O.
@@ -27,6 +28,7 @@ Lives on the event-loop thread with its Balancer; no I/O.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from authdns.configuration.config import DEFAULT_CLIENT_ROTORS
@@ -88,7 +90,9 @@ class Rotors:
 
     def __init__(self, limit: int = DEFAULT_CLIENT_ROTORS) -> None:
         self.shared: dict[tuple, Rotor] = {}
-        self.clients: dict[tuple, Rotor] = {}  # (client prefix, group key) -> Rotor, oldest first
+        # (client prefix, group key) -> Rotor, least recently answered first: a busy
+        # resolver stays while clients that asked once make room for others
+        self.clients: OrderedDict[tuple, Rotor] = OrderedDict()
         self.limit = limit
 
     def shared_rotor(self, key: tuple) -> Rotor:
@@ -103,33 +107,39 @@ class Rotors:
         own = self.clients.get((client, key)) if client is not None else None
         return own or self.shared.get(key) or Rotor()
 
-    def for_answer(self, client: bytes | None, key: tuple, dealt: list[tuple]) -> Rotor:
+    def for_answer(self, client: bytes | None, key: tuple, moved: list[tuple]) -> Rotor:
         """The rotor an answer to ``client`` moves for group ``key``: the client's own,
-        or the shared one, noting in ``dealt`` that the client gets a copy of it once
-        the answer is planned (``deal``)."""
+        or the shared one; ``key`` is noted in ``moved`` for ``deal`` once the answer
+        is planned."""
         if client is not None and self.limit:
+            moved.append(key)
             own = self.clients.get((client, key))
             if own is not None:
                 return own
-            dealt.append(key)
         return self.shared_rotor(key)
 
-    def deal(self, client: bytes | None, dealt: list[tuple]) -> None:
-        """Give ``client`` a copy of each shared rotor its answer just moved."""
-        if client is None or not dealt:
+    def deal(self, client: bytes | None, moved: list[tuple]) -> None:
+        """After an answer to ``client`` moved the rotors of ``moved`` (in the order the
+        slow path met them): each of the client's own becomes the most recently
+        answered, and the client gets a copy of each shared one it moved. Only what
+        was moved counts, so a replayed answer (orders.py) leaves the table exactly as
+        the planned one would, evictions included."""
+        if client is None or not moved:
             return
         clients = self.clients
-        for key in dealt:
+        for key in moved:
             if (client, key) in clients:
-                continue  # the same group twice in one answer
+                clients.move_to_end((client, key))  # its own, or the same group twice in one answer
+                continue
             while len(clients) >= self.limit:
-                del clients[next(iter(clients))]  # the oldest: it is dealt again if it returns
+                clients.popitem(last=False)  # the least recently answered: dealt again if it returns
             clients[(client, key)] = self.shared[key].copy()
 
-    def retain(self, prefixes: set[tuple]) -> None:
-        """Keep the rotors of the RRsets (owner, type) still served (a reload)."""
-        self.shared = {key: rotor for key, rotor in self.shared.items() if key[:2] in prefixes}
-        self.clients = {key: rotor for key, rotor in self.clients.items() if key[1][:2] in prefixes}
+    def retain(self, keys: set[tuple]) -> None:
+        """Keep the rotors of the groups still served (a reload): by the exact group key,
+        so a group whose members or policy changed lets its old rotors go."""
+        self.shared = {key: rotor for key, rotor in self.shared.items() if key in keys}
+        self.clients = OrderedDict((key, rotor) for key, rotor in self.clients.items() if key[1] in keys)
 
     def __len__(self) -> int:
         return len(self.shared) + len(self.clients)

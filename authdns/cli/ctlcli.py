@@ -166,6 +166,10 @@ def _format_explain(reply: dict[str, Any]) -> None:
     client = reply.get("client")
     whom = f"for client {client}" if client else "for a client new to the rotation"
     print(f"next answer to {reply['name']} {reply['type']} {whom} (rcode {reply['rcode']}):")
+    if reply.get("workers"):
+        print(f"(with {reply['workers']} workers each keeps its own rotations, and a query reaches one of them by "
+              "its source port: this is the order a newly started worker would give; members, health and reasons "
+              "hold for all)")
     for rrset in reply["rrsets"]:
         head = f"{rrset['section']}: {rrset['owner']} {rrset['type']}"
         if not rrset["balanced"]:

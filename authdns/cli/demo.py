@@ -181,7 +181,7 @@ def _send_loop(index: int, dns_port: int, smtp_port: int, mail: Mail, stop: thre
         elif queue and queue[0][0] <= clock:
             _, order, message_id = heapq.heappop(queue)
             delivery = deliver(resolver, POOL, smtp_port, rng, message_id)
-            if delivery.accepted_by is None:
+            if delivery.accepted_by is None and not delivery.bounced:
                 heapq.heappush(queue, (time.monotonic() + RETRY_AFTER, order, message_id))
             _record(mail, resolver, delivery, message_id)
         elif stop.is_set() and not queue:

@@ -20,7 +20,9 @@ DEFAULT_PORT = 5353
 DEFAULT_LISTEN = (("127.0.0.1", DEFAULT_PORT), ("::1", DEFAULT_PORT))
 # RFC 6891 §6.2.5 and DNS Flag Day 2020: 1232 octets avoids IP fragmentation.
 DEFAULT_UDP_PAYLOAD = 1232
-DEFAULT_CLIENT_ROTORS = 65_536  # (client prefix, preference group) rotors: ~230 bytes each (measured), 15 MB full
+# (client prefix, preference group) rotors: ~410 bytes each (measured, a three-member
+# weighted group with its own credit), 27 MB full, per worker process
+DEFAULT_CLIENT_ROTORS = 65_536
 # Operator overrides (drains) and the control socket live here; systemd sets
 # /var/lib/authdns (StateDirectory=). Relative to the working directory by default.
 DEFAULT_STATE_DIR = Path(".authdns")

@@ -265,8 +265,12 @@ class ControlServer:
                     sections.append({**entry, "balanced": False, "records": [str(rdata) for rdata in rrset.rdatas]})
                 else:
                     sections.append({**entry, "balanced": True, **_plan_entry(plan)})
+        workers = self.controlled.workers()
         return {"name": names.to_text(qname), "type": type_name(qtype), "rcode": RCODE[answer.rcode],
-                "client": client, "rrsets": sections}
+                "client": client, "rrsets": sections,
+                # Under workers each keeps its own rotors; these are the supervisor's, which
+                # answers nothing: the order is what a newly started worker would give.
+                "workers": len(workers) if workers else None}
 
     async def drain(self, request: dict) -> dict[str, Any]:
         return await self._override(request, lambda old: Override(True, old.weight if old else None, self.clock()))

@@ -387,12 +387,12 @@ class _Builder:
             if sum(1 for weight in weights.values() if weight) <= answer:
                 continue  # every member is in every answer: the sender's shuffle decides
             levels = answer_levels(weights, answer)
-            alone = sum((level.fraction for level in levels if level.size == 1), Fraction(0))
-            if not alone:
-                continue
             total = sum(weights.values())
             for index, weight in weights.items():
-                if weight * answer > total:
+                # this member's own answers alone: a level of size 1 holds it in `inclusion` of them
+                alone = sum((level.fraction * level.inclusion.get(index, Fraction(0))
+                             for level in levels if level.size == 1), Fraction(0))
+                if alone:
                     record = spec.records[index]
                     name = str(record.rdata.label if spec.rtype == QTYPE.MX else record.rdata)
                     self.warn(balance.members[index].where or spec.where,

@@ -176,3 +176,14 @@ def test_round_robin_by_default(tmp_path: Path) -> None:
     _, zone, problems = load(tmp_path, HEAD + "  p: {A: [192.0.2.5, 192.0.2.6]}\n")
     assert zone is not None and problems == []
     assert rrset(zone, "p.example.test.", QTYPE.A).balance.policy is Policy.ROUND_ROBIN
+
+
+def test_only_members_that_are_ever_alone_are_warned_about(tmp_path: Path) -> None:
+    """7:5:1:1 under answer: 3: mx1 (50 %) is alone in 1/7 of the answers; mx2 (36 %, also
+    above 1/3) is always answered with mx1, never alone, so it gets no warning."""
+    path, zone, problems = load(tmp_path, HEAD + "  mx3: {A: 192.0.2.13}\n" + (
+        "  p: {MX: {policy: weighted, answer: 3, records: [{preference: 10, exchange: mx1, weight: 7}, "
+        "{preference: 10, exchange: mx2, weight: 5}, {preference: 10, exchange: mx3, weight: 1}, "
+        "{preference: 10, exchange: ns1, weight: 1}]}}\n"))
+    assert zone is not None, problems
+    assert len(problems) == 1 and "14 % of answers carry mx1.example.test. alone" in problems[0], problems

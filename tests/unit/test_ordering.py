@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from authdns.base import names
 from authdns.health.monitor import EMPTY_HEALTH, HealthView, MemberHealth, Status
 from authdns.balancing.ordering import Balancer
-from authdns.balancing.rotors import SmoothWeighted
+from authdns.balancing.rotors import Rotors, SmoothWeighted
 from authdns.balancing.overrides import EMPTY_OVERRIDES, Override
 from support import load_text
 
@@ -184,6 +184,48 @@ def test_retain_keeps_unchanged_rotors(tmp_path: Path) -> None:
     assert order(balancer, rrset(reloaded, "rr"))[0] == "b", "rotation continues across the reload"
     balancer.retain([])
     assert len(balancer.rotors) == 0 and balancer.counters == {}
+
+
+def test_retain_lets_go_of_groups_whose_members_changed(tmp_path: Path) -> None:
+    """A reload that changes an RRset's members starts its groups afresh and drops the
+    old groups' rotors, shared and per client: reloading never grows the table."""
+    balancer = Balancer()
+    for version in range(5):
+        _, zone, problems = load_text(tmp_path, "r.test", 'records:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n'
+                                      f"  m: {{MX: ['10 mx1', '10 mx{version + 2}', '20 backup']}}\n")
+        assert zone is not None, problems
+        rrsets = zone.rrsets()
+        balancer.retain(rrsets)
+        for client in (b"\x7f\x00\x01", b"\x7f\x00\x02"):
+            balancer.plan(rrset_of(zone, "m.r.test."), EMPTY_HEALTH, EMPTY_OVERRIDES)
+            balancer.rotors.deal(client, [key for key in list(balancer.rotors.shared)])
+    # one RRset, two groups (preference 10 and 20): their shared rotors and two clients' copies
+    assert len(balancer.rotors.shared) == 2 and len(balancer.rotors.clients) == 4
+
+
+def rrset_of(zone, owner: str):
+    return zone.nodes[names.from_text(owner)].rrsets[QTYPE.MX]
+
+
+def test_client_table_drops_the_least_recently_answered() -> None:
+    """The bounded client table is LRU: a resolver that keeps asking keeps its rotation
+    while one-shot clients come and go (insertion order would drop it first)."""
+    rotors = Rotors(limit=3)
+    key = ("pool", QTYPE.MX, 10, ("mx1.", "mx2."), "weighted")
+
+    def answer(client: bytes) -> None:
+        moved: list[tuple] = []
+        rotors.for_answer(client, key, moved).turn += 1
+        rotors.deal(client, moved)
+
+    answer(b"busy")
+    own = rotors.clients[(b"busy", key)]  # its copy, dealt after its first answer
+    for once in (b"b", b"c", b"d", b"e"):
+        answer(b"busy")
+        answer(once)
+    assert [client for client, _ in rotors.clients] == [b"d", b"busy", b"e"]
+    assert rotors.clients[(b"busy", key)] is own, "never dropped and dealt again"
+    assert own.turn == 5  # 1 when copied, then four answers of its own
 
 
 def test_flapping_weights_do_not_starve() -> None:
