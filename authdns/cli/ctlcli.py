@@ -119,7 +119,8 @@ def _format_status(reply: dict[str, Any]) -> None:
         check = rrset["check"]
         probe = "no check" if check is None else (
             f"check {check['kind']}:{check['port']} every {check['interval']:g}s "
-            f"timeout {check['timeout']:g}s rise {check['rise']} fall {check['fall']}")
+            f"timeout {check['timeout']:g}s rise {check['rise']} fall {check['fall']}"
+            + (f" agent :{check['agent_port']}" if check.get("agent_port") else ""))
         extras = "".join([f" answer {rrset['answer']}" if rrset["answer"] else "",
                           " promote" if rrset["promote"] else "", " FAIL-OPEN" if rrset["fail_open"] else ""])
         print(f"{rrset['owner']} {rrset['type']} ttl {rrset['ttl']} policy {rrset['policy']}{extras}; {probe}")
@@ -130,6 +131,8 @@ def _format_status(reply: dict[str, Any]) -> None:
             rtt = f"{member['rtt_ms']:.1f}" if member["rtt_ms"] is not None else "-"
             weight = f"{member['configured_weight']}->{member['effective_weight']:g}"
             note = member["last_probe"] or ("not probed" if not member["probed"] else "")
+            if member.get("agent"):
+                note = f"{_agent_note(member['agent'])}; " + note
             if member["drained"]:
                 note = f"DRAINED (fully effective in {member['drain_effective_in']:g}s); " + note
             if member["temporary_weight"] is not None:
@@ -142,6 +145,13 @@ def _format_status(reply: dict[str, Any]) -> None:
         print(f"answers given fail-open (every member down): {reply['fail_open_answers']}")
     for orphan in reply["overrides_not_served"]:
         print(f"override kept for a member no zone serves now: {orphan['owner']} {orphan['type']} {orphan['member']}")
+
+
+def _agent_note(agent: dict[str, Any]) -> str:
+    """``agent "75%" 80%``: the agent's last reply (or why none) and what the balancer
+    took from it (README, "Agent checks")."""
+    taken = "maint" if agent["maint"] else "drain" if agent["drained"] else f"{agent['percent']}%"
+    return f"agent \"{agent['reply']}\" {taken}" if agent["ok"] else f"agent failed ({agent['reply']}), kept {taken}"
 
 
 def _percent(share: float | None) -> str:
