@@ -532,8 +532,8 @@ def _eligible(group: list[_Member], agent: bool = False) -> tuple[tuple[int, ...
     Under an agent each weight is also × the agent's tenths, and the group's weights are
     divided by their gcd: a weighted cycle lasts sum(weights) answers (smooth weighted
     round robin, subsets) and Orders memoises at most STATE_LIMIT states of it, so
-    3:1 at 100 % stays 3:1 (not 120:40), and 10 % steps keep 3 at 70 % beside 1 at
-    21:4 — 25 answers, not the 1300 that raw percents of 3 and 1 could give."""
+    3:1 at 100 % stays 3:1 (not 120:40), and 10 % steps make 3 at 73 % beside 1 at
+    100 % 21:10 (31 answers), where whole percents would give 219:100 (319)."""
     def scaled(member: _Member, base: int, tenths: int) -> int:
         if member.status is Status.DOWN:
             return 0

@@ -11,12 +11,22 @@ Checks:
   (fall - 1) x interval after the agent says it), and it comes back after ``rise``;
 * an agent that goes away or answers garbage leaves the member up at the last percent,
   and status shows the failure; the failure is logged, rate-limited;
-* status, explain and the status page data show the agent's last reply per member.
+* status, explain and the status page data show the agent's last reply per member;
+* the README's three-line Postfix agent, run under socat exactly as the README shows
+  (port and path replaced) with a stand-in ``postqueue``: the shares follow the queue.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -171,7 +181,11 @@ def test_an_agent_that_fails_leaves_the_member_up(server: ServerProcess, agents:
     assert len([line for line in server.log if "where=agent 127.0.0.2" in line]) == 1, "once a minute per agent"
 
 
-def test_status_and_explain_show_the_reply(server: ServerProcess, agents: dict[str, AgentHost]) -> None:
+def test_status_explain_and_page_show_the_reply(agents: dict[str, AgentHost], tmp_path: Path,
+                                                server_factory) -> None:
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, zone_text(agents["a"].check_port, agents["a"].agent_port))
+    server = server_factory(zone_dir, "--metrics", "127.0.0.1:0")
     agents["a"].reply = b"70%, up\n"
     status_shows(server, "a", lambda m: m["agent"]["percent"] == 70)
     assert server.state_dir is not None
@@ -179,3 +193,96 @@ def test_status_and_explain_show_the_reply(server: ServerProcess, agents: dict[s
     assert 'agent "70%, up" 70%' in text and f"agent :{agents['a'].agent_port}" in text
     explained = run_authdns("explain", f"pool.{ORIGIN}", "A", "--state-dir", server.state_dir).stdout
     assert "weight 1->0.7" in explained
+    port = re.search(r"port=(\d+)", server.wait_for_log(r"metrics and status page http://")).group(1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as response:
+        page = json.load(response)
+    (rrset,) = page["rrsets"]
+    shown = {member["member"]: member["agent"] for member in rrset["members"]}
+    assert shown[ADDRESSES["a"]]["reply"] == "70%, up" and shown[ADDRESSES["b"]]["percent"] == 100
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_agent() -> tuple[str, str]:
+    """The README's Postfix agent script and its socat command line, as printed there."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### Agent checks", 1)[1].split("\n### ", 1)[0]
+    script = next(block for block in re.findall(r"```sh\n(.*?)```", section, re.S) if "postqueue" in block)
+    command = next(line.removeprefix("$ ") for line in section.splitlines() if line.startswith("$ socat "))
+    return script, command
+
+
+@pytest.fixture
+def readme_agents(tmp_path: Path) -> Iterator[tuple[dict[str, Path], int, int]]:
+    """The README's agent under socat on each stand-in exchanger, as the README runs it
+    (its port and path replaced, bound to the exchanger's loopback address), with a
+    ``postqueue`` on its PATH that prints one JSON line per message in that host's
+    ``queue`` file; a plain listener on the check's port."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (.ci/run installs it)")
+    script, command = readme_agent()
+    agent = tmp_path / "authdns-agent"
+    agent.write_text(script, encoding="utf-8")
+    agent.chmod(0o755)
+    check_port, agent_port = free_pair(list(HOSTS.values()))
+    listeners, processes, queues = [], [], {}
+    try:
+        for name, host in HOSTS.items():
+            bin_dir = tmp_path / f"bin-{name}"
+            bin_dir.mkdir()
+            queues[name] = tmp_path / f"queue-{name}"
+            queues[name].write_text("")
+            fake = bin_dir / "postqueue"
+            fake.write_text(f"#!/bin/sh\ncat {queues[name]}\n", encoding="utf-8")
+            fake.chmod(0o755)
+            listener = AgentHost(host, check_port, agent_port).start()
+            listener.stop_agent()  # socat serves the agent port
+            listeners.append(listener)
+            line = (command.replace("TCP-LISTEN:4711", f"TCP-LISTEN:{agent_port},bind={host}")
+                    .replace("/usr/local/bin/authdns-agent", str(agent)))
+            assert line != command, "the README's socat line names port 4711 and the agent's path"
+            env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+            processes.append(subprocess.Popen(shlex.split(line), env=env, stdin=subprocess.DEVNULL))
+        for host in HOSTS.values():
+            wait_until(lambda: _connects(host, agent_port) or None, timeout=DEADLINE)
+        yield queues, check_port, agent_port
+    finally:
+        for process in processes:  # by PID: only what this fixture started
+            process.terminate()
+            process.wait(5)
+        for listener in listeners:
+            listener.stop()
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as connection:
+            connection.recv(100)
+        return True
+    except OSError:
+        return False
+
+
+def queue(path: Path, messages: int) -> None:
+    line = '{"queue_name": "active", "queue_id": "4Q1x2", "arrival_time": 1700000000}\n'
+    path.write_text(line * messages, encoding="utf-8")
+
+
+def test_the_readme_postfix_agent_steers_the_answers(readme_agents, tmp_path: Path, server_factory) -> None:
+    queues, check_port, agent_port = readme_agents
+    zone_dir = tmp_path / "zones"
+    write_zone(zone_dir, ORIGIN, zone_text(check_port, agent_port))
+    server = server_factory(zone_dir)
+    shares_become(server, {"a": 1, "b": 1})
+    assert status_shows(server, "a", lambda m: m["agent"]["reply"] == "100% # 0 queued")["agent"]["percent"] == 100
+    queue(queues["a"], 500)  # 100 - 500 x 90 / 1000 = 55 %: 6 tenths beside 10
+    member = status_shows(server, "a", lambda m: m["agent"]["reply"] == "55% # 500 queued")
+    assert member["agent"]["percent"] == 60
+    shares_become(server, {"a": 6, "b": 10})
+    queue(queues["a"], 3000)  # a backed-up exchanger keeps 10 %
+    queue(queues["b"], 100)  # 91 %: 9 tenths
+    shares_become(server, {"a": 1, "b": 9})
+    queue(queues["a"], 0)
+    queue(queues["b"], 0)
+    shares_become(server, {"a": 1, "b": 1})
