@@ -10,6 +10,8 @@ real loopback sockets, the monitor's agent state, and what the balancer makes of
 - ``AgentState``: percent and drain stick, maint lapses on a failed agent, ``up`` clears.
 - The balancer: percents scale weights (shares exact over a cycle), gcd keeps cycles
   short, drain → standby, maint → out, the shown weight in zone units.
+- ``HealthMonitor`` with a loopback agent: a view is published when the rounded weight,
+  drain or status changes, not for the same weight again; ``down`` waits for ``fall``.
 """
 
 from __future__ import annotations
@@ -265,3 +267,64 @@ def test_drain_is_a_standby_and_maint_is_out(zone) -> None:
     plan = balancer.peek(rrset(zone, "w"), every, EMPTY_OVERRIDES)
     c = next(member for member in plan.members if member.text.startswith("c."))
     assert c.reason == "maint (its agent said so)"
+
+
+# -- the monitor publishes agent news, not agent noise ----------------------------------------
+
+
+def test_monitor_publishes_when_the_rounded_weight_changes() -> None:
+    """A real HealthMonitor asks a loopback agent beside a (100 ms) SMTP greeting: the
+    same reply, or one that rounds to the same 10 %, publishes nothing; a new weight,
+    drain or down does, each through the view the balancer reads."""
+    from conftest import wait_until
+    from smtp_listeners import FakeSmtp
+
+    from authdns.health.monitor import HealthMonitor, MemberWatch
+    from authdns.zones.balancespec import AgentSpec, CheckKind, CheckSpec
+
+    key = (names.from_text("o.test."), QTYPE.MX, "a.o.test.")
+    views: list[HealthView] = []
+    state = {"reply": b"75%\n", "asked": 0}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(state["reply"])
+        state["asked"] += 1
+        writer.close()
+
+    async def asked(more: int) -> None:
+        wanted = state["asked"] + more
+        await asyncio.to_thread(wait_until, lambda: True if state["asked"] >= wanted else None, 5.0)
+
+    async def main(smtp: FakeSmtp) -> None:
+        server = await asyncio.start_server(handler, LOOPBACK, 0)
+        check = CheckSpec(CheckKind.SMTP, smtp.port, interval=0.1, timeout=0.5, rise=1, fall=2,
+                          agent=AgentSpec(server.sockets[0].getsockname()[1]))
+        monitor = HealthMonitor(views.append)
+        try:
+            await monitor.watch({key: MemberWatch(check, (LOOPBACK,), smtp.port)})
+            await monitor.first_round()
+            await asked(1)
+            assert views[-1].get(key).agent.percent == 80
+            count = len(views)
+            await asked(3)
+            state["reply"] = b"77%\n"  # rounds to 80 % as well
+            await asked(3)
+            assert len(views) == count, "the same weight is no news"
+            assert monitor.view().get(key).agent.detail == "77%", "but the last reply is shown"
+            state["reply"] = b"30%\n"
+            await asked(2)
+            assert len(views) == count + 1 and views[-1].get(key).agent.percent == 30
+            state["reply"] = b"drain\n"
+            await asked(2)
+            assert views[-1].get(key).agent.drained and views[-1].status(key) is Status.UP
+            state["reply"] = b"down\n"
+            await asked(1)
+            assert views[-1].status(key) is Status.UP, "fall 2: one down reply is not enough"
+            await asked(2)
+            assert views[-1].status(key) is Status.DOWN
+        finally:
+            await monitor.close()
+            server.close()
+
+    with FakeSmtp("slow", delay=0.1) as smtp:
+        asyncio.run(main(smtp))
