@@ -1,7 +1,8 @@
 """Active health probes: one connection, one verdict.
 
 ``smtp_banner()`` connects, reads the SMTP greeting (RFC 5321 §4.2), optionally says
-EHLO, says QUIT and closes; ``tcp_connect()`` only connects. Each returns a
+EHLO, says QUIT and closes; ``tcp_connect()`` only connects; ``agent_reply()`` reads an
+agent's one line (HAProxy's agent check, parsed by ``health/agent.py``). Each returns a
 ``ProbeOutcome``: UP, DEGRADED (a 4xx greeting such as 421, RFC 5321 §3.8 / §4.2.1:
 the server runs but is busy) or DOWN, with the time the greeting (or the connect) took
 and a short human detail for logs.

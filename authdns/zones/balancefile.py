@@ -1,7 +1,7 @@
 """The balancing part of a YAML zone file → ``balancespec`` values, with positions.
 
 Zone-level keys: ``policy:`` (the default for balanced RRsets) and ``checks:`` (named
-health checks). RRset options (next to ``ttl:`` and ``records:``): ``policy``,
+health checks). A check may carry ``agent: PORT`` or ``agent: {port: PORT}``. RRset options (next to ``ttl:`` and ``records:``): ``policy``,
 ``answer``, ``promote``, ``check``. Member fields (in a record's mapping form, MX, A
 and AAAA only): ``weight`` and ``probe``. README.md, "Load balancing", documents them.
 
