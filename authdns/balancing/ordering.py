@@ -22,6 +22,10 @@ Rules (README, "Load balancing"):
   stays, at a quarter of its share). Base weight = the operator's temporary weight, else
   the configured one, else for ``weight: auto`` round(10 × fastest / own) of the
   members' smoothed probe round-trip times (each at least 10 ms), between 1 and 10.
+- A check with an agent (``health/agent.py``) scales that further: effective = base ×
+  the factor × the agent's tenths (10 % steps), the group's weights then divided by
+  their gcd so that cycles stay as short as the weights allow; ``drain`` (or 0 %) makes
+  the member a standby, ``maint`` reaches here as down.
 - What each member should get (``target_shares``: effective weight over its group's) and
   what a sender gets from each answer (``Plan.split``: 1/k to each of the k members of
   its group the answer carries, the promoted MX alone) are both decided here, so
@@ -30,6 +34,7 @@ Rules (README, "Load balancing"):
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -42,7 +47,7 @@ from authdns.answering.answer import Answer
 from authdns.balancing.arrange import arrange
 from authdns.zones.balancespec import BalanceSpec, MemberKey, Policy
 from authdns.balancing.counters import MemberCounters
-from authdns.health.monitor import HealthView, Status
+from authdns.health.monitor import HealthView, MemberAgent, Status
 from authdns.base.names import Name
 from authdns.balancing.orders import Orders, PlanKey, Plans, rotors_of
 from authdns.balancing.rotors import Rotors
@@ -56,6 +61,8 @@ UP_FACTOR = 4  # effective weight per unit of base weight when up ...
 DEGRADED_FACTOR = 1  # ... and when degraded: a quarter of its share
 AUTO_SCALE = 10  # the fastest auto member's base weight; the slowest gets at least 1
 AUTO_RTT_FLOOR = 0.010  # seconds: below this, round-trip times count as equal (loopback noise)
+AGENT_SCALE = 10  # an agent's weight is in tenths (agent.quantise): ×10 at 100 %
+PLAIN_SCALE = Fraction(1, UP_FACTOR)  # effective weight → zone weight units, without an agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,8 @@ class MemberPlan:
     included: bool
     reason: str
     target: Fraction | None = None  # the share of its group's mail it should get (``target_shares``)
+    scale: Fraction = PLAIN_SCALE  # effective × scale = the weight in the zone file's units
+    agent: MemberAgent | None = None  # what its agent said, if its check has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,7 @@ class _Group:
     epoch: tuple  # what starts a new weighted cycle (SmoothWeighted)
     rotor_key: tuple
     subsets: SubsetCycle | None = None  # weighted with answer: N (subsets.py)
+    scale: Fraction = PLAIN_SCALE  # effective weight × scale = zone units (agent groups are reduced by gcd)
 
 
 @dataclass(slots=True)
@@ -135,6 +145,7 @@ class _Member:
     status: Status
     drained: bool
     temporary: int | None
+    agent: MemberAgent | None = None  # None: no agent on its check (or none asked yet)
 
 
 class Balancer:
@@ -316,7 +327,7 @@ class Balancer:
             else:
                 reason = _included(balance.policy, rank, member, weights[position], why)
             plans[member.index] = _member_plan(member, group.preference, weights[position], True, reason,
-                                               targets[position])
+                                               targets[position], group.scale)
         for position, member in enumerate(group.members):
             if member.index not in plans:
                 if weights[position] <= 0:
@@ -326,7 +337,7 @@ class Balancer:
                 else:
                     reason = f"cut by answer: {balance.answer}"
                 plans[member.index] = _member_plan(member, group.preference, weights[position], False, reason,
-                                                   targets[position])
+                                                   targets[position], group.scale)
 
     def _prepare(self, rrset: RRset, health: HealthView, overrides: Overrides) -> _Prepared:
         """The RRset's members and groups for this health view and these overrides,
@@ -339,12 +350,14 @@ class Balancer:
         keys = tuple(member_key(rrset, rdata) for rdata in rrset.rdatas)
         members = self._members(rrset, balance, health, overrides, keys)
         grouped = _groups(rrset, members)
-        usable = {preference: _eligible(group) for preference, group in grouped.items()}
-        fail_open = not any(weights for weights, _ in usable.values())
+        agent = balance.check is not None and balance.check.agent is not None
+        usable = {preference: _eligible(group, agent) for preference, group in grouped.items()}
+        fail_open = not any(weights for weights, _, _ in usable.values())
         groups = []
         for preference, group in grouped.items():
-            weights, why = usable[preference]
+            weights, why, scale = usable[preference]
             if fail_open:
+                scale = PLAIN_SCALE
                 weights = tuple(max(member.configured or 1, 1) * UP_FACTOR for member in group)
                 why = "fail open: no member of the RRset is usable, so all are answered"
             eligible = [position for position, weight in enumerate(weights) if weight > 0]
@@ -360,7 +373,7 @@ class Balancer:
             subsets = (subset_cycle(weights, eligible, balance.answer)
                        if balance.policy is Policy.WEIGHTED and not fail_open and not promoted else None)
             groups.append(_Group(preference, group, weights, why, eligible,
-                                 len({weights[p] for p in eligible}) <= 1, epoch, rotor_key, subsets))
+                                 len({weights[p] for p in eligible}) <= 1, epoch, rotor_key, subsets, scale))
         if len(self.prepared) > 100_000:
             self.prepared.clear()  # bounded: entries of replaced RRsets go with it
         ttl, short_ttl = served_ttl(rrset, health, keys)
@@ -391,7 +404,10 @@ class Balancer:
                 base = spec.weight
             else:
                 base = _auto_weight(fastest, found.rtt if found is not None else None)
-            members.append(_Member(index, key[2], spec.weight, base, status, drained, temporary))
+            agent = found.agent if found is not None else None
+            if agent is not None and (agent.drained or agent.tenths == 0):
+                base = 0  # drained by its agent: a standby while it stays up
+            members.append(_Member(index, key[2], spec.weight, base, status, drained, temporary, agent))
         return members
 
     def _order_group(self, balance: BalanceSpec, group: _Group, commit: bool) -> list[int]:
@@ -560,21 +576,36 @@ def _groups(rrset: RRset, members: list[_Member]) -> dict[int | None, list[_Memb
     return groups
 
 
-def _eligible(group: list[_Member]) -> tuple[tuple[int, ...], str]:
-    """Effective weights (0: not eligible) and why: members up with a weight above 0;
-    else the standbys (weight 0) that are up; else none."""
-    def scaled(member: _Member, base: int) -> int:
+def _eligible(group: list[_Member], agent: bool = False) -> tuple[tuple[int, ...], str, Fraction]:
+    """Effective weights (0: not eligible), why, and their scale to zone units: members
+    up with a weight above 0; else the standbys (weight 0) that are up; else none.
+
+    Under an agent each weight is also × the agent's tenths, and the group's weights are
+    divided by their gcd: a weighted cycle lasts sum(weights) answers (smooth weighted
+    round robin, subsets) and Orders memoises at most STATE_LIMIT states of it, so
+    3:1 at 100 % stays 3:1 (not 120:40), and 10 % steps make 3 at 73 % beside 1 at
+    100 % 21:10 (31 answers), where whole percents would give 219:100 (319)."""
+    def scaled(member: _Member, base: int, tenths: int) -> int:
         if member.status is Status.DOWN:
             return 0
-        return base * (UP_FACTOR if member.status is Status.UP else DEGRADED_FACTOR)
+        return base * tenths * (UP_FACTOR if member.status is Status.UP else DEGRADED_FACTOR)
 
-    primary = tuple(scaled(member, member.base) for member in group)
-    if any(primary):
-        return primary, ""
-    standby = tuple(scaled(member, 1) if member.base == 0 else 0 for member in group)
-    if any(standby):
-        return standby, "standby: every member with a weight above 0 is down or drained"
-    return (), ""
+    def tenths_of(member: _Member) -> int:
+        return (member.agent.tenths if member.agent is not None else AGENT_SCALE) if agent else 1
+
+    primary = tuple(scaled(member, member.base, tenths_of(member)) for member in group)
+    why = ""
+    if not any(primary):
+        # a standby counts as weight 1, whatever its agent's percent (0 % made it one)
+        primary = tuple(scaled(member, 1, AGENT_SCALE if agent else 1) if member.base == 0 else 0
+                        for member in group)
+        why = "standby: every member with a weight above 0 is down or drained"
+        if not any(primary):
+            return (), "", PLAIN_SCALE
+    if not agent:
+        return primary, why, PLAIN_SCALE
+    divisor = math.gcd(*primary)
+    return tuple(weight // divisor for weight in primary), why, Fraction(divisor, UP_FACTOR * AGENT_SCALE)
 
 
 def _sampled(balance: BalanceSpec, subsets: SubsetCycle, position: int, answered: int) -> str:
@@ -592,9 +623,11 @@ def _sampled(balance: BalanceSpec, subsets: SubsetCycle, position: int, answered
 
 def _left_out(member: _Member) -> str:
     if member.status is Status.DOWN:
-        return "down"
+        return "maint (its agent said so)" if member.agent is not None and member.agent.maint else "down"
     if member.drained:
         return "drained (weight 0 by the operator)"
+    if member.agent is not None and (member.agent.drained or member.agent.tenths == 0):
+        return f"drained by its agent ({member.agent.detail}): a standby while it stays up"
     if member.base == 0:
         return "standby (weight 0): used only when every weighted member is down"
     return "its group has no usable member"
@@ -606,12 +639,14 @@ def _included(policy: Policy, rank: int, member: _Member, weight: int, why: str)
         parts.append("degraded (4xx greeting): a quarter of its weight, so it comes first less often")
     if member.temporary is not None:
         parts.append(f"temporary weight {member.temporary} set by the operator")
+    if member.agent is not None and member.agent.tenths < AGENT_SCALE:
+        parts.append(f"its agent says {member.agent.detail!r}: {member.agent.percent} % of its weight")
     if why:
         parts.append(why)
     return "; ".join(parts)
 
 
 def _member_plan(member: _Member, preference: int | None, effective: int, included: bool, reason: str,
-                 target: Fraction | None) -> MemberPlan:
+                 target: Fraction | None, scale: Fraction = PLAIN_SCALE) -> MemberPlan:
     return MemberPlan(member.index, member.text, preference, member.configured, member.base, effective,
-                      member.status, included, reason, target)
+                      member.status, included, reason, target, scale, member.agent)

@@ -119,8 +119,9 @@ def _format_status(reply: dict[str, Any]) -> None:
         check = rrset["check"]
         probe = "no check" if check is None else (
             f"check {check['kind']}:{check['port']} every {check['interval']:g}s "
-            f"timeout {check['timeout']:g}s rise {check['rise']} fall {check['fall']} "
-            f"down_ttl {check['down_ttl']} settle {check['settle']:g}s; failover within {check['failover_bound']:g}s")
+            f"timeout {check['timeout']:g}s rise {check['rise']} fall {check['fall']}"
+            + (f" agent :{check['agent_port']}" if check.get("agent_port") else "")
+            + f" down_ttl {check['down_ttl']} settle {check['settle']:g}s; failover within {check['failover_bound']:g}s")
         extras = "".join([f" answer {rrset['answer']}" if rrset["answer"] else "",
                           " promote" if rrset["promote"] else "", " FAIL-OPEN" if rrset["fail_open"] else ""])
         print(f"{rrset['owner']} {rrset['type']} ttl {_ttl(rrset)} policy {rrset['policy']}{extras}; {probe}")
@@ -131,6 +132,8 @@ def _format_status(reply: dict[str, Any]) -> None:
             rtt = f"{member['rtt_ms']:.1f}" if member["rtt_ms"] is not None else "-"
             weight = f"{member['configured_weight']}->{member['effective_weight']:g}"
             note = member["last_probe"] or ("not probed" if not member["probed"] else "")
+            if member.get("agent"):
+                note = f"{_agent_note(member['agent'])}; " + note
             if member["drained"]:
                 note = f"DRAINED (fully effective in {member['drain_effective_in']:g}s); " + note
             if member["temporary_weight"] is not None:
@@ -150,6 +153,13 @@ def _ttl(rrset: dict[str, Any]) -> str:
     if rrset["short_ttl"] is None:
         return str(rrset["ttl"])
     return f"{rrset['ttl']} (serving {rrset['served_ttl']}: {rrset['short_ttl']})"
+
+
+def _agent_note(agent: dict[str, Any]) -> str:
+    """``agent "75%" 80%``: the agent's last reply (or why none) and what the balancer
+    took from it (README, "Agent checks")."""
+    taken = "maint" if agent["maint"] else "drain" if agent["drained"] else f"{agent['percent']}%"
+    return f"agent \"{agent['reply']}\" {taken}" if agent["ok"] else f"agent failed ({agent['reply']}), kept {taken}"
 
 
 def _percent(share: float | None) -> str:

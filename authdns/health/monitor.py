@@ -7,9 +7,18 @@ or DOWN; a member is the best of its targets, because an MX exchange is up while
 least one of its addresses is up. Flapping is damped the way gdnsd and HAProxy do it:
 ``fall`` consecutive failures take a target down, ``rise`` consecutive successes bring
 it back. A new ``HealthView`` is published only when a member's status flips, its
-smoothed rtt moves by more than 20 %, or it stops settling (``MemberHealth.settling``:
-its check's ``settle`` seconds after a flip, while its RRset keeps the short TTL), so the
-serving state (and its answer cache) is not rebuilt on every probe.
+smoothed rtt moves by more than 20 %, its agent's weight or drain changes, or it stops
+settling (``MemberHealth.settling``: its check's ``settle`` seconds after a flip, while
+its RRset keeps the short TTL), so the serving state (and its answer cache) is not
+rebuilt on every probe.
+
+A check with ``agent:`` also asks each target's agent (HAProxy's agent check,
+``health/agent.py``) on the same schedule, beside the probe: the probe decides up and
+down as before; an agent's ``down`` turns that probe into a failure (``fall`` damps it),
+``maint`` takes the target out at once until ``up``/``ready``, ``drain`` and ``N%`` ride
+along in ``MemberHealth.agent`` to the balancer. An agent that cannot be reached or
+answers garbage changes no status: the last percent and drain it gave are kept, a
+``maint`` lapses (its member is left to its check), and the failure is logged, rate-limited.
 
 This module owns probe scheduling and health state. It must not open sockets itself
 (``health/probes.py`` does), must never run on the query path, and must never block the event
@@ -29,7 +38,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from authdns.zones.balancespec import CheckSpec, MemberKey, member_key_text
-from authdns.health.probes import ProbeOutcome, ProbeResult, probe
+from authdns.health.agent import STEP, Admin, AgentOutcome, quantise
+from authdns.health.probes import ProbeOutcome, ProbeResult, agent_reply, probe
 
 log = logging.getLogger("authdns.health")
 
@@ -105,6 +115,56 @@ class TargetState:
         return result
 
 
+@dataclass(slots=True)
+class AgentState:
+    """What a target's agent said last (HAProxy keeps the same per server): the percent
+    and the administrative state stick until the agent says otherwise."""
+
+    percent: int | None = None  # None until a reply carried one: 100 %
+    admin: Admin = Admin.READY
+    last: AgentOutcome | None = None  # the last attempt, reply or failure
+    replies: int = 0
+    failures: int = 0  # unreachable or garbage
+
+    def observe(self, outcome: AgentOutcome) -> None:
+        self.last = outcome
+        reply = outcome.reply
+        if reply is None:
+            self.failures += 1
+            if self.admin is Admin.MAINT:
+                self.admin = Admin.READY  # agent failure leaves the member to its check
+            return
+        self.replies += 1
+        if reply.percent is not None:
+            self.percent = reply.percent
+        if reply.admin is not None:
+            self.admin = reply.admin
+
+    @property
+    def tenths(self) -> int:
+        return 10 if self.percent is None else quantise(self.percent)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAgent:
+    """A member's agent as the balancer reads it (the best of its targets' agents)."""
+
+    tenths: int  # its base weight is scaled by tenths / 10 (agent.quantise); 10 until told
+    drained: bool  # the agent said drain: a standby while up
+    maint: bool  # the agent said maint: out of the answers
+    detail: str  # the last reply as received, or why there was none
+    ok: bool  # the last attempt got a reply
+
+    @property
+    def percent(self) -> int:
+        return self.tenths * STEP
+
+    def same_weight(self, other: "MemberAgent | None") -> bool:
+        """Whether the balancer would weigh the member the same: the publish test."""
+        return other is not None and (self.tenths, self.drained, self.maint) == (other.tenths, other.drained,
+                                                                                  other.maint)
+
+
 @dataclass(frozen=True, slots=True)
 class MemberWatch:
     """What to probe for one member, known at zone load."""
@@ -124,6 +184,7 @@ class MemberHealth:
     rtt: float | None  # smoothed rtt of its best non-down target, seconds
     last: ProbeOutcome | None  # the most recent outcome among its targets
     targets: tuple[tuple[str, int, Status], ...]
+    agent: MemberAgent | None = None  # None: its check has no agent
     # Within its check's `settle` seconds after a flip between two known statuses (the
     # first result at start is no flip): its RRset keeps the short TTL meanwhile, as
     # while it is down or degraded (ordering.served_ttl).
@@ -154,6 +215,7 @@ class _Target:
 
     key: TargetKey
     state: TargetState = field(default_factory=TargetState)
+    agent: AgentState | None = None  # the check has an agent
     probed: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first attempt
     task: asyncio.Task[None] | None = None
     members: frozenset[MemberKey] = frozenset()
@@ -284,8 +346,9 @@ class HealthMonitor:
         for target_key, members in wanted.items():
             target = self._targets.get(target_key)
             if target is None:
-                target = self._targets[target_key] = _Target(target_key)
                 host, port, check = target_key
+                target = self._targets[target_key] = _Target(target_key,
+                                                             agent=None if check.agent is None else AgentState())
                 target.task = asyncio.get_running_loop().create_task(
                     self._probe_loop(target), name=f"health probe {check.kind.value} {host} {port}")
             target.members = frozenset(members)
@@ -299,8 +362,12 @@ class HealthMonitor:
         while True:
             started = loop.time()
             try:
-                outcome = await probe(check, host, port)
-                self._observe(target, outcome)
+                if check.agent is None:
+                    self._observe(target, await probe(check, host, port))
+                else:  # beside the probe, on its schedule and within its timeout (HAProxy's agent-inter)
+                    outcome, agent = await asyncio.gather(probe(check, host, port),
+                                                          agent_reply(host, check.agent.port, check.timeout))
+                    self._observe(target, outcome, agent)
             except Exception as error:  # noqa: BLE001 - the loop must survive anything
                 self._log_error(f"probe {host} {port} {check.kind.value}", error)
             target.probed.set()
@@ -309,10 +376,30 @@ class HealthMonitor:
             elapsed = loop.time() - started
             await asyncio.sleep(max(check.interval - elapsed, MIN_INTERVAL))
 
-    def _observe(self, target: _Target, outcome: ProbeOutcome) -> None:
-        check = target.key[2]
+    def _observe(self, target: _Target, outcome: ProbeOutcome, agent: AgentOutcome | None = None) -> None:
+        host, port, check = target.key
+        if agent is not None and target.agent is not None:
+            outcome = self._observe_agent(target, target.agent, outcome, agent)
         target.state.observe(outcome, check.rise, check.fall, self._clock())
         self._refresh(target.members)
+
+    def _observe_agent(self, target: _Target, state: AgentState, outcome: ProbeOutcome,
+                       agent: AgentOutcome) -> ProbeOutcome:
+        """Feed the agent's reply to its state; the probe outcome the check's state
+        machine sees (an agent's ``down`` makes a passing probe a failure)."""
+        host, port, check = target.key
+        assert check.agent is not None
+        before = (state.tenths, state.admin)
+        state.observe(agent)
+        if agent.reply is None:
+            self._log_error(f"agent {host} {check.agent.port}", agent.detail,
+                            "the member is left to its check, at its last agent weight")
+        elif (state.tenths, state.admin) != before or state.replies == 1:
+            log.info('health agent address=%s port=%d reply="%s" weight=%d%% state=%s', host, check.agent.port,
+                     agent.detail.replace('"', "'"), state.tenths * STEP, state.admin.value)
+        if agent.reply is not None and agent.reply.down and outcome.result is not ProbeResult.DOWN:
+            return ProbeOutcome(ProbeResult.DOWN, None, f"agent says down: {agent.detail}"[:160])
+        return outcome
 
     def _refresh(self, keys: Iterable[MemberKey], *, force: bool = False) -> None:
         """Recompute the given members; log their flips; publish if a status flipped or
@@ -325,18 +412,21 @@ class HealthMonitor:
             self._current[key] = health
             published = self._published.members.get(key)
             if (flipped or published is None or published.status is not health.status
-                    or published.settling is not health.settling or rtt_moved(published.rtt, health.rtt)):
+                    or published.settling is not health.settling or rtt_moved(published.rtt, health.rtt)
+                    or (health.agent is not None and not health.agent.same_weight(published.agent))):
                 changed = True
         if changed:
             self._publish_view()
 
     def _member_health(self, key: MemberKey) -> tuple[MemberHealth, bool]:
         """The member's health from its targets' states, and whether its status flipped."""
-        states = [(target_key, self._targets[target_key].state) for target_key in self._member_targets[key]]
+        targets = [self._targets[target_key] for target_key in self._member_targets[key]]
+        states = [(target.key, target.state) for target in targets]
         known = [state for _, state in states if state.status is not None]
         status: Status | None = Status.DOWN if not states else None
         if known:
-            status = max((state.status for state in known if state.status is not None), key=_RANK.__getitem__)
+            status = max((_effective(target) for target in targets if target.state.status is not None),
+                         key=_RANK.__getitem__)
         previous, since = self._member_status.get(key, (None, self._clock()))
         flipped = status is not previous
         if flipped:
@@ -349,9 +439,11 @@ class HealthMonitor:
         elif key not in self._member_status:
             self._member_status[key] = (status, since)
         shown = Status.DOWN if status is None else status  # not yet probed: not up
-        return MemberHealth(shown, since, _best_rtt(known, shown), _latest(known),
-                            tuple((host, port, state.status or Status.DOWN) for (host, port, _), state in states),
-                            self._settling(key)), flipped
+        giving = [target for target in targets if target.state.status is not None and _effective(target) is shown]
+        return MemberHealth(shown, since, _best_rtt([target.state for target in giving], shown), _latest(known),
+                            tuple((host, port, _effective(target) if target.state.status else Status.DOWN)
+                                  for target in targets for (host, port, _) in [target.key]),
+                            _member_agent(giving or targets), self._settling(key)), flipped
 
     def _settling(self, key: MemberKey) -> bool:
         """Whether the member is within its check's ``settle`` seconds after its last
@@ -432,7 +524,7 @@ class HealthMonitor:
             return ()
         return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    def _log_error(self, where: str, error: BaseException, next_step: str = "probing goes on") -> None:
+    def _log_error(self, where: str, error: BaseException | str, next_step: str = "probing goes on") -> None:
         """One line per ``where`` per ERROR_LOG_EVERY seconds, counting the ones left out."""
         now = time.monotonic()
         last, suppressed = self._errors.get(where, (-math.inf, 0))
@@ -441,6 +533,30 @@ class HealthMonitor:
             return
         self._errors[where] = (now, 0)
         log.error("health error where=%s error=%r suppressed=%d; %s", where, error, suppressed, next_step)
+
+
+def _effective(target: _Target) -> Status:
+    """A target's status for its member: its check's, or DOWN while its agent says maint."""
+    if target.agent is not None and target.agent.admin is Admin.MAINT:
+        return Status.DOWN
+    return target.state.status or Status.DOWN
+
+
+def _member_agent(targets: list[_Target]) -> MemberAgent | None:
+    """The agent of the targets that give a member its status: drained only if all of
+    them drain, else the largest weight among those that do not (a member is the best
+    of its targets); the detail of the one asked last."""
+    agents = [target.agent for target in targets if target.agent is not None]
+    if not agents:
+        return None
+    serving = [agent for agent in agents if agent.admin is Admin.READY]
+    drained = [agent for agent in agents if agent.admin is Admin.DRAIN]
+    tenths = max(agent.tenths for agent in (serving or drained or agents))
+    asked = [target for target in targets if target.agent is not None and target.agent.last is not None]
+    newest = max(asked, key=lambda target: target.state.checked or 0.0, default=None)
+    last = None if newest is None or newest.agent is None else newest.agent.last
+    return MemberAgent(tenths, not serving and bool(drained), all(agent.admin is Admin.MAINT for agent in agents),
+                       "not asked yet" if last is None else last.detail, last is not None and last.reply is not None)
 
 
 def _best_rtt(known: list[TargetState], status: Status) -> float | None:

@@ -1,7 +1,8 @@
 """Active health probes: one connection, one verdict.
 
 ``smtp_banner()`` connects, reads the SMTP greeting (RFC 5321 §4.2), optionally says
-EHLO, says QUIT and closes; ``tcp_connect()`` only connects. Each returns a
+EHLO, says QUIT and closes; ``tcp_connect()`` only connects; ``agent_reply()`` reads an
+agent's one line (HAProxy's agent check, parsed by ``health/agent.py``). Each returns a
 ``ProbeOutcome``: UP, DEGRADED (a 4xx greeting such as 421, RFC 5321 §3.8 / §4.2.1:
 the server runs but is busy) or DOWN, with the time the greeting (or the connect) took
 and a short human detail for logs.
@@ -18,6 +19,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from authdns.health.agent import MAX_REPLY, AgentGarbage, AgentOutcome, parse_reply, printable
 from authdns.zones.balancespec import CheckKind, CheckSpec
 
 # A reply line: three digits, then "-" (more lines follow), " " or nothing (the last
@@ -67,6 +69,49 @@ async def probe(check: CheckSpec, host: str, port: int) -> ProbeOutcome:
         return _down(f"unknown check kind {check.kind!r}")
     except Exception as error:  # noqa: BLE001 - the promise is "never raises"
         return _down(f"probe error: {type(error).__name__}: {error}"[:160])
+
+
+async def agent_reply(host: str, port: int, timeout: float) -> AgentOutcome:
+    """Ask the agent at ``host:port`` (HAProxy's agent check): connect, read one line up
+    to a newline or the close, all within ``timeout`` seconds, and parse it
+    (``health/agent.py``). Never raises (cancellation aside): a refusal, a timeout or
+    garbage is an outcome without a reply, which leaves the member to its check."""
+    try:
+        return await _ask_agent(host, port, timeout)
+    except Exception as error:  # noqa: BLE001 - the promise is "never raises"
+        return AgentOutcome(None, f"agent error: {type(error).__name__}: {error}"[:160])
+
+
+async def _ask_agent(host: str, port: int, timeout: float) -> AgentOutcome:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        reader, writer = await _connect(host, port, deadline)
+    except _Failed as failure:
+        return AgentOutcome(None, f"agent {failure}")
+    try:
+        async with asyncio.timeout_at(deadline):
+            line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as short:  # closed without a newline: the line is what came
+        line = short.partial
+    except asyncio.LimitOverrunError:
+        line = b"x" * (MAX_REPLY + 1)  # garbage by its length
+    except TimeoutError:
+        writer.transport.abort()
+        return AgentOutcome(None, f"agent reply not within {timeout:g} s")
+    except OSError as error:
+        writer.transport.abort()
+        return AgentOutcome(None, f"agent {_describe(error, 'reply')}")
+    except BaseException:
+        writer.transport.abort()  # cancelled: drop the socket now
+        raise
+    await _close(writer)
+    line = line.rstrip(b"\r\n")
+    try:
+        reply = parse_reply(line)
+    except AgentGarbage as garbage:
+        return AgentOutcome(None, f"agent garbage: {garbage}")
+    return AgentOutcome(reply, printable(line.decode("ascii", "replace")))
 
 
 async def tcp_connect(host: str, port: int, timeout: float) -> ProbeOutcome:

@@ -31,8 +31,8 @@ from authdns.base.hostport import client_prefix
 from authdns.answering.answer import resolve
 from authdns.zones.balancespec import MemberKey, failover_bound
 from authdns.balancing.counters import MemberCounters, Totals
-from authdns.health.monitor import HealthView
-from authdns.balancing.ordering import UP_FACTOR, Balancer, Plan
+from authdns.health.monitor import HealthView, MemberAgent
+from authdns.balancing.ordering import Balancer, MemberPlan, Plan
 from authdns.balancing.overrides import Override, Overrides, save_overrides
 from authdns.engine.state import StateHolder
 from authdns.zones.zone import RRset, member_key, member_text
@@ -216,8 +216,9 @@ class ControlServer:
                 "probed": seen is not None,
                 "last_probe": seen.last.detail if seen and seen.last else None,
                 "rtt_ms": round(seen.rtt * 1000, 2) if seen and seen.rtt is not None else None,
+                "agent": _agent_entry(seen.agent if seen else None),
                 "configured_weight": "auto" if member.configured is None else member.configured,
-                "base_weight": member.base, "effective_weight": _shown_weight(member.effective),
+                "base_weight": member.base, "effective_weight": _shown_weight(member),
                 "in_next_answer": member.included, "reason": member.reason,
                 "first": found.first if found else 0, "given": found.given if found else 0,
                 "share": round(found.first / group_firsts, 4) if found and group_firsts else 0.0,
@@ -240,7 +241,8 @@ class ControlServer:
                 "kind": check.kind.value, "port": check.port, "interval": check.interval,
                 "timeout": check.timeout, "rise": check.rise, "fall": check.fall, "name": check.name,
                 "down_ttl": check.down_ttl, "settle": check.settle,
-                "failover_bound": failover_bound(check, rrset.ttl)},
+                "failover_bound": failover_bound(check, rrset.ttl),
+                "agent_port": None if check.agent is None else check.agent.port},
             "fail_open": plan.fail_open, "members": members,
         }
 
@@ -384,10 +386,20 @@ def _shown_share(share: Fraction | None) -> float | None:
     return None if share is None else round(float(share), 4)
 
 
-def _shown_weight(effective: int) -> float:
+def _shown_weight(member: MemberPlan) -> float:
     """The weight the policy used, in the zone file's units: equal to the configured
-    weight while up, a quarter of it while degraded (ordering.UP_FACTOR)."""
-    return effective / UP_FACTOR
+    weight while up, a quarter of it while degraded (ordering.UP_FACTOR), its agent's
+    percent of it under an agent (``MemberPlan.scale``)."""
+    return round(float(member.effective * member.scale), 2)
+
+
+def _agent_entry(agent: MemberAgent | None) -> dict[str, Any] | None:
+    """A member's agent as status and explain show it: the last reply (or why none) and
+    the weight, drain and maint the balancer took from it."""
+    if agent is None:
+        return None
+    return {"reply": agent.detail, "ok": agent.ok, "percent": agent.percent, "drained": agent.drained,
+            "maint": agent.maint}
 
 
 def _plan_entry(plan: Plan) -> dict[str, Any]:
@@ -399,8 +411,8 @@ def _plan_entry(plan: Plan) -> dict[str, Any]:
                                              else member.preference),
                      "included": member.included, "status": member.status.value,
                      "configured_weight": "auto" if member.configured is None else member.configured,
-                     "effective_weight": _shown_weight(member.effective), "target": _shown_share(member.target),
-                     "reason": member.reason}
+                     "effective_weight": _shown_weight(member), "target": _shown_share(member.target),
+                     "agent": _agent_entry(member.agent), "reason": member.reason}
                     for member in plan.members],
     }
 

@@ -30,7 +30,7 @@ def page_data(seen: Observation) -> dict[str, Any]:
         "ttl": rrset["served_ttl"], "short_ttl": rrset["short_ttl"],
         "members": [{key: member[key] for key in ("member", "preference", "status", "configured_weight",
                                                   "effective_weight", "first", "given", "share", "mail",
-                                                  "mail_share", "target", "drained", "last_probe")} for member in rrset["members"]],
+                                                  "mail_share", "target", "drained", "last_probe", "agent")} for member in rrset["members"]],
     } for rrset in status["rrsets"]]
     return {"time": seen.time, "zones": zones, "files_not_loaded": unloaded, "reloads": seen.reloads,
             "failed_reloads": seen.failed_reloads, "rrsets": rrsets, "workers": status.get("workers"),
@@ -110,6 +110,10 @@ function chart(key, members) {
   const legend = members.map((m, i) => `<span style="color:${COLORS[i % COLORS.length]}">&#9632; ${esc(m.member)}</span>`).join("");
   return `<div>${svg}<div class="legend">${legend}</div></div>`;
 }
+function agentNote(a) {
+  const taken = a.maint ? "maint" : a.drained ? "drain" : `${a.percent}%`;
+  return a.ok ? `agent "${a.reply}" ${taken}` : `agent failed (${a.reply}), kept ${taken}`;
+}
 function render(data) {
   const workers = data.workers ? `, ${data.workers.length} workers` : "";
   document.getElementById("summary").textContent =
@@ -128,7 +132,7 @@ function render(data) {
       `<td class="num">${esc(m.configured_weight)}</td><td class="num">${m.effective_weight}</td>` +
       `<td class="num">${m.first}</td><td class="num">${percent(m.share)}</td>` +
       `<td class="num mail">${percent(m.mail_share)}</td><td class="num target">${percent(m.target)}</td>` +
-      `<td class="muted">${esc(m.last_probe || "")}</td></tr>`).join("");
+      `<td class="muted">${m.agent ? esc(agentNote(m.agent)) + "; " : ""}${esc(m.last_probe || "")}</td></tr>`).join("");
     const ttl = `TTL ${r.ttl}${r.short_ttl ? " (" + esc(r.short_ttl) + ")" : ""}`;
     return `<h3>${esc(key)} <span class="muted">${esc(r.policy)}${r.fail_open ? ", FAIL-OPEN" : ""}, ` +
       `<span class="ttl">${ttl}</span></span></h3>` +

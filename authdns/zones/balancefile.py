@@ -1,7 +1,7 @@
 """The balancing part of a YAML zone file → ``balancespec`` values, with positions.
 
 Zone-level keys: ``policy:`` (the default for balanced RRsets) and ``checks:`` (named
-health checks). RRset options (next to ``ttl:`` and ``records:``): ``policy``,
+health checks). A check may carry ``agent: PORT`` or ``agent: {port: PORT}``. RRset options (next to ``ttl:`` and ``records:``): ``policy``,
 ``answer``, ``promote``, ``check``. Member fields (in a record's mapping form, MX, A
 and AAAA only): ``weight`` and ``probe``. README.md, "Load balancing", documents them.
 
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 
 from authdns.base.hostport import BadAddress, BadPort, parse_host_port, split_host_port
-from authdns.zones.balancespec import POLICY_NAMES, CheckKind, CheckSpec, MemberSpec, Policy, ProbeAddress
+from authdns.zones.balancespec import POLICY_NAMES, AgentSpec, CheckKind, CheckSpec, MemberSpec, Policy, ProbeAddress
 from authdns.zones.records import parse_ttl
 from authdns.zones.yamlfields import FieldError, integer, scalar as _scalar
-from authdns.zones.yamltree import Mapping, Value
+from authdns.zones.yamltree import Mapping, Scalar, Value
 
 BALANCE_OPTION_KEYS = ("policy", "answer", "promote", "check")
-CHECK_KEYS = ("kind", "port", "interval", "timeout", "rise", "fall", "ehlo", "down_ttl", "settle")
+CHECK_KEYS = ("kind", "port", "interval", "timeout", "rise", "fall", "ehlo", "agent", "down_ttl", "settle")
+AGENT_KEYS = ("port",)
 MEMBER_KEYS = ("weight", "probe")
 MAX_WEIGHT = 1000
 DEFAULT_PORTS = {CheckKind.SMTP: 25}  # a tcp check must say which port
@@ -56,7 +57,7 @@ def parse_bool(value: Value, what: str) -> bool:
 
 def parse_check(value: Value, name: str | None = None) -> CheckSpec:
     """A check's mapping: ``{kind: smtp|tcp, port, interval, timeout, rise, fall, ehlo,
-    down_ttl, settle}``."""
+    agent, down_ttl, settle}``."""
     if not isinstance(value, Mapping):
         raise FieldError(value.where, "a check is a mapping like {kind: smtp, port: 25}")
     unknown = [key for key in value.keys() if key not in CHECK_KEYS]
@@ -87,7 +88,25 @@ def parse_check(value: Value, name: str | None = None) -> CheckSpec:
         if kind is not CheckKind.SMTP:
             raise FieldError(ehlo_value.where, "check: ehlo applies to smtp checks only")
         fields["ehlo"] = _scalar(ehlo_value, "check ehlo").text.strip()
+    agent_value = value.get("agent")
+    if agent_value is not None:
+        fields["agent"] = parse_agent(agent_value)
     return CheckSpec(kind, port, name=name, where=value.where, **fields)
+
+
+def parse_agent(value: Value) -> AgentSpec:
+    """A check's ``agent:``: ``PORT`` or ``{port: PORT}`` (HAProxy's ``agent-port``)."""
+    if isinstance(value, Mapping):
+        unknown = [key for key in value.keys() if key not in AGENT_KEYS]
+        if unknown:
+            raise FieldError(value.where, f"agent: unknown field {unknown[0]!r} (fields: {', '.join(AGENT_KEYS)})")
+        port_value = value.get("port")
+        if port_value is None:
+            raise FieldError(value.where, "agent: missing field 'port'")
+        value = port_value
+    if not isinstance(value, Scalar) or value.is_null:
+        raise FieldError(value.where, "agent must be a port like 4711 or a mapping like {port: 4711}")
+    return AgentSpec(integer(value, "agent port", 1, 65535))
 
 
 def parse_checks(value: Value) -> tuple[dict[str, CheckSpec], list[FieldError]]:

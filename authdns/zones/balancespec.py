@@ -46,6 +46,15 @@ class CheckKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """An agent check beside a health check (HAProxy's ``agent-check``/``agent-port``):
+    a TCP port on the probed address that answers one line such as ``75%`` or ``drain``
+    (``health/agent.py`` reads it), asked on the check's schedule, within its timeout."""
+
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class CheckSpec:
     """One health check as declared. Equal specs share probe state, so the position in
     the file is left out of equality: moving a check to another line keeps its state."""
@@ -57,6 +66,7 @@ class CheckSpec:
     rise: int = 2  # consecutive successes that bring a down target up (gdnsd, HAProxy)
     fall: int = 3  # consecutive failures that take an up target down
     ehlo: str | None = None  # SMTP only: send EHLO with this name after the greeting
+    agent: AgentSpec | None = None  # the exchanger's own word on its load (README, "Agent checks")
     # While a member is down or degraded, and for `settle` seconds after it flips, its
     # RRset is served with min(TTL, down_ttl): resolvers drop a stale answer soon (gdnsd
     # shortens the TTL of down resources the same way). How answers are served, not what

@@ -4,9 +4,9 @@ which ``file:line:column``, and what a valid file loads to.
 Checks: unknown policy, options on types that cannot be balanced, promote on A or with
 no free preference below a group, ``answer`` out of range, ``weight: auto`` without a
 check, a weight out of range, unknown or malformed checks (kind, port, timing, ehlo on
-tcp, down_ttl, settle), malformed probe addresses; warnings for a balanced TTL above
-300 s, weights under a non-weighted policy, a probe without a check, a failover bound
-(detection + TTL) above 120 s and ``answer: 1`` with no fallback; defaults (round-robin for several
+tcp, agent ports, down_ttl, settle), malformed probe addresses; warnings for a balanced
+TTL above 300 s, weights under a non-weighted policy, a probe without a check, a failover
+bound (detection + TTL) above 120 s and ``answer: 1`` with no fallback; defaults (round-robin for several
 records, the zone's ``policy:``, none for a single record).
 """
 
@@ -18,7 +18,7 @@ import pytest
 from dnslib import QTYPE
 
 from authdns.base import names
-from authdns.zones.balancespec import DEFAULT_DOWN_TTL, DEFAULT_SETTLE, CheckKind, Policy, ProbeAddress
+from authdns.zones.balancespec import DEFAULT_DOWN_TTL, DEFAULT_SETTLE, AgentSpec, CheckKind, Policy, ProbeAddress
 from support import load_text
 
 HEAD = """\
@@ -53,6 +53,20 @@ ERRORS = [
     ("tcp-check-needs-port", "  p: {A: {check: {kind: tcp}, records: [192.0.2.5, 192.0.2.6]}}\n", "9:18", "a tcp check needs a port"),
     ("check-timeout", "  p: {A: {check: {kind: tcp, port: 80, timeout: 0}, records: [192.0.2.5]}}\n", "9:49", "check timeout must be seconds"),
     ("ehlo-on-tcp", "  p: {A: {check: {kind: tcp, port: 80, ehlo: x}, records: [192.0.2.5]}}\n", "9:46", "ehlo applies to smtp checks only"),
+    ("agent-port-zero", "  p: {A: {check: {kind: tcp, port: 80, agent: 0}, records: [192.0.2.5]}}\n", "9:47",
+     "agent port 0 is out of range 1..65535"),
+    ("agent-not-number", "  p: {A: {check: {kind: tcp, port: 80, agent: http}, records: [192.0.2.5]}}\n", "9:47",
+     "agent port must be a whole number, not 'http'"),
+    ("agent-list", "  p: {A: {check: {kind: tcp, port: 80, agent: [4711]}, records: [192.0.2.5]}}\n", "9:47",
+     "agent must be a port like 4711 or a mapping like {port: 4711}"),
+    ("agent-empty", "  p: {A: {check: {kind: tcp, port: 80, agent: }, records: [192.0.2.5]}}\n", "9:47",
+     "agent must be a port like 4711"),
+    ("agent-unknown-field", "  p: {A: {check: {kind: tcp, port: 80, agent: {port: 4711, send: hi}}, records: [192.0.2.5]}}\n",
+     "9:47", "agent: unknown field 'send' (fields: port)"),
+    ("agent-no-port", "  p: {A: {check: {kind: tcp, port: 80, agent: {}}, records: [192.0.2.5]}}\n", "9:47",
+     "agent: missing field 'port'"),
+    ("agent-port-big", "  p: {A: {check: {kind: tcp, port: 80, agent: {port: 70000}}, records: [192.0.2.5]}}\n", "9:54",
+     "agent port 70000 is out of range 1..65535"),
     ("check-unknown-field", "  p: {A: {check: {kind: tcp, port: 80, every: 3}, records: [192.0.2.5]}}\n", "9:18", "unknown field 'every'"),
     ("probe-not-address", "  p: {A: {check: mail, records: [{address: 192.0.2.5, probe: mail.example.test}]}}\n",
      "9:62", "probe must be an IP address"),
@@ -187,3 +201,14 @@ def test_only_members_that_are_ever_alone_are_warned_about(tmp_path: Path) -> No
         "{preference: 10, exchange: ns1, weight: 1}]}}\n"))
     assert zone is not None, problems
     assert len(problems) == 1 and "14 % of answers carry mx1.example.test. alone" in problems[0], problems
+
+
+@pytest.mark.parametrize("agent", ["4711", "{port: 4711}", "'4711'"])
+def test_an_agent_loads_beside_its_check(tmp_path: Path, agent: str) -> None:
+    _, zone, problems = load(tmp_path, HEAD + f"  p: {{A: {{check: {{kind: tcp, port: 80, agent: {agent}}}, "
+                                             "records: [192.0.2.5, 192.0.2.6]}}\n")
+    assert problems == [], problems
+    check = rrset(zone, "p.example.test.", QTYPE.A).balance.check
+    assert check.agent == AgentSpec(4711) and check.port == 80
+    # a check without an agent is another check: its targets do not share probe state
+    assert rrset(zone, "p.example.test.", QTYPE.A).balance.check != type(check)(check.kind, check.port)
