@@ -81,7 +81,8 @@ class Orders:
         self._keys = [key for key, _, _ in rotors]
         self._turned = [(at, width) for at, (_, width, _) in enumerate(rotors) if width is not None]
         self._smoothed = [(at, epoch, (0,) * len(epoch)) for at, (_, width, epoch) in enumerate(rotors) if width is None]
-        self._states: dict[tuple, tuple[int, tuple[int, ...], tuple]] = {}
+        # state -> (index, turn moves, credit moves, keys moved in slow-path order)
+        self._states: dict[tuple, tuple[int, tuple[int, ...], tuple, tuple]] = {}
         self._index: dict[tuple, int] = {}  # an order's signature -> its index
         self._memoised = memoised  # False when a policy draws at random: nothing to replay
 
@@ -99,17 +100,14 @@ class Orders:
         state = self._state(turned, smoothed)
         found = self._states.get(state)
         if found is not None:
-            index, turns, credits = found
+            index, turns, credits, moved_keys = found
             for rotor, moved in zip(turned, turns):
                 rotor.turn += moved
             for smooth, moved in zip(smoothed, credits):
                 if moved is not None:  # None: the plan left this rotor alone
                     smooth.epoch, smooth.credit = moved  # pick() never mutates a credit list
             if dealt:  # as the slow path deals (and refreshes): only the rotors this answer moved
-                keys = self._keys
-                moved_keys = {keys[at] for (at, _), moved in zip(self._turned, turns) if moved}
-                moved_keys.update(keys[at] for (at, _, _), moved in zip(self._smoothed, credits) if moved is not None)
-                table.deal(client, [key for key in dealt if key in moved_keys])
+                table.deal(client, moved_keys)
             self.counts[index] += 1
             self.lasts[index] = self._clock()
             return index
@@ -123,7 +121,10 @@ class Orders:
             # whatever it holds on replay: pick() always assigns a new credit list.
             credits = tuple((smooth.epoch, smooth.credit) if smooth.credit is not before else None
                             for smooth, before in zip(smoothed, credits_before))
-            self._states[state] = (index, turns, credits)
+            keys = self._keys
+            moved_set = {keys[at] for (at, _), moved in zip(self._turned, turns) if moved}
+            moved_set.update(keys[at] for (at, _, _), moved in zip(self._smoothed, credits) if moved is not None)
+            self._states[state] = (index, turns, credits, tuple(key for key in keys if key in moved_set))
         return index
 
     def plans_at(self, index: int) -> Plans:
