@@ -55,14 +55,18 @@ def parse_bool(value: Value, what: str) -> bool:
     raise FieldError(scalar.where, f"{what} must be true or false, not {scalar.text!r}")
 
 
+def _only_fields(value: Mapping, known: tuple[str, ...], what: str) -> None:
+    unknown = [key for key in value.keys() if key not in known]
+    if unknown:
+        raise FieldError(value.where, f"{what}: unknown field {unknown[0]!r} (fields: {', '.join(known)})")
+
+
 def parse_check(value: Value, name: str | None = None) -> CheckSpec:
     """A check's mapping: ``{kind: smtp|tcp, port, interval, timeout, rise, fall, ehlo,
     agent, down_ttl, settle}``."""
     if not isinstance(value, Mapping):
         raise FieldError(value.where, "a check is a mapping like {kind: smtp, port: 25}")
-    unknown = [key for key in value.keys() if key not in CHECK_KEYS]
-    if unknown:
-        raise FieldError(value.where, f"check: unknown field {unknown[0]!r} (fields: {', '.join(CHECK_KEYS)})")
+    _only_fields(value, CHECK_KEYS, "check")
     kind_value = value.get("kind")
     if kind_value is None:
         raise FieldError(value.where, "check: missing field 'kind' (smtp or tcp)")
@@ -97,9 +101,7 @@ def parse_check(value: Value, name: str | None = None) -> CheckSpec:
 def parse_agent(value: Value) -> AgentSpec:
     """A check's ``agent:``: ``PORT`` or ``{port: PORT}`` (HAProxy's ``agent-port``)."""
     if isinstance(value, Mapping):
-        unknown = [key for key in value.keys() if key not in AGENT_KEYS]
-        if unknown:
-            raise FieldError(value.where, f"agent: unknown field {unknown[0]!r} (fields: {', '.join(AGENT_KEYS)})")
+        _only_fields(value, AGENT_KEYS, "agent")
         port_value = value.get("port")
         if port_value is None:
             raise FieldError(value.where, "agent: missing field 'port'")
