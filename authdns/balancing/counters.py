@@ -70,7 +70,10 @@ class MemberCounters:
     first: int = 0  # answers in which it came first in its preference group
     given: int = 0  # answers that carried it
     last_given: float = 0.0  # wall time of the last answer that carried it
-    ttl: int = 0  # the TTL it was last handed out with
+    # the latest time a resolver may still hold an answer carrying it: the max over those
+    # answers of their time plus the TTL they carried (short while unsettled, so the last
+    # answer's own is not enough: an earlier one at the full TTL can outlive it)
+    expires: float = 0.0
     # k -> answers in which it was one of the k members a sender splits its group's mail
     # between (ordering.Plan.split): whole counts, so sums over workers and the fast
     # path's replays stay exact.
@@ -88,11 +91,11 @@ class MemberCounters:
         self.given += other.given
         for k, count in other.split.items():
             self.split[k] = self.split.get(k, 0) + count
-        if other.last_given >= self.last_given:
-            self.last_given, self.ttl = other.last_given, other.ttl
+        self.last_given = max(self.last_given, other.last_given)
+        self.expires = max(self.expires, other.expires)
 
     def copy(self) -> MemberCounters:
-        return MemberCounters(self.first, self.given, self.last_given, self.ttl, dict(self.split))
+        return MemberCounters(self.first, self.given, self.last_given, self.expires, dict(self.split))
 
 
 @dataclass(slots=True)

@@ -153,7 +153,8 @@ class Balancer:
                  client_rotors: int = DEFAULT_CLIENT_ROTORS) -> None:
         self.rotors = Rotors(client_rotors)  # shared and per client prefix (rotors.py)
         self._client: bytes | None = None  # whose rotors the answer being planned moves
-        self._dealt: list[tuple] = []  # rotors the answer moved: shared ones are copied to the client (rotors.deal)
+        self._dealt: list[tuple] = []  # rotor keys the answer moved, in order, repeats included (rotors.deal)
+        self.last_moved: tuple[tuple, ...] = ()  # ... of the last answer planned committing (orders.py replays it)
         self._counters: dict[MemberKey, MemberCounters] = {}
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
@@ -210,8 +211,8 @@ class Balancer:
         if len(self.live_orders) >= LIVE_ORDERS_LIMIT:
             self._release_all()  # bounded: their callers ask for new ones
         orders = Orders(answer, health, overrides, preps, rotors, memoised, self.rotors,
-                        lambda client: self._choose(answer, health, overrides, commit=True, detail=False,
-                                                    client=client),
+                        lambda client: (self._choose(answer, health, overrides, commit=True, detail=False,
+                                                     client=client), self.last_moved),
                         self._count_plan, self.clock)
         self.live_orders[id(orders)] = orders
         return orders
@@ -229,6 +230,7 @@ class Balancer:
             return self._choose_groups(answer, health, overrides, commit, detail)
         finally:
             if commit:
+                self.last_moved = tuple(self._dealt)
                 self.rotors.deal(client, self._dealt)
             self._client, self._dealt = None, []
 
@@ -421,7 +423,9 @@ class Balancer:
         if policy is Policy.RANDOM:
             return self._weighted_shuffle(eligible, weights)
         rotors = self.rotors
-        rotor = rotors.for_answer(self._client, group.rotor_key, self._dealt) if commit else rotors.peek(group.rotor_key,
+        if commit:
+            self._dealt.append(group.rotor_key)
+        rotor = rotors.for_answer(self._client, group.rotor_key) if commit else rotors.peek(group.rotor_key,
                                                                                                    self._client)
         if policy is Policy.ROUND_ROBIN and group.uniform:
             start = rotor.turn % len(eligible)
@@ -472,7 +476,8 @@ class Balancer:
             counters.given += times
             if now >= counters.last_given:
                 counters.last_given = now
-                counters.ttl = prep.ttl
+            if now + prep.ttl > counters.expires:
+                counters.expires = now + prep.ttl
         for index in firsts:
             counters_of[prep.keys[index]].first += times
         for index, k in split:

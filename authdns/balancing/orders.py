@@ -62,12 +62,13 @@ class Orders:
 
     def __init__(self, answer: Answer, health: HealthView, overrides: Overrides, preps: dict[PlanKey, _Prepared],
                  rotors: list[tuple[tuple, int | None, tuple]], memoised: bool, table: Rotors,
-                 plan: Callable[[bytes | None], Plans], count: Callable[[_Prepared, Plan, int, float], None],
+                 plan: Callable[[bytes | None], tuple[Plans, tuple]], count: Callable[[_Prepared, Plan, int, float], None],
                  clock: Callable[[], float]) -> None:
         """``rotors``: the key of each distinct rotor the answer may move, with its
         group's eligible count when it turns round robin (None: it keeps smooth credit)
         and its group's weighted epoch (``rotors_of``); ``table`` holds them per client.
-        ``plan`` plans the next answer to a client committing (the slow path); ``count``
+        ``plan`` plans the next answer to a client committing (the slow path) and says
+        which rotor keys it moved, in order, repeats included (``Rotors.deal``); ``count``
         adds answers given on replay to the members' counters."""
         self.answer, self.health, self.overrides = answer, health, overrides
         self.live = True  # False once the Balancer has let it go: the caller asks for new Orders
@@ -91,10 +92,9 @@ class Orders:
         the slow path would and returns the index of its plans in ``plans`` (UNLISTED:
         see ``unlisted``)."""
         if not self._memoised:
-            return self._listed(self._plan(client))
-        dealt: list[tuple] = []  # the client's keys, for deal() (rotors.py)
+            return self._listed(self._plan(client)[0])
         table = self._rotors
-        rotors = [table.for_answer(client, key, dealt) for key in self._keys]
+        rotors = [table.for_answer(client, key) for key in self._keys]
         turned = [rotors[at] for at, _ in self._turned]
         smoothed = [rotors[at].smooth for at, _, _ in self._smoothed]
         state = self._state(turned, smoothed)
@@ -106,14 +106,13 @@ class Orders:
             for smooth, moved in zip(smoothed, credits):
                 if moved is not None:  # None: the plan left this rotor alone
                     smooth.epoch, smooth.credit = moved  # pick() never mutates a credit list
-            if dealt:  # as the slow path deals (and refreshes): only the rotors this answer moved
-                table.deal(client, moved_keys)
+            table.deal(client, moved_keys)  # as the slow path deals and refreshes, in its order
             self.counts[index] += 1
             self.lasts[index] = self._clock()
             return index
         turns_before = [rotor.turn for rotor in turned]
         credits_before = [smooth.credit for smooth in smoothed]
-        plans = self._plan(client)  # moves these same rotors, and deals the client its copies
+        plans, moved_keys = self._plan(client)  # moves these same rotors, and deals the client its copies
         index = self._listed(plans)
         if index != UNLISTED and len(self._states) < STATE_LIMIT:
             turns = tuple(rotor.turn - before for rotor, before in zip(turned, turns_before))
@@ -121,10 +120,7 @@ class Orders:
             # whatever it holds on replay: pick() always assigns a new credit list.
             credits = tuple((smooth.epoch, smooth.credit) if smooth.credit is not before else None
                             for smooth, before in zip(smoothed, credits_before))
-            keys = self._keys
-            moved_set = {keys[at] for (at, _), moved in zip(self._turned, turns) if moved}
-            moved_set.update(keys[at] for (at, _, _), moved in zip(self._smoothed, credits) if moved is not None)
-            self._states[state] = (index, turns, credits, tuple(key for key in keys if key in moved_set))
+            self._states[state] = (index, turns, credits, moved_keys)
         return index
 
     def plans_at(self, index: int) -> Plans:

@@ -107,12 +107,10 @@ class Rotors:
         own = self.clients.get((client, key)) if client is not None else None
         return own or self.shared.get(key) or Rotor()
 
-    def for_answer(self, client: bytes | None, key: tuple, moved: list[tuple]) -> Rotor:
+    def for_answer(self, client: bytes | None, key: tuple) -> Rotor:
         """The rotor an answer to ``client`` moves for group ``key``: the client's own,
-        or the shared one; ``key`` is noted in ``moved`` for ``deal`` once the answer
-        is planned."""
+        or the shared one (the caller then ``deal``s, once the answer is planned)."""
         if client is not None and self.limit:
-            moved.append(key)
             own = self.clients.get((client, key))
             if own is not None:
                 return own
@@ -124,7 +122,7 @@ class Rotors:
         answered, and the client gets a copy of each shared one it moved. Only what
         was moved counts, so a replayed answer (orders.py) leaves the table exactly as
         the planned one would, evictions included."""
-        if client is None or not moved:
+        if client is None or not moved or not self.limit:
             return
         clients = self.clients
         for key in moved:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from authdns.zones.balancespec import CheckSpec, MemberKey, member_key_text
+from authdns.zones.balancespec import PROBE_MIN_GAP, CheckSpec, MemberKey, member_key_text
 from authdns.health.agent import STEP, Admin, AgentOutcome, quantise
 from authdns.health.probes import ProbeOutcome, ProbeResult, agent_reply, probe
 
@@ -49,7 +49,7 @@ RTT_PUBLISH_FLOOR = 0.001  # ... and by more than this many seconds: sub-millise
 RESOLVE_EVERY = 60.0  # seconds between resolutions of an MX exchange outside our zones
 RESOLVE_TIMEOUT = 5.0  # the system resolver's own retries can take long; we do not wait longer
 FIRST_ROUND_MARGIN = 0.5  # seconds beyond the largest probe timeout: QUIT and close take a moment
-MIN_INTERVAL = 0.05  # never probe a target in a tight loop, whatever the configuration says
+MIN_INTERVAL = PROBE_MIN_GAP  # never probe a target in a tight loop, whatever the configuration says
 ERROR_LOG_EVERY = 60.0  # seconds between log lines for the same recurring error
 
 
@@ -248,6 +248,7 @@ class HealthMonitor:
         # the member's own status (None: no target has a result yet) and when it last changed
         self._member_status: dict[MemberKey, tuple[Status | None, float]] = {}
         self._flipped: dict[MemberKey, float] = {}  # wall time of the last flip between known statuses
+        self._last_known: dict[MemberKey, Status] = {}  # the last status other than None
         self._settle_timers: dict[MemberKey, asyncio.TimerHandle] = {}  # republish when settling ends
         self._current: dict[MemberKey, MemberHealth] = {}
         self._published = EMPTY_HEALTH
@@ -268,6 +269,7 @@ class HealthMonitor:
             del self._current[gone]
             self._member_status.pop(gone, None)
             self._flipped.pop(gone, None)
+            self._last_known.pop(gone, None)
             timer = self._settle_timers.pop(gone, None)
             if timer is not None:
                 timer.cancel()
@@ -434,8 +436,12 @@ class HealthMonitor:
             self._member_status[key] = (status, since)
             if status is not None:
                 self._log_flip(key, status, previous, known)
-                if previous is not None:
+                # A reload that changes a check's probe fields gives the member new targets
+                # with no result yet (None): the status before that gap is what it flips from.
+                before = previous if previous is not None else self._last_known.get(key)
+                if before is not None and before is not status:
                     self._flipped[key] = since
+                self._last_known[key] = status
         elif key not in self._member_status:
             self._member_status[key] = (status, since)
         shown = Status.DOWN if status is None else status  # not yet probed: not up

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from authdns.health.agent import MAX_REPLY, AgentGarbage, AgentOutcome, parse_reply, printable
-from authdns.zones.balancespec import CheckKind, CheckSpec
+from authdns.zones.balancespec import PROBE_CLOSE_WAIT, CheckKind, CheckSpec
 
 # A reply line: three digits, then "-" (more lines follow), " " or nothing (the last
 # line), RFC 5321 §4.2. Anything else in a greeting is garbage.
@@ -29,7 +29,7 @@ _MAX_LINE = 4096  # RFC 5321 §4.5.3.1.5 allows 512 octets a reply line; be gene
 _MAX_REPLY_LINES = 64  # a multiline greeting that never ends is garbage, not a greeting
 _DETAIL_TEXT = 80  # characters of server text kept in a detail
 _QUIT_WAIT = 0.2  # seconds we wait for "221" after QUIT: politeness, not part of the verdict
-_CLOSE_WAIT = 0.1  # seconds we wait for a graceful close before aborting the socket
+_CLOSE_WAIT = PROBE_CLOSE_WAIT  # seconds we wait for a graceful close before aborting the socket
 
 
 class ProbeResult(enum.Enum):

@@ -66,6 +66,11 @@ class Controlled(Protocol):
     def workers(self) -> list[dict[str, Any]] | None:
         """The worker processes, or None when the server answers in one process."""
 
+    def probed(self) -> HealthView:
+        """The health monitor's latest outcomes, newer than the published view: a view
+        is published only when answers would change (health/monitor.py), so what a
+        probe or an agent last said comes from here."""
+
 
 class ControlServer:
     def __init__(self, path: Path, holder: StateHolder, balancer: Balancer, overrides_path: Path,
@@ -156,7 +161,8 @@ class ControlServer:
     def status_of(self, totals: Totals) -> dict[str, Any]:
         """The ``status`` reply with these counters (also the page's and /metrics' input)."""
         state = self.holder.current
-        rrsets = [self._rrset_status(rrset, state.health, state.overrides, totals.members)
+        probed = self.controlled.probed()
+        rrsets = [self._rrset_status(rrset, state.health, probed, state.overrides, totals.members)
                   for zone in state.snapshot.zones.values() for rrset in zone.rrsets() if rrset.balance is not None]
         rrsets.sort(key=lambda entry: (entry["owner"], entry["type"]))
         served = {key for rrset in _balanced(state.snapshot) for key in _member_keys(rrset)}
@@ -186,8 +192,10 @@ class ControlServer:
         return {"changes": changes, "unchanged": result.unchanged, "failed": result.failed,
                 "problems": [str(problem) for problem in result.problems]}
 
-    def _rrset_status(self, rrset: RRset, health: HealthView, overrides: Overrides,
+    def _rrset_status(self, rrset: RRset, health: HealthView, probed: HealthView, overrides: Overrides,
                       counted: dict[MemberKey, MemberCounters]) -> dict[str, Any]:
+        """One balanced RRset: its next plan and statuses from the served ``health``; the
+        last probe, rtt and agent reply from ``probed`` (Controlled.probed)."""
         balance = rrset.balance
         assert balance is not None
         plan = self.balancer.peek(rrset, health, overrides)
@@ -207,6 +215,7 @@ class ControlServer:
             key = member_key(rrset, rdata)
             member, found = by_index[index], counters[index]
             seen = health.get(key)
+            latest = probed.get(key) or seen  # the latest probe and agent reply, for display
             override = overrides.get(key)
             group_firsts, group_mail = firsts_by_group[member.preference], mail_by_group[member.preference]
             mail = found.mail if found else Fraction(0)
@@ -214,9 +223,9 @@ class ControlServer:
                 "member": member.text, "preference": member.preference,
                 "status": member.status.value, "since": seen.since if seen else None,
                 "probed": seen is not None,
-                "last_probe": seen.last.detail if seen and seen.last else None,
-                "rtt_ms": round(seen.rtt * 1000, 2) if seen and seen.rtt is not None else None,
-                "agent": _agent_entry(seen.agent if seen else None),
+                "last_probe": latest.last.detail if latest and latest.last else None,
+                "rtt_ms": round(latest.rtt * 1000, 2) if latest and latest.rtt is not None else None,
+                "agent": _agent_entry(latest.agent if latest else None),
                 "configured_weight": "auto" if member.configured is None else member.configured,
                 "base_weight": member.base, "effective_weight": _shown_weight(member),
                 "in_next_answer": member.included, "reason": member.reason,
@@ -374,11 +383,12 @@ def _override_entry(key: MemberKey, override: Override) -> dict[str, Any]:
 
 
 def _effective_in(counters, now: float) -> float:
-    """Seconds until no resolver can still hold an answer with this member: the last
-    answer that carried it plus its TTL (0 when that has passed or it was never given)."""
+    """Seconds until no resolver can still hold an answer with this member: the latest
+    time plus TTL of the answers that carried it (``MemberCounters.expires``; 0 when that
+    has passed or it was never given)."""
     if counters is None:
         return 0.0
-    return round(max(0.0, counters.last_given + counters.ttl - now), 1)
+    return round(max(0.0, counters.expires - now), 1)
 
 
 def _shown_share(share: Fraction | None) -> float | None:

@@ -21,7 +21,7 @@ from typing import Any
 from authdns.configuration.config import ServerConfig, control_path, overrides_path, serials_path
 from authdns.serve.answerer import build_answerer
 from authdns.ops.control import ControlError, ControlServer
-from authdns.health.monitor import HealthMonitor
+from authdns.health.monitor import HealthMonitor, HealthView
 from authdns.base.hostport import format_host_port
 from authdns.balancing.overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
 from authdns.serve.server import BindError
@@ -180,6 +180,9 @@ class Service:
     def workers(self) -> list[dict[str, Any]] | None:
         """The workers serving now (``status``), or None when this process answers."""
         return self.pool.describe() if self.pool is not None else None
+
+    def probed(self) -> HealthView:
+        return self.monitor.view()
 
     async def set_query_log(self, enabled: bool) -> None:
         """The query log on or off, in every process that answers (engine/querylog.py)."""

@@ -38,6 +38,11 @@ DEFAULT_SETTLE = 60.0  # seconds after a flip its RRset keeps the down TTL: a fl
 # `check` warns where detection plus TTL (the worst time a sender can still be sent to a
 # dead member, README "Health checks") is above this.
 FAILOVER_WARNING = 120
+# How the probe loops pace themselves (health/monitor.py, health/probes.py), here because
+# failover_bound depends on them: the least gap between two probes of one target, and
+# how long a probe waits for a graceful close before aborting the socket.
+PROBE_MIN_GAP = 0.05
+PROBE_CLOSE_WAIT = 0.1
 
 
 class CheckKind(enum.Enum):
@@ -79,10 +84,14 @@ class CheckSpec:
 
 def failover_bound(check: CheckSpec, ttl: int) -> float:
     """The worst time from a member's death until no resolver can still hand it out:
-    it dies just after a probe succeeded, the next ``fall`` probes fail (``interval``
-    apart, the last after up to ``timeout``), and an answer given just before that is
+    it dies just after a probe succeeded; the next probe starts ``interval`` later, and
+    the ``fall`` failing ones start one probe period apart (``interval``, or longer when a
+    probe that times out takes longer: health/monitor.py's fixed cadence), the last one
+    ending after ``timeout`` and the close wait; an answer given just before that is
     cached for the full ``ttl`` (the member was settled, so the TTL was not shortened)."""
-    return check.fall * check.interval + check.timeout + ttl
+    failing = check.timeout + PROBE_CLOSE_WAIT
+    period = max(check.interval, failing + PROBE_MIN_GAP)
+    return round(check.interval + (check.fall - 1) * period + failing + ttl, 2)
 
 
 @dataclass(frozen=True, slots=True)

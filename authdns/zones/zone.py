@@ -361,9 +361,10 @@ class _Builder:
         check = balance.check
         if check is not None and failover_bound(check, spec.ttl) > FAILOVER_WARNING:
             bound = failover_bound(check, spec.ttl)
-            self.warn(spec.where, f"a dead member can still be sent mail for up to {bound:g} s: detection (fall "
-                      f"{check.fall} x interval {check.interval:g} s + timeout {check.timeout:g} s) plus TTL "
-                      f"{spec.ttl}; a shorter TTL or interval keeps it under {FAILOVER_WARNING} s")
+            self.warn(spec.where, f"a dead member can still be sent mail for up to {bound:g} s: "
+                      f"{failover_bound(check, 0):g} s to detect it (fall {check.fall}, interval {check.interval:g} s, "
+                      f"timeout {check.timeout:g} s) plus TTL {spec.ttl}; a shorter TTL or interval keeps it under "
+                      f"{FAILOVER_WARNING} s")
         preferences = {record.rdata.preference for record in spec.records} if spec.rtype == QTYPE.MX else {0}
         if balance.answer == 1 and not promoted and len(preferences) == 1:
             fallback = "promote keeps the others as fallback" if spec.rtype == QTYPE.MX else "answer: 2 keeps one"

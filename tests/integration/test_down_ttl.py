@@ -101,7 +101,9 @@ def test_settled_members_get_the_full_ttl(server: ServerProcess) -> None:
         assert additional == {"mx1": 3600, "mx2": 3600}
     entry = served(server, "pool")
     assert entry["served_ttl"] == TTL and entry["short_ttl"] is None
-    assert entry["check"]["failover_bound"] == pytest.approx(FALL * INTERVAL + TIMEOUT + TTL)
+    # the timeout is above the interval: failing probes start timeout + close wait + 0.05 s apart
+    period = max(INTERVAL, TIMEOUT + 0.1 + 0.05)
+    assert entry["check"]["failover_bound"] == pytest.approx(INTERVAL + (FALL - 1) * period + TIMEOUT + 0.1 + TTL)
 
 
 def test_down_then_settling_then_full_ttl(server: ServerProcess, listeners: dict[str, FakeSmtp]) -> None:

@@ -104,10 +104,11 @@ WARNINGS = [
      "{preference: 10, exchange: mx2, weight: 1}, {preference: 10, exchange: ns1, weight: 1}]}}\n",
      "9:51", "weight 3 of 5 is 60 % of the mail, above 1/2: a sender splits an answer evenly among its members "
      "(RFC 5321 §5.1), so 20 % of answers carry mx1.example.test. alone"),
-    # detection 2 x 2 s + 1 s, plus the TTL: 205 s before no cache can name a dead member
+    # detection: 2 s to the first failing probe, 2 s to the second, which ends after 1 s + the
+    # 0.1 s close wait; plus the TTL: 205.1 s before no cache can name a dead member
     ("failover-bound", "  p: {MX: {ttl: 200, check: mail, records: ['10 mx1', '10 mx2']}}\n", "9:7",
-     "a dead member can still be sent mail for up to 205 s: detection (fall 2 x interval 2 s + timeout 1 s) "
-     "plus TTL 200; a shorter TTL or interval keeps it under 120 s"),
+     "a dead member can still be sent mail for up to 205.1 s: 5.1 s to detect it (fall 2, interval 2 s, "
+     "timeout 1 s) plus TTL 200; a shorter TTL or interval keeps it under 120 s"),
     ("answer-1-mx", "  p: {MX: {answer: 1, records: ['10 mx1', '10 mx2']}}\n", "9:7",
      "answer: 1 leaves each answer one member: while a resolver caches an answer naming a member that died, its "
      "senders have nothing else to try and defer; promote keeps the others as fallback"),

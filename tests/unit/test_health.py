@@ -479,3 +479,43 @@ def test_a_failing_publish_is_logged_once_and_probing_goes_on(fakes: Callable[..
     assert len(calls) >= 3  # watch, the first result, the flip: each tried to publish
     errors = [record for record in caplog.records if "where=publish" in record.getMessage()]
     assert len(errors) == 1  # rate-limited: one line, the rest counted
+
+
+def test_settling_ends_by_its_timer_and_survives_a_reload_gap(fakes: Callable[..., FakeSmtp]) -> None:
+    """A flip makes the member settle for ``settle`` seconds; the monitor's timer ends it
+    (the probes here come once a minute, so nothing else can), close() cancels the timers,
+    and a reload that changes the check's probe fields (new targets, no result yet) still
+    counts the first result after it as a flip from the status before."""
+    fake = fakes("ok")
+    key, published = mx("mx1"), Published()
+    slow = CheckSpec(CheckKind.SMTP, 25, interval=60.0, timeout=TIMEOUT, rise=1, fall=1, settle=0.4)
+
+    def settling(wanted: bool) -> Callable[[], bool | None]:
+        def check() -> bool | None:
+            view = published.views[-1] if published.views else None
+            return True if view is not None and view.members[key].settling is wanted else None
+        check.__name__ = f"settling is {wanted}"
+        return check
+
+    async def main() -> None:
+        monitor = HealthMonitor(published)
+        try:
+            await monitor.watch({key: watch(fake, check=slow)})
+            await monitor.first_round()
+            assert published.views[-1].members[key].settling is False  # the first result is no flip
+            (target,) = monitor._targets.values()
+            monitor._observe(target, ProbeOutcome(ProbeResult.DOWN, None, "fed"))
+            monitor._observe(target, ProbeOutcome(ProbeResult.UP, 0.01, "fed"))
+            assert published.status(key) is Status.UP and published.views[-1].members[key].settling
+            await until(settling(False), 0.4 + MARGIN)  # the timer, not a probe
+            monitor._observe(target, ProbeOutcome(ProbeResult.DOWN, None, "fed"))
+            assert published.status(key) is Status.DOWN
+            await until(settling(False), 0.4 + MARGIN)  # down, settled: the reload comes long after the flip
+            other = CheckSpec(CheckKind.SMTP, 25, interval=61.0, timeout=TIMEOUT, rise=1, fall=1, settle=0.4)
+            view = await monitor.rewatch({key: watch(fake, check=other)})
+            assert view.members[key].status is Status.UP and view.members[key].settling, "down -> up across reload"
+        finally:
+            await monitor.close()
+        assert not monitor._settle_timers
+
+    asyncio.run(main())

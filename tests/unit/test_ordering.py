@@ -214,9 +214,8 @@ def test_client_table_drops_the_least_recently_answered() -> None:
     key = ("pool", QTYPE.MX, 10, ("mx1.", "mx2."), "weighted")
 
     def answer(client: bytes) -> None:
-        moved: list[tuple] = []
-        rotors.for_answer(client, key, moved).turn += 1
-        rotors.deal(client, moved)
+        rotors.for_answer(client, key).turn += 1
+        rotors.deal(client, [key])
 
     answer(b"busy")
     own = rotors.clients[(b"busy", key)]  # its copy, dealt after its first answer
@@ -324,3 +323,22 @@ records:
 
     assert mail("all") == {"a": 2, "b": 2, "c": 2, "d": 6}
     assert mail("promoted") == {"a": 3, "b": 3, "d": 6}
+
+
+def test_a_member_expires_from_caches_with_its_longest_lived_answer(tmp_path: Path) -> None:
+    """An answer at the full TTL, then one at the short TTL (a member degraded): the first
+    one still names mx1 in caches until its TTL ends, and the counters say so (drains
+    report "fully effective in" from it)."""
+    _, zone, problems = load_text(tmp_path, "t.test", 'ttl: 3600\nrecords:\n  "@": {NS: ns1}\n  ns1: {A: 192.0.2.1}\n'
+                                  "  m: {MX: {check: {kind: tcp, port: 25}, records: ['10 mx1', '10 mx2']}}\n"
+                                  "  mx1: {A: 192.0.2.11}\n  mx2: {A: 192.0.2.12}\n")
+    assert zone is not None, problems
+    now = [0.0]
+    balancer = Balancer(clock=lambda: now[0])
+    m = zone.nodes[names.from_text("m.t.test.")].rrsets[QTYPE.MX]
+    mx1, mx2 = ((names.from_text("m.t.test."), QTYPE.MX, f"{name}.t.test.") for name in ("mx1", "mx2"))
+    assert balancer.plan(m, EMPTY_HEALTH, EMPTY_OVERRIDES).ttl == 3600
+    now[0] = 10.0
+    degraded = HealthView(MappingProxyType({mx2: MemberHealth(Status.DEGRADED, 0.0, None, None, ())}))
+    assert balancer.plan(m, degraded, EMPTY_OVERRIDES).ttl == 5  # the check's default down_ttl
+    assert balancer.counters[mx1].expires == 3600.0 and balancer.counters[mx1].last_given == 10.0
