@@ -139,6 +139,9 @@ class Balancer:
         self.rotors = Rotors(client_rotors)  # shared and per client prefix (rotors.py)
         self._client: bytes | None = None  # whose rotors the answer being planned moves
         self._dealt: list[tuple] = []  # shared rotors that answer moved, copied to the client after it
+        # Whether the last answer planned read a client's rotors (its order depends on who
+        # asked): the responder's ECS scope (answering/ecs.py) reads it after apply().
+        self.client_rotated = False
         self._counters: dict[MemberKey, MemberCounters] = {}
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
@@ -210,6 +213,7 @@ class Balancer:
         if commit:
             self.planned += 1
         self._client, self._dealt = client, []
+        self.client_rotated = False
         try:
             return self._choose_groups(answer, health, overrides, commit, detail)
         finally:
@@ -399,6 +403,8 @@ class Balancer:
         if policy is Policy.RANDOM:
             return self._weighted_shuffle(eligible, weights)
         rotors = self.rotors
+        if self._client is not None:
+            self.client_rotated = True
         rotor = rotors.for_answer(self._client, group.rotor_key, self._dealt) if commit else rotors.peek(group.rotor_key,
                                                                                                    self._client)
         if policy is Policy.ROUND_ROBIN and group.uniform:
