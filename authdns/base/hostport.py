@@ -2,8 +2,9 @@
 ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port: its colons are its own;
 brackets as in RFC 3986 §3.2.2). One parser and one formatter for every place that
 takes or shows one: listen and metrics addresses, NOTIFY targets, probe addresses, log
-lines and metric labels; and a client's prefix (``client_prefix``), the unit in which
-RRL counts clients and balanced answers keep one rotation.
+lines and metric labels; and a client's key (``client_key``: a peer's /24 or /56, or an
+EDNS Client Subnet's shorter prefix), the unit in which RRL counts clients and balanced
+answers keep one rotation (RRL by the peer only).
 """
 
 from __future__ import annotations
