@@ -3,7 +3,7 @@
 
     python bench/compare.py [--rounds 3] [--seconds 10] [--rate 20000] [--keep DIR]
                             [--workers 1] [--server-cpus 0] [--dnsperf-cpus 1]
-                            [--policy round-robin|weighted|promote]
+                            [--policy round-robin|weighted|promote] [--ecs ADDR/LEN]
 
 What it does (README, "Benchmark"):
 1. writes a master file: an MX pool of 4 equal-preference exchangers (rotated), a
@@ -25,6 +25,9 @@ What it does (README, "Benchmark"):
 5. prints queries/s, lost queries and latency per run, the authdns/NSD ratio per round
    and its median.
 
+``--ecs ADDR/LEN`` sends an EDNS Client Subnet option (RFC 7871) in every query (dnsperf
+``-E 8:HEX``): authdns answers those on its slow path and echoes the option; NSD ignores it.
+
 Bounded: every dnsperf run lasts --seconds; the servers are stopped by PID at the end.
 Only 127.0.0.1 is used. Needs: nsd, dnsperf, taskset (Debian: nsd, dnsperf, util-linux).
 """
@@ -32,6 +35,7 @@ Only 127.0.0.1 is used. Needs: nsd, dnsperf, taskset (Debian: nsd, dnsperf, util
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import random
 import re
@@ -39,6 +43,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -205,14 +210,24 @@ class Run:
     latency_max_ms: float
 
 
+def ecs_option(subnet: str) -> list[str]:
+    """dnsperf's arguments for an EDNS Client Subnet option of ``ADDR/LEN`` (RFC 7871 §6)."""
+    network = ipaddress.ip_network(subnet, strict=False)
+    octets = network.network_address.packed[:(network.prefixlen + 7) // 8]
+    data = struct.pack("!HBB", 1 if network.version == 4 else 2, network.prefixlen, 0) + octets
+    return ["-E", f"8:{data.hex()}"]
+
+
 def dnsperf(port: int, queries: Path, seconds: int, cpus: str, mode: str = "udp", rate: int | None = None,
-            clients: int = 1) -> Run:
+            clients: int = 1, options: list[str] | None = None) -> Run:
     """One dnsperf run. ``clients``: UDP sockets (source ports): SO_REUSEPORT spreads
-    clients over workers by address hash, so one client reaches one worker only."""
+    clients over workers by address hash, so one client reaches one worker only.
+    ``options``: more dnsperf arguments (an EDNS option)."""
     command = ["taskset", "-c", cpus, "dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries),
                "-l", str(seconds), "-m", mode, "-c", "4" if mode == "tcp" else str(clients), "-q", "200"]
     if rate is not None:
         command += ["-Q", str(rate)]
+    command += options or []
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
 
     def field(pattern: str) -> str:
@@ -248,7 +263,9 @@ def main() -> int:
     parser.add_argument("--dnsperf-cpus", default="1", help="taskset CPU list for dnsperf (default 1)")
     parser.add_argument("--policy", default="round-robin", choices=["round-robin", "weighted", "promote"],
                         help="how authdns balances the MX pool and the multihomed host (default round-robin)")
+    parser.add_argument("--ecs", metavar="ADDR/LEN", help="send this EDNS Client Subnet in every query (default: none)")
     args = parser.parse_args()
+    extra = ecs_option(args.ecs) if args.ecs else []
     for tool in ("nsd", "dnsperf", "taskset"):
         if shutil.which(tool) is None and not (tool == "nsd" and os.access("/usr/sbin/nsd", os.X_OK)):
             print(f"{tool} is not installed (Debian: apt-get install nsd dnsperf util-linux)", file=sys.stderr)
@@ -271,14 +288,15 @@ def main() -> int:
         clients = 1 if args.workers == 1 else 4 * args.workers
         if args.warmup:
             for server in ("nsd", "authdns"):
-                dnsperf(ports[server], queries, args.warmup, args.dnsperf_cpus, clients=clients)
+                dnsperf(ports[server], queries, args.warmup, args.dnsperf_cpus, clients=clients, options=extra)
         print(f"UDP, full speed, {args.seconds} s per run, {args.workers} worker(s) per server on CPU "
               f"{args.server_cpus}, dnsperf ({clients} clients) on CPU {args.dnsperf_cpus}, authdns --loop {args.loop}, "
-              f"MX pool and multihomed host: {args.policy}")
+              f"MX pool and multihomed host: {args.policy}" + (f", ECS {args.ecs}" if args.ecs else ""))
         for round_ in range(1, args.rounds + 1):
             result = {}
             for server in ("nsd", "authdns"):
-                run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, clients=clients)
+                run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, clients=clients,
+                              options=extra)
                 run.server = server
                 result[server] = run
                 show(run)
@@ -289,14 +307,15 @@ def main() -> int:
         fixed = {}
         for server in ("nsd", "authdns"):
             fixed[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, rate=args.rate,
-                                          clients=clients)
+                                          clients=clients, options=extra)
             run.server = server
             show(run)
         print(f"  average latency authdns/NSD = {fixed['authdns'].latency_avg_ms / fixed['nsd'].latency_avg_ms:.2f}")
         print("TCP, full speed (4 connections)")
         tcp = {}
         for server in ("nsd", "authdns"):
-            tcp[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, mode="tcp")
+            tcp[server] = run = dnsperf(ports[server], queries, args.seconds, args.dnsperf_cpus, mode="tcp",
+                                        options=extra)
             run.server = server
             show(run)
         print(f"  TCP ratio authdns/NSD = {tcp['authdns'].qps / tcp['nsd'].qps:.3f}")

@@ -17,7 +17,7 @@ from dnslib.label import DNSLabelError
 
 from authdns.answering.answer import Answer, Placed
 from authdns.base.protocol import (EDNS_FLAG_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, FLAG_TC, HEADER_LENGTH, OPCODE_MASK,
-                       OPTION_EDE, RCODE_SERVFAIL)
+                       OPTION_ECS, OPTION_EDE, RCODE_SERVFAIL)
 from authdns.answering.query import Edns, Header, Query, Reject
 
 OPT_RECORD_LENGTH = 11  # root owner, type, class, TTL, RDLENGTH 0 (RFC 6891 §6.1.2)
@@ -71,16 +71,21 @@ def _flags(header: Header, rcode: int, authoritative: bool, truncated: bool) -> 
     return flags
 
 
-def _opt_record(edns: Edns, server_udp_max: int, rcode: int, ede: int | None = None) -> RR:
+def _opt_record(edns: Edns, server_udp_max: int, rcode: int, ede: int | None = None, scope: int = 0) -> RR:
     """Our OPT: our payload size, version 0, the extended rcode bits, DO echoed (RFC 3225 §3),
-    and an Extended DNS Error option when there is one to give (RFC 8914 §2)."""
+    the query's Client Subnet echoed with SCOPE PREFIX-LENGTH ``scope`` (RFC 7871 §7.2.1;
+    ``answering/ecs.py``), and an Extended DNS Error option when there is one to give
+    (RFC 8914 §2)."""
     ttl = ((rcode >> 4) << 24) | (EDNS_FLAG_DO if edns.dnssec_ok else 0)
-    options = [] if ede is None else [EDNSOption(OPTION_EDE, struct.pack("!H", ede))]
+    options = [] if edns.subnet is None else [EDNSOption(OPTION_ECS, edns.subnet.option(scope))]
+    if ede is not None:
+        options.append(EDNSOption(OPTION_EDE, struct.pack("!H", ede)))
     return RR(DNSLabel([]), QTYPE.OPT, server_udp_max, ttl, options)
 
 
-def _opt_length(ede: int | None) -> int:
-    return OPT_RECORD_LENGTH + (0 if ede is None else EDE_OPTION_LENGTH)
+def _opt_length(edns: Edns, ede: int | None) -> int:
+    return (OPT_RECORD_LENGTH + (0 if ede is None else EDE_OPTION_LENGTH)
+            + (0 if edns.subnet is None else edns.subnet.wire_length()))
 
 
 def _pack_rrset(buffer: CaseInsensitiveBuffer, placed: Placed, limit: int) -> bool:
@@ -94,11 +99,13 @@ def _pack_rrset(buffer: CaseInsensitiveBuffer, placed: Placed, limit: int) -> bo
     return True
 
 
-def render(query: Query, answer: Answer, server_udp_max: int) -> bytes:
+def render(query: Query, answer: Answer, server_udp_max: int, scope: int = 0) -> bytes:
+    """The response; ``scope``: the Client Subnet SCOPE PREFIX-LENGTH, when the query
+    sent one (the responder decides it: engine/responder.py)."""
     buffer = CaseInsensitiveBuffer()
     buffer.append(b"\x00" * 12)
     query.question.pack(buffer)
-    limit = query.size_limit - (_opt_length(answer.ede) if query.edns is not None else 0)
+    limit = query.size_limit - (_opt_length(query.edns, answer.ede) if query.edns is not None else 0)
     counts = [0, 0, 0]
     truncated = False
     for index, section in enumerate((answer.answer, answer.authority, answer.additional)):
@@ -111,7 +118,7 @@ def render(query: Query, answer: Answer, server_udp_max: int) -> bytes:
         if truncated:
             break
     if query.edns is not None:
-        _opt_record(query.edns, server_udp_max, answer.rcode, answer.ede).pack(buffer)
+        _opt_record(query.edns, server_udp_max, answer.rcode, answer.ede, scope).pack(buffer)
         counts[2] += 1
     flags = _flags(query.header, answer.rcode, answer.authoritative, truncated)
     struct.pack_into("!HHHHHH", buffer.data, 0, query.header.id, flags, 1, counts[0], counts[1], counts[2])

@@ -155,6 +155,9 @@ class Balancer:
         self._client: bytes | None = None  # whose rotors the answer being planned moves
         self._dealt: list[tuple] = []  # rotor keys the answer moved, in order, repeats included (rotors.deal)
         self.last_moved: tuple[tuple, ...] = ()  # ... of the last answer planned committing (orders.py replays it)
+        # Whether the last answer planned read a client's rotors (its order depends on who
+        # asked): the responder's ECS scope (answering/ecs.py) reads it after apply().
+        self.client_rotated = False
         self._counters: dict[MemberKey, MemberCounters] = {}
         self.fail_open_answers = 0
         self.rng = rng or random.Random()
@@ -226,6 +229,7 @@ class Balancer:
         if commit:
             self.planned += 1
         self._client, self._dealt = client, []
+        self.client_rotated = False
         try:
             return self._choose_groups(answer, health, overrides, commit, detail)
         finally:
@@ -423,6 +427,8 @@ class Balancer:
         if policy is Policy.RANDOM:
             return self._weighted_shuffle(eligible, weights)
         rotors = self.rotors
+        if self._client is not None:
+            self.client_rotated = True
         if commit:
             self._dealt.append(group.rotor_key)
         rotor = rotors.for_answer(self._client, group.rotor_key) if commit else rotors.peek(group.rotor_key,

@@ -9,7 +9,10 @@ few positions of the cycle (four resolvers and a cycle of four: each one gets on
 member for ever). So each client prefix (``base/hostport.client_prefix``: /24 for
 IPv4, /56 for IPv6, as RRL counts clients) keeps its own rotors, and a resolver that
 asks every TTL seconds is walked through the whole cycle (issue 14; RFC 5321 §5.1 is
-why the cycle must reach each sender whole).
+why the cycle must reach each sender whole). When the query carries an EDNS Client
+Subnet, the subnet it names is the client instead (``answering/ecs.py``: cut to
+min(source, /24 or /56), keys from ``hostport.client_key`` like the peer's), so each
+network behind one large resolver walks its own cycle; this module only sees keys.
 
 A client's rotor is *dealt* from the shared one the first time the client meets it:
 that answer is planned on the shared rotor, which moves, and the client gets a copy of

@@ -2,8 +2,9 @@
 ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port: its colons are its own;
 brackets as in RFC 3986 §3.2.2). One parser and one formatter for every place that
 takes or shows one: listen and metrics addresses, NOTIFY targets, probe addresses, log
-lines and metric labels; and a client's prefix (``client_prefix``), the unit in which
-RRL counts clients and balanced answers keep one rotation.
+lines and metric labels; and a client's key (``client_key``: a peer's /24 or /56, or an
+EDNS Client Subnet's shorter prefix), the unit in which RRL counts clients and balanced
+answers keep one rotation (RRL by the peer only).
 """
 
 from __future__ import annotations
@@ -68,13 +69,35 @@ def format_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# The prefix one client is taken to be (RRL's buckets, balanced answers' rotations): a
+# /24 of IPv4, a /56 of IPv6 (one site), by the packed address's length in octets.
+CLIENT_PREFIX = {4: 24, 16: 56}
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
+def client_key(packed: bytes, length: int | None = None) -> bytes:
+    """The one maker of client keys: a packed IPv4 (4 octets) or IPv6 (16) address cut
+    to the client's prefix, /24 or /56 (``CLIENT_PREFIX``), or to ``length`` bits when
+    that is shorter (an EDNS Client Subnet's SOURCE PREFIX-LENGTH, RFC 7871 §6: the
+    resolver says no more of its client). A key cut shorter than /24 (/56) carries its
+    length, so 10.0.0.0/8 and 10.0.0.0/24 are two clients; at /24 (/56) it is the peer's
+    key, so a subnet and a resolver inside it that asks for itself share a rotation.
+    ``length`` None: a socket's peer, where a v4-mapped IPv6 address is the IPv4 client
+    it is."""
+    if length is None and len(packed) == 16 and packed[:12] == _V4_MAPPED:
+        packed = packed[12:]
+    family = b"4" if len(packed) == 4 else b"6"
+    bits = CLIENT_PREFIX[len(packed)]
+    if length is None or length >= bits:
+        return family + packed[:bits // 8]
+    whole, rest = divmod(length, 8)
+    cut = packed[:whole] + (bytes((packed[whole] & (0xFF << (8 - rest)) & 0xFF,)) if rest else b"")
+    return family + cut.ljust(bits // 8, b"\x00") + bytes((length,))
+
+
 def client_prefix(host: str) -> bytes:
-    """The client's /24 (IPv4) or /56 (IPv6) as a short key: one host or network, as
-    BIND's rate limiting counts clients by default; a
-    v4-mapped address is the IPv4 client it is."""
+    """A socket peer's key (``client_key``): its /24 (IPv4) or /56 (IPv6), one host or
+    network, as BIND's rate limiting counts clients by default."""
     if ":" in host:
-        packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
-        if packed[:12] == b"\x00" * 10 + b"\xff\xff":
-            return b"4" + packed[12:15]
-        return b"6" + packed[:7]
-    return b"4" + socket.inet_aton(host)[:3]
+        return client_key(socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0]))
+    return client_key(socket.inet_aton(host))

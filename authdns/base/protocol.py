@@ -38,6 +38,7 @@ RCODE_BADVERS = 16  # RFC 6891 §9: extended rcode 1 in the OPT, 0 in the header
 # EDNS(0) (RFC 6891): the OPT record's TTL holds the DO bit (RFC 3225 §3).
 EDNS_FLAG_DO = 0x8000
 OPTION_EDE = 15  # the Extended DNS Error option code (RFC 8914 §2)
+OPTION_ECS = 8  # EDNS Client Subnet (RFC 7871 §6)
 
 # Extended DNS Errors (RFC 8914 §4), sent in the OPT record of a query that had one.
 EDE_PROHIBITED = 18  # §4.19: the server is unable to respond due to policy

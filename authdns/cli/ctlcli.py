@@ -30,8 +30,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     explain = with_control(commands.add_parser("explain", help="the next answer to NAME TYPE, and why"))
     explain.add_argument("name", metavar="NAME")
     explain.add_argument("type", metavar="TYPE")
-    explain.add_argument("--client", metavar="ADDR",
-                         help="the next answer to this client (its /24 or /56 keeps its own rotation); "
+    explain.add_argument("--client", metavar="ADDR[/LEN]",
+                         help="the next answer to this client (its /24 or /56 keeps its own rotation), or to "
+                              "the subnet ADDR/LEN an EDNS Client Subnet names (cut to /24, /56 or LEN); "
                               "default: a client new to the rotation")
     ctl = with_control(commands.add_parser("ctl", help="reload zones; drain, undrain or reweight a member"))
     actions = ctl.add_subparsers(dest="action", metavar="ACTION", required=True)

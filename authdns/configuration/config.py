@@ -72,6 +72,9 @@ class ServerConfig:
     rrl_slip: int = 2  # over the limit, every slip-th answer goes out truncated, the rest dropped
     # Balanced answers' rotors kept per client /24 (/56) and group; 0: one sequence for all (balancing/rotors.py).
     client_rotors: int = DEFAULT_CLIENT_ROTORS
+    # EDNS Client Subnet (RFC 7871): the subnet a resolver names is the client whose
+    # rotation moves, and is echoed; False ignores the option (answering/ecs.py).
+    ecs: bool = True
     # Steps of each zone's history kept for IXFR (loader.with_history); NSD's
     # ixfr-number defaults to 5 too.
     ixfr_history: int = 5

@@ -216,6 +216,10 @@ SETTINGS: tuple[Setting, ...] = (
             help="balanced answers keep one rotation per client /24 (/56), so each resolver is walked through "
                  "the whole weighted cycle: at most N (client, group) rotors, the oldest dropped; 0: one rotation "
                  "for all clients, per worker (default: {default})"),
+    Setting("--ecs", None, choices=("on", "off"), default="on", to_config=lambda value: value == "on",
+            help="EDNS Client Subnet (RFC 7871): on, a balanced answer moves the rotation of the subnet a resolver "
+                 "names (cut to /24, /56) and the option is echoed with its scope; off: the option is ignored and "
+                 "none is sent back (default: {default})"),
     Setting("--max-zone-size", number(0, 65536, "a size in MiB"), metavar="MIB", field="max_zone_bytes",
             default=DEFAULTS.max_zone_bytes // MEBIBYTE, to_config=lambda mib: int(mib * MEBIBYTE),
             help="refuse zone files larger than this, in MiB (default: {default})"),

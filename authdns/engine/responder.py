@@ -28,6 +28,7 @@ from authdns.balancing.ordering import Balancer
 from authdns.balancing.orders import UNLISTED
 from authdns.engine.querylog import log_query
 from authdns.base.hostport import client_prefix
+from authdns.answering.ecs import ClientSubnet
 from authdns.base.protocol import BYTE_TC, EDE_NOT_SUPPORTED, EDE_PROHIBITED, RCODE_NOERROR, RCODE_REFUSED, TRANSFER_TYPES
 from authdns.answering.query import Query, Reject, Via, parse_query
 from authdns.answering.render import render, render_reject, render_servfail
@@ -185,7 +186,7 @@ class Responder:
 
     def _answer_request(self, packet: bytes, readable: bytes, via: Via, peer: tuple | None, state: ServingState,
                         found: tuple[bytes, int] | None, signer: Signer | None) -> bytes | None:
-        query = parse_query(readable, via, self.config.udp_payload)
+        query = parse_query(readable, via, self.config.udp_payload, self.config.ecs)
         if query is None:
             return None
         if found is None and isinstance(query, Query):  # counted in respond() otherwise
@@ -213,16 +214,25 @@ class Responder:
             return self._cache_and_answer(answer, query, packet, found, state, peer)
         # Resolve → order → render (ARCHITECTURE.md rule 2): the engine decided what,
         # the balancer decides the order from this same state's health and overrides.
-        answer = self.balancer.apply(answer, state.health, state.overrides, self._client(peer))
-        return _signed(render(query, answer, self.config.udp_payload), signer)
+        # A query with a Client Subnet never has a cache key (answering/wire.py): it comes here.
+        subnet = query.edns.subnet if query.edns is not None else None
+        answer = self.balancer.apply(answer, state.health, state.overrides, self._client(peer, subnet))
+        scope = subnet.scope if subnet is not None and subnet.key is not None and self.balancer.client_rotated else 0
+        return _signed(render(query, answer, self.config.udp_payload, scope), signer)
 
-    def _client(self, peer: tuple | None) -> bytes | None:
-        """Whose rotation a balanced answer moves: the client's /24 (/56), so each
-        resolver walks its own cycle (balancing/rotors.py); None when rotations are not
-        kept per client or nobody asked over the network."""
-        if peer is None or not self.balancer.rotors.limit:
+    def _client(self, peer: tuple | None, subnet: ClientSubnet | None = None) -> bytes | None:
+        """Whose rotation a balanced answer moves: the query's Client Subnet when it
+        gives one (cut to /24, /56, or its own shorter prefix: answering/ecs.py), else
+        the peer's /24 (/56), so each resolver, and each subnet a resolver names, walks
+        its own cycle (balancing/rotors.py); None when rotations are not kept per client
+        or nobody asked over the network."""
+        if not self.balancer.rotors.limit:
             return None
-        return client_prefix(peer[0])
+        if subnet is not None:
+            key = subnet.key
+            if key is not None:
+                return key
+        return client_prefix(peer[0]) if peer is not None else None
 
     def _cache_and_answer(self, answer: Answer, query: Query, packet: bytes, found: tuple[bytes, int],
                           state: ServingState, peer: tuple | None) -> bytes:

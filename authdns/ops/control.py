@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from dnslib import QTYPE, RCODE
 
 from authdns.base import names
-from authdns.base.hostport import client_prefix
+from authdns.base.hostport import CLIENT_PREFIX, client_key
 from authdns.answering.answer import resolve
 from authdns.zones.balancespec import MemberKey, failover_bound
 from authdns.balancing.counters import MemberCounters, Totals
@@ -438,19 +438,26 @@ def _name(value: Any) -> names.Name:
 
 def _client(value: Any) -> tuple[str | None, bytes | None]:
     """An explain request's client: the prefix its rotation is kept under, as text
-    (``192.0.2.0/24``) and as the key (``hostport.client_prefix``); (None, None): none given."""
+    (``192.0.2.0/24``) and as the key (``hostport.client_key``); (None, None): none given.
+    ``ADDR`` is a resolver asking for itself (its /24, /56); ``ADDR/LEN`` is a subnet as
+    an EDNS Client Subnet names it (answering/ecs.py): cut to min(LEN, /24 or /56), host
+    bits beyond LEN ignored."""
     if value is None:
         return None, None
-    try:
-        address = ipaddress.ip_address(value) if isinstance(value, str) else None
-    except ValueError:
-        address = None
-    if address is None:
-        raise ControlError(f"client must be an IP address, not {value!r}")
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    address = length = None
+    if isinstance(value, str):
+        text, slash, length_text = value.partition("/")
+        try:
+            address = ipaddress.ip_address(text)
+            length = int(length_text) if slash else None
+        except ValueError:
+            address = None
+    if address is None or (length is not None and not 0 < length <= address.max_prefixlen):
+        raise ControlError(f"client must be an IP address or ADDRESS/LENGTH, not {value!r}")
+    if length is None and isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    length = 24 if address.version == 4 else 56
-    return str(ipaddress.ip_network(f"{address}/{length}", strict=False)), client_prefix(str(address))
+    cut = min(CLIENT_PREFIX[len(address.packed)], length if length is not None else address.max_prefixlen)
+    return str(ipaddress.ip_network(f"{address}/{cut}", strict=False)), client_key(address.packed, length)
 
 
 def _qtype(value: Any) -> int:

@@ -142,7 +142,7 @@ def test_explain_predicts_the_next_answer(server: ServerProcess) -> None:
     text = authdns(server, "explain", f"pool.{ORIGIN}", "MX")
     assert "for a client new to the rotation" in text.stdout, text.stdout
     bad = authdns(server, "explain", f"pool.{ORIGIN}", "MX", "--client", "nowhere")
-    assert bad.returncode == 1 and "client must be an IP address, not 'nowhere'" in bad.stderr, bad.stderr
+    assert bad.returncode == 1 and "client must be an IP address or ADDRESS/LENGTH, not 'nowhere'" in bad.stderr, bad.stderr
 
 
 def test_drain_survives_restart_and_undrain(server: ServerProcess, tmp_path: Path, listener: FakeSmtp) -> None:

@@ -51,3 +51,22 @@ def test_has_port_and_format() -> None:
     assert format_host_port("::1", 53) == "[::1]:53" and format_host_port("192.0.2.1", 53) == "192.0.2.1:53"
     for host, port in (("::1", 53), ("192.0.2.1", 8053), ("2001:db8::53", 1)):
         assert parse_host_port(format_host_port(host, port), None) == (host, port)
+
+
+def test_client_keys_cut_to_the_client_prefix_or_a_shorter_subnet() -> None:
+    """``client_key`` is the one maker of client keys (RRL, rotations, ECS): a peer and
+    an ECS subnet of /24 (/56) or longer in the same network are one client; a shorter
+    subnet is a client of its own, its length in its key."""
+    import ipaddress
+    from authdns.base.hostport import client_key, client_prefix
+
+    def packed(text: str) -> bytes:
+        return ipaddress.ip_address(text).packed
+
+    assert client_prefix("192.0.2.7") == client_key(packed("192.0.2.0"), 24) == client_key(packed("192.0.2.9"), 32)
+    assert client_prefix("::ffff:192.0.2.7") == client_prefix("192.0.2.7")  # a dual-stack socket's IPv4 peer
+    assert client_prefix("2001:db8:0:100::1") == client_key(packed("2001:db8:0:1ff::"), 64)  # one /56
+    assert client_key(packed("10.0.0.0"), 8) != client_key(packed("10.0.0.0"), 24)
+    assert client_key(packed("10.1.2.3"), 8) == client_key(packed("10.9.9.9"), 8)
+    assert client_key(packed("10.16.0.0"), 12) != client_key(packed("10.32.0.0"), 12)
+    assert client_key(packed("2001:db8::"), 32) != client_key(packed("2001:db8::"), 56)
