@@ -565,25 +565,24 @@ def _rotor_key(rrset: RRset, preference: int | None, texts: tuple[str, ...]) -> 
 
 
 def _rotor_keys(rrset: RRset) -> set[tuple]:
-    """Every group's rotor key of a balanced RRset, grouped as ``_groups`` does."""
-    grouped: dict[int | None, list[str]] = {}
-    indexes = range(len(rrset.rdatas))
-    if rrset.rtype == QTYPE.MX:
-        indexes = sorted(indexes, key=lambda i: (rrset.rdatas[i].preference, i))
-    for index in indexes:
-        rdata = rrset.rdatas[index]
-        preference = rdata.preference if rrset.rtype == QTYPE.MX else None
-        grouped.setdefault(preference, []).append(member_key(rrset, rdata)[2])
-    return {_rotor_key(rrset, preference, tuple(texts)) for preference, texts in grouped.items()}
+    """Every group's rotor key of a balanced RRset, grouped as ``_prepare`` groups it."""
+    return {_rotor_key(rrset, preference, tuple(member_key(rrset, rrset.rdatas[index])[2] for index in indexes))
+            for preference, indexes in _group_indexes(rrset).items()}
 
 
 def _groups(rrset: RRset, members: list[_Member]) -> dict[int | None, list[_Member]]:
-    """MX: preference groups in ascending order (RFC 5321 §5.1); otherwise one group."""
+    """The members (indexed as the RRset's records) by preference group (``_group_indexes``)."""
+    return {preference: [members[index] for index in indexes] for preference, indexes in _group_indexes(rrset).items()}
+
+
+def _group_indexes(rrset: RRset) -> dict[int | None, list[int]]:
+    """Record indexes by group. MX: preference groups in ascending order, zone order
+    inside each (RFC 5321 §5.1); otherwise one group."""
     if rrset.rtype != QTYPE.MX:
-        return {None: members}
-    groups: dict[int | None, list[_Member]] = {}
-    for member in sorted(members, key=lambda m: (rrset.rdatas[m.index].preference, m.index)):
-        groups.setdefault(rrset.rdatas[member.index].preference, []).append(member)
+        return {None: list(range(len(rrset.rdatas)))}
+    groups: dict[int | None, list[int]] = {}
+    for index in sorted(range(len(rrset.rdatas)), key=lambda i: (rrset.rdatas[i].preference, i)):
+        groups.setdefault(rrset.rdatas[index].preference, []).append(index)
     return groups
 
 
