@@ -359,8 +359,8 @@ class _Builder:
         if len(spec.records) < 2:
             return
         check = balance.check
-        if check is not None and failover_bound(check, spec.ttl) > FAILOVER_WARNING:
-            bound = failover_bound(check, spec.ttl)
+        bound = failover_bound(check, spec.ttl) if check is not None else 0.0
+        if check is not None and bound > FAILOVER_WARNING:
             self.warn(spec.where, f"a dead member can still be sent mail for up to {bound:g} s: "
                       f"{failover_bound(check, 0):g} s to detect it (fall {check.fall}, interval {check.interval:g} s, "
                       f"timeout {check.timeout:g} s) plus TTL {spec.ttl}; a shorter TTL or interval keeps it under "
