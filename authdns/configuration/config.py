@@ -80,6 +80,14 @@ class ServerConfig:
     ixfr_history: int = 5
     max_zone_bytes: int = DEFAULT_MAX_ZONE_BYTES  # a larger zone file is refused with file:line (zones/loader.py)
     metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (ops/metrics.py)
+    # What a watched reload waits for before it takes a change (zones/loader.py ReloadPolicy;
+    # README "Reloading zones"): a file quiet this long; a change removing more than this
+    # share of a zone's records (or a file not ending in a line break) held this long; a
+    # deleted file's zone kept this long.
+    settle: float = 0.5
+    removal_share: float = 0.5
+    removal_hold: float = 3.0
+    delete_grace: float = 3.0
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -36,6 +36,7 @@ from authdns.balancing.ordering import Balancer, MemberPlan, Plan
 from authdns.balancing.overrides import Override, Overrides, save_overrides
 from authdns.engine.state import StateHolder
 from authdns.zones.zone import RRset, member_key, member_text
+from authdns.zones.loader import ZoneDirError
 from authdns.base.rrtypes import type_name
 
 if TYPE_CHECKING:
@@ -185,7 +186,15 @@ class ControlServer:
 
     async def reload(self, request: dict) -> dict[str, Any]:
         """Reload the zone directory now; say per zone what changed."""
-        result = await self.controlled.reload("ctl")
+        try:
+            result = await self.controlled.reload("ctl")
+        except ZoneDirError as error:
+            raise ControlError(f"{error}; the zones served keep serving, and the load is tried again") from None
+        if result.save_error is not None:
+            # The new zones are served (a generated serial is only less stable across a
+            # restart), but the operator must hear that the state directory is failing.
+            raise ControlError(f"{result.save_error}; the zones are served ({len(result.changes)} changed) and "
+                               "saving is tried again")
         changes = [{"origin": names.to_text(change.origin), "file": change.path, "old_serial": change.old_serial,
                     "new_serial": change.new_serial, "diff": str(change.diff) if change.diff else None}
                    for change in result.changes]

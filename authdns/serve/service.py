@@ -25,7 +25,7 @@ from authdns.health.monitor import HealthMonitor, HealthView
 from authdns.base.hostport import format_host_port
 from authdns.balancing.overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
 from authdns.serve.server import BindError
-from authdns.zones.loader import LoadResult, ZoneLoader
+from authdns.zones.loader import LoadResult, ReloadPolicy, ZoneDirError, ZoneLoader
 from authdns.zones.serials import SerialStore
 from authdns.zones.snapshot import Snapshot
 from authdns.serve.watcher import ZoneWatcher
@@ -39,6 +39,10 @@ from authdns.ops.metrics import StatusHttpServer
 from authdns.serve.workers import WorkerError, WorkerPool
 
 log = logging.getLogger("authdns")
+
+EXPLICIT_TRIGGERS = ("SIGHUP", "ctl")  # the operator says the files are ready: no guard waits
+RETRY_FIRST = 0.5  # seconds before a failed load is tried again, doubling ...
+RETRY_LONGEST = 10.0  # ... up to this, until one succeeds
 
 
 class StartError(Exception):
@@ -61,15 +65,27 @@ class Service:
                                      overrides_path(config.state_dir), self)
         self.addresses: list[tuple[str, int]] = []
         self._reloading: asyncio.Lock = asyncio.Lock()
-        self.watcher = ZoneWatcher(config.zone_dir, self.reload) if config.watch else None
+        self.watcher = ZoneWatcher(config.zone_dir, self.reload, config.settle) if config.watch else None
         self.loader = ZoneLoader(config.zone_dir, SerialStore.load(serials_path(config.state_dir)),
-                                 config.max_zone_bytes, config.ixfr_history, self.watcher)
+                                 config.max_zone_bytes, config.ixfr_history, self.watcher,
+                                 ReloadPolicy(config.settle, config.removal_share, config.removal_hold,
+                                              config.delete_grace))
+        # One timer for the next look the loader asked for: a failed load tried again
+        # (backoff), or a change held by the guard due another look.
+        self._follow_up: asyncio.TimerHandle | None = None
+        self._follow_up_at = float("inf")
+        self._retries = 0  # failed loads in a row
+        self._reload_tasks: set[asyncio.Task] = set()
+        self._closing = False
         self.systemd = SystemdNotifier()
         self.http = StatusHttpServer(config.metrics, self.observe) if config.metrics is not None else None
         self.http_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
-        result = await self.loader.first()
+        try:
+            result = await self.loader.first()
+        except ZoneDirError as error:
+            raise StartError(str(error)) from None
         self._check_transfer_keys(result.snapshot)
         # The zones just loaded live as long as the server does: keep the cyclic garbage
         # collector from walking them (a full collection over a large zone held the GIL
@@ -97,6 +113,7 @@ class Service:
         except (BindError, ControlError, OSError, WorkerError) as error:
             await self.close()
             raise StartError(str(error)) from None
+        self._after(result)
 
     def _load_overrides(self):
         """The saved drains. An unreadable file must not keep DNS off the air: it is
@@ -131,7 +148,10 @@ class Service:
     async def reload(self, trigger: str = "SIGHUP") -> LoadResult:
         """Load the zone directory again and swap the snapshot in with one assignment.
         Files that did not change are not parsed again; one that fails keeps its previous
-        version; members still there keep their health, rotation and counters."""
+        version; members still there keep their health, rotation and counters. A reload
+        the watcher started (or a follow-up) is guarded (zones/loader.py ``ReloadPolicy``);
+        SIGHUP and ``ctl reload`` take every change now. Raises ``ZoneDirError`` when
+        the directory cannot be read (logged; tried again with backoff)."""
         async with self._reloading:  # one reload at a time; a second waits for the first
             self.systemd.reloading()
             try:
@@ -140,7 +160,14 @@ class Service:
                 self.systemd.ready(self.status_line())
 
     async def _reload(self, trigger: str) -> LoadResult:
-        result = await self.loader.again(self.holder.current.snapshot)
+        guarded = self.watcher is not None and trigger not in EXPLICIT_TRIGGERS
+        try:
+            result = await self.loader.again(self.holder.current.snapshot, guarded)
+        except ZoneDirError as error:
+            delay = self._retry_later()
+            log.error("reload failed trigger=%s: %s; the zones served keep serving; trying again in %.1f s",
+                      trigger, error, delay)
+            raise
         self._check_transfer_keys(result.snapshot)
         if result.changes:
             health = None
@@ -158,7 +185,48 @@ class Service:
                                         if change.new_serial is not None and change.new_serial != change.old_serial)
         log.info("reload done trigger=%s changed=%d unchanged=%d failed=%d generation=%d", trigger,
                  len(result.changes), result.unchanged, len(result.failed), self.holder.current.generation)
+        self._after(result)
         return result
+
+    def _after(self, result: LoadResult) -> None:
+        """Ask for the next look a load needs: soon, with backoff, when something could
+        not be read or saved (descriptors, permissions, a full disk: nothing else would
+        bring the load back); when a held change is due."""
+        if result.retry or result.save_error is not None:
+            what = ", ".join(result.retry) if result.retry else "the remembered serials"
+            log.warning("reload incomplete: %s not read or saved; trying again in %.1f s", what, self._retry_later())
+        else:
+            self._retries = 0
+        if result.wake is not None:
+            self._look_again(result.wake, "held")
+
+    def _retry_later(self) -> float:
+        delay = min(RETRY_FIRST * 2 ** self._retries, RETRY_LONGEST)
+        self._retries += 1
+        self._look_again(time.monotonic() + delay, "retry")
+        return delay
+
+    def _look_again(self, at: float, trigger: str) -> None:
+        """One reload at monotonic time ``at`` (the earliest asked for wins)."""
+        if self._closing or (self._follow_up is not None and self._follow_up_at <= at):
+            return
+        if self._follow_up is not None:
+            self._follow_up.cancel()
+        loop = asyncio.get_running_loop()
+        self._follow_up_at = at
+        self._follow_up = loop.call_later(max(at - time.monotonic(), 0.0), self._follow, trigger)
+
+    def _follow(self, trigger: str) -> None:
+        self._follow_up, self._follow_up_at = None, float("inf")
+        self._spawn_reload(trigger)
+
+    def _spawn_reload(self, trigger: str) -> None:
+        """A reload nobody awaits (SIGHUP, follow-ups): held until done, its failure
+        already logged by ``reload``."""
+        task = asyncio.get_running_loop().create_task(self.reload(trigger))
+        self._reload_tasks.add(task)  # held: a task nobody references may be collected mid-reload
+        task.add_done_callback(self._reload_tasks.discard)
+        task.add_done_callback(_settled)
 
     async def count(self) -> Totals:
         """What the processes that answer have counted: the workers (asked now), or this one."""
@@ -210,13 +278,10 @@ class Service:
             return 1
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        reloading: set[asyncio.Task] = set()
 
         def on_hangup() -> None:
             log.info("reload requested by SIGHUP")
-            task = loop.create_task(self.reload("SIGHUP"))
-            reloading.add(task)  # held: a task nobody references may be collected mid-reload
-            task.add_done_callback(reloading.discard)
+            self._spawn_reload("SIGHUP")
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
@@ -242,6 +307,12 @@ class Service:
                  len(self.holder.current.snapshot.zones), self.config.workers, self.config.event_loop)
 
     async def close(self) -> None:
+        self._closing = True
+        if self._follow_up is not None:
+            self._follow_up.cancel()
+            self._follow_up = None
+        if self._reload_tasks:
+            await asyncio.gather(*self._reload_tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
         if self.watcher is not None:
@@ -252,3 +323,10 @@ class Service:
             await self.pool.close()
         await self.notifier.close()
         await self.monitor.close()
+
+
+def _settled(task: asyncio.Task) -> None:
+    """Done callback of an unawaited reload: its failure was logged where it happened;
+    retrieving it here keeps asyncio from reporting it again."""
+    if not task.cancelled():
+        task.exception()

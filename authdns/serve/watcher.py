@@ -1,14 +1,20 @@
-"""Zone files reloaded the moment they change: watchdog events → a debounce on the
+"""Zone files reloaded the moment they are ready: watchdog events → a debounce on the
 event loop → one reload (``Service.reload``), which parses in a worker thread and swaps
 the snapshot with one assignment.
 
 Editors and tools write in every way: in place (truncate, write, close), a temporary
-file renamed over the zone file, delete then create, a whole directory replaced
-(``git checkout``, ``mv zones.new zones``). Each produces a burst of events; the
-debounce waits until the burst has been quiet for ``QUIET`` seconds (at most ``LONGEST``
-after its first event), so a burst is one reload and a file is read after its writer
-closed it. The watch also covers the parent directory, so a zones directory replaced
-as a whole is watched again. Nothing here parses zones or answers queries.
+file renamed over the zone file, delete then create, in steps (half now, the rest a
+moment later), a whole directory replaced (``git checkout``, ``mv zones.new zones``).
+Each produces a burst of events; the debounce waits until the burst has been quiet for
+the settle time (``--settle``; at most a second more after its first event), so a burst
+is one reload. The watcher also says when each file was last written
+(``written_ages``), which files are still open for writing and which were written
+during a load: the loader's guard (zones/loader.py) holds a file that is not yet quiet.
+
+Only the zones directory is watched, never its parent (a busy parent would cost a core
+in events): a zones directory replaced whole, or a symlink to it swapped, is noticed by
+a ``stat`` of its path ten times a second (its device and inode change), and the new
+directory is watched. Nothing here parses zones or answers queries.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -36,8 +43,10 @@ from authdns.zones.zonefile import is_zone_file_name, wants_a_hint
 
 log = logging.getLogger("authdns.watcher")
 
-QUIET = 0.15  # seconds without events before the reload: a save is several events
-LONGEST = 0.6  # ... but never wait longer than this after the first one (changes serve within 1 s)
+QUIET = 0.5  # seconds without events before the reload (the default --settle): a save is several events
+LONGEST_EXTRA = 1.0  # ... but never wait more than this beyond the settle time after the first one
+DIRECTORY_POLL = 0.1  # seconds between looks at which directory the zones path names
+WRITTEN_MEMORY = 300.0  # seconds a file's last write is remembered (far beyond any settle time)
 # A file written in place is read only after its writer closed it (inotify's
 # close-after-write); until then its served version stays. A writer that keeps a file
 # open without writing for this long is taken as done.
@@ -57,14 +66,11 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if isinstance(event, (FileOpenedEvent, FileClosedNoWriteEvent)):
             return  # reads (our own loads included) change nothing
-        zone_dir, real_dir, name_in_parent = self.watcher.zone_dir, self.watcher.real_dir, self.watcher.name_in_parent
+        real_dir = self.watcher.real_dir
         poke = self.watcher.poke_threadsafe
         paths = [p for p in (_text(event.src_path), _text(getattr(event, "dest_path", "") or "")) if p]
-        if any(Path(p) == name_in_parent for p in paths):
-            # The zones directory itself (or the symlink naming it) created, moved, deleted:
-            # seen by the parent's watch. Its own "modified" events only echo file events.
-            if not (event.is_directory and event.event_type == "modified"):
-                poke("directory", event.event_type, str(zone_dir))
+        if event.is_directory and event.event_type == "deleted" and any(Path(p) == real_dir for p in paths):
+            poke("directory", event.event_type, str(self.watcher.zone_dir))  # the watched directory itself
             return
         for path in paths:
             where = Path(path)
@@ -98,14 +104,16 @@ def _kind(event: FileSystemEvent) -> str:
 class ZoneWatcher:
     """Watches ``zone_dir`` and calls ``reload()`` once per burst of changes."""
 
-    def __init__(self, zone_dir: Path, reload: Callable[[str], Awaitable[object]]) -> None:
+    def __init__(self, zone_dir: Path, reload: Callable[[str], Awaitable[object]], settle: float = QUIET) -> None:
         # inotify does not follow symlinks: the directory is watched where it really is
-        # (real_dir), and its name in its (real) parent, so that a symlink swapped for
-        # another release is noticed and the new target watched (_rewatch).
+        # (real_dir); which directory the path names is looked at by its device and
+        # inode (_look), so a symlink swapped for another release is noticed and the
+        # new target watched (_rewatch).
         self.zone_dir = Path(os.path.abspath(zone_dir))
-        self.parent_dir = Path(os.path.realpath(self.zone_dir.parent))
-        self.name_in_parent = self.parent_dir / self.zone_dir.name
         self.real_dir = Path(os.path.realpath(self.zone_dir))
+        self.directory_id = _directory_id(self.zone_dir)
+        self.quiet = max(settle, 0.05)
+        self.longest = self.quiet + LONGEST_EXTRA
         self.reload = reload
         self.loop: asyncio.AbstractEventLoop | None = None
         self.observer: Observer | None = None
@@ -113,10 +121,12 @@ class ZoneWatcher:
         self.first_event: float | None = None
         self.last_event = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.looker: asyncio.TimerHandle | None = None
         self.running: asyncio.Task | None = None
         self.again = False
         self.reasons: list[str] = []
         self.writing: dict[str, float] = {}  # zone files modified and not yet closed -> last write
+        self.written: dict[str, float] = {}  # zone file -> monotonic time of its last event
         self.seq = 0  # zone-file events seen so far
         self.changed: dict[str, int] = {}  # zone file -> seq of its last event
         self.link_targets: dict[str, str] = {}  # where symlinked zone files point -> the zone file's name
@@ -126,16 +136,22 @@ class ZoneWatcher:
         self.loop = asyncio.get_running_loop()
         self.observer = Observer()
         self.handler = _Handler(self)
-        self.observer.schedule(self.handler, str(self.parent_dir), recursive=False)
-        self.watch = self.observer.schedule(self.handler, str(self.real_dir), recursive=False)
+        try:
+            self.watch = self.observer.schedule(self.handler, str(self.real_dir), recursive=False)
+        except OSError as error:
+            log.warning("cannot watch %s: %s; SIGHUP reloads", self.zone_dir, error)
         self.observer.daemon = True
         self.observer.start()
         self.follow_links()
+        self.looker = self.loop.call_later(DIRECTORY_POLL, self._look)
         log.info("watching zone directory %s", self.zone_dir)
 
     async def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.looker is not None:
+            self.looker.cancel()
+            self.looker = None
         if self.observer is not None:
             self.observer.stop()
             await asyncio.to_thread(self.observer.join, 5)
@@ -151,13 +167,14 @@ class ZoneWatcher:
         now = time.monotonic()
         self.seq += 1
         if kind == "directory":
-            self._rewatch()
+            self._rewatch(now)
             self.writing.clear()  # another directory: its files were written before the swap
             self._arm(now, f"{Path(path).name} {event_type}")
             return
         # Files are known by their name in the zones directory (what the loader reads),
         # whether the event came from the directory itself or from a link's target.
         name = self.link_targets.get(path, Path(path).name)
+        self.written[name] = now
         if kind == "writing":
             self.writing[name] = now
             self.loop.call_later(WRITER_LONGEST, self._writer_quiet, name)  # type: ignore[union-attr]
@@ -173,15 +190,15 @@ class ZoneWatcher:
         if self.first_event is None:
             self.first_event = now
         if self.timer is None:
-            self.timer = self.loop.call_later(QUIET, self._due)  # type: ignore[union-attr]
+            self.timer = self.loop.call_later(self.quiet, self._due)  # type: ignore[union-attr]
 
     def _due(self) -> None:
         self.timer = None
         now = time.monotonic()
-        quiet_until = self.last_event + QUIET
-        deadline = (self.first_event or now) + LONGEST
+        quiet_until = self.last_event + self.quiet
+        deadline = (self.first_event or now) + self.longest
         if now < quiet_until and now < deadline:
-            wake = min(max(quiet_until, now + QUIET / 3), deadline)
+            wake = min(max(quiet_until, now + self.quiet / 3), deadline)
             self.timer = self.loop.call_later(wake - now, self._due)  # type: ignore[union-attr]
             return
         if self.running is not None and not self.running.done():
@@ -205,6 +222,14 @@ class ZoneWatcher:
         the loader keeps their served version until their writer is done."""
         now = time.monotonic()
         return frozenset(name for name, at in self.writing.items() if now - at < WRITER_LONGEST)
+
+    def written_ages(self) -> dict[str, float]:
+        """Zone file name → seconds since its last event (the files of a directory
+        swapped in count as written then): the loader's guard waits for ``--settle``."""
+        now = time.monotonic()
+        for name in [name for name, at in self.written.items() if now - at > WRITTEN_MEMORY]:
+            del self.written[name]
+        return {name: now - at for name, at in self.written.items()}
 
     def _writer_quiet(self, name: str) -> None:
         """A file written to and never closed, quiet for WRITER_LONGEST: read it as it is."""
@@ -242,15 +267,26 @@ class ZoneWatcher:
 
     def _reloaded(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("reload failed: %r; the previous zones keep serving", task.exception())
+            # Service.reload logs its own failures and retries; this is the last word on any other.
+            log.error("reload failed: %s; the zones served keep serving", task.exception())
         self.follow_links()
         if self.again:
             self.again = False
             if self.timer is None:
                 self._start_reload()
 
-    def _rewatch(self) -> None:
-        """The zones directory itself was replaced or recreated: watch the new one."""
+    def _look(self) -> None:
+        """Which directory the zones path names now (a stat, ten times a second): a
+        directory replaced or a symlink swapped has another device and inode."""
+        self.looker = self.loop.call_later(DIRECTORY_POLL, self._look)  # type: ignore[union-attr]
+        found = _directory_id(self.zone_dir)
+        if found != self.directory_id:
+            self._poke("directory", "replaced" if found is not None else "missing", str(self.zone_dir))
+
+    def _rewatch(self, now: float) -> None:
+        """The zones directory itself was replaced, recreated or removed: watch the new
+        one, and count its files as written now (they were not watched while written)."""
+        self.directory_id = _directory_id(self.zone_dir)
         if self.observer is None:
             return
         if self.watch is not None:
@@ -260,8 +296,24 @@ class ZoneWatcher:
                 pass
             self.watch = None
         self.real_dir = Path(os.path.realpath(self.zone_dir))
-        if self.real_dir.is_dir():
-            try:
-                self.watch = self.observer.schedule(self.handler, str(self.real_dir), recursive=False)
-            except OSError as error:
-                log.warning("cannot watch %s again: %s; SIGHUP reloads", self.zone_dir, error)
+        if self.directory_id is None:
+            return  # gone for now: _look sees it return
+        try:
+            self.watch = self.observer.schedule(self.handler, str(self.real_dir), recursive=False)
+        except OSError as error:
+            log.warning("cannot watch %s again: %s; SIGHUP reloads", self.zone_dir, error)
+        try:
+            for entry in os.scandir(self.real_dir):
+                if _is_zone_file(entry.name):
+                    self.written[entry.name] = now
+        except OSError:
+            pass  # unreadable: the reload says so
+
+
+def _directory_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the directory ``path`` names (through symlinks), None if none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None

@@ -28,9 +28,9 @@ from authdns.zones.serials import SerialStore, serial_gt
 from authdns.zones.snapshot import EMPTY, Snapshot
 from authdns.zones.yamltree import Where
 from authdns.zones.zone import Zone, build_zone
-from authdns.zones.zonediff import ZoneDiff, diff_zones, zone_delta
-from authdns.zones.zonefile import (Problem, is_zone_file_name, not_yaml_hint, origin_from_path, read_zone_text,
-                       wants_a_hint)
+from authdns.zones.zonediff import ZoneDiff, diff_zones, removed_share, zone_delta
+from authdns.zones.zonefile import (ROOT_ZONE_STEM, Problem, is_zone_file_name, not_yaml_hint, origin_from_path,
+                                    read_zone_text, wants_a_hint)
 
 log = logging.getLogger("authdns")
 
@@ -64,7 +64,7 @@ def load_zone_file(
                                          f"(--max-zone-size)")]
         data = path.read_bytes()
     except OSError as error:
-        return None, [Problem(where, f"cannot read: {error.strerror}")]
+        return None, [Unreadable(where, f"cannot read: {error.strerror}")]
     if len(data) > max_bytes:  # grew between the two looks
         return None, [Problem(where, f"file is {len(data):,} octets, over the limit of {max_bytes:,} "
                                      f"(--max-zone-size)")]
@@ -184,6 +184,10 @@ class LoadResult:
     failed: list[str] = field(default_factory=list)  # paths that did not load
     changes: list[ZoneChange] = field(default_factory=list)  # added, changed and removed zones
     unchanged: int = 0  # files whose bytes had not changed: not parsed again
+    retry: list[str] = field(default_factory=list)  # files that could not be read: loaded again soon
+    save_error: str | None = None  # the remembered serials could not be saved (the zones are served)
+    notes: list[str] = field(default_factory=list)  # what the guard held, took or kept, for the log
+    wake: float | None = None  # monotonic time something held is due another look
 
 
 def with_history(zone: Zone, before: Zone, keep: int) -> Zone:
@@ -210,18 +214,121 @@ def _same_records(before: Zone, zone: Zone) -> bool:
     return not delta.removed and not delta.added
 
 
+class ZoneDirError(Exception):
+    """The zones directory cannot be listed (permissions, descriptors): the message says
+    why, in one line. The zones already served keep serving."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPolicy:
+    """What a watched reload waits for before it takes a change (README, "Reloading
+    zones"): ``settle`` seconds of quiet for a file; a change that removes more than
+    ``removal_share`` of a zone's records, or a file that does not end with a line break
+    (written only in part, most likely), held ``removal_hold`` seconds and taken if still
+    unchanged; a deleted file's zone kept ``delete_grace`` seconds."""
+
+    settle: float = 0.5
+    removal_share: float = 0.5
+    removal_hold: float = 3.0
+    delete_grace: float = 3.0
+
+
+@dataclass(slots=True)
+class Guard:
+    """One guarded load's view and memory, filled in the load thread. Like the
+    ``SerialStore``, a copy is made for each load and kept when its result is.
+
+    ``written``: file name → seconds since the watcher last saw it written; ``gone``:
+    path → monotonic time its file was first found missing; ``held``: path → the zone
+    held and since when (monotonic); ``wake``: when something held is due another look."""
+
+    policy: ReloadPolicy
+    now: float
+    written: Mapping[str, float] = field(default_factory=dict)
+    gone: dict[str, float] = field(default_factory=dict)
+    held: dict[str, tuple[Zone, float]] = field(default_factory=dict)
+    wake: float | None = None
+
+    def copy(self, now: float, written: Mapping[str, float]) -> "Guard":
+        return Guard(self.policy, now, written, dict(self.gone), dict(self.held))
+
+    def due(self, after: float) -> None:
+        at = self.now + max(after, 0.01)
+        self.wake = at if self.wake is None else min(self.wake, at)
+
+    def unsettled(self, path: Path) -> float:
+        """Seconds until ``path`` has been quiet for ``settle``: no write seen by the
+        watcher, and a change time at least that old (which also covers writes made
+        before the watch began, or into a directory swapped in)."""
+        quiet = self.written.get(path.name, float("inf"))
+        try:
+            changed = time.time() - path.stat().st_ctime
+        except OSError:
+            changed = float("inf")  # gone or unreadable: the load says so
+        if changed >= -1.0:  # a change time in the future (the clock set back) tells nothing
+            quiet = min(quiet, max(changed, 0.0))
+        return max(0.0, self.policy.settle - quiet)
+
+
+class Unreadable(Problem):
+    """A file that could not be read (descriptors, permissions, I/O), as opposed to one
+    whose content is wrong: worth loading again without waiting for a change."""
+
+    __slots__ = ()
+
+
+def canonical_name(origin: Name) -> str:
+    """The file name that names ``origin`` plainly: lowercase, no trailing dot, ``.yaml``
+    (``root.yaml`` for the root)."""
+    if origin == names.ROOT:
+        return f"{ROOT_ZONE_STEM}.yaml"
+    stem = names.to_text(origin)[:-1]
+    return f"{stem}..yaml" if stem == ROOT_ZONE_STEM else f"{stem}.yaml"
+
+
+def _by_origin(files: list[Path]) -> dict[Name | None, list[Path]]:
+    """Zone files grouped by the origin their names give (None: no origin)."""
+    groups: dict[Name | None, list[Path]] = {}
+    for path in files:
+        groups.setdefault(_origin_or_none(path), []).append(path)
+    return groups
+
+
+def _claimant(origin: Name, paths: list[Path], served: Zone | None) -> Path:
+    """Of several files naming one origin, the one that serves it: the one serving it
+    now, else the plainly named one, else the first in name order."""
+    for path in paths:
+        if served is not None and served.path == str(path):
+            return path
+    return min(paths, key=lambda path: (path.name != canonical_name(origin), path.name))
+
+
+def list_zone_files(zone_dir: Path) -> list[Path]:
+    """The zone files of ``zone_dir``, sorted; ``ZoneDirError`` when it cannot be listed."""
+    try:
+        return zone_files([zone_dir])
+    except OSError as error:
+        raise ZoneDirError(f"cannot read zone directory {zone_dir}: {error.strerror}") from None
+
+
 def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialStore | None = None,
                   save: bool = True, parsed: Snapshot = EMPTY, hold: frozenset[str] = frozenset(),
-                  max_bytes: int = DEFAULT_MAX_ZONE_BYTES, ixfr_history: int = 0) -> LoadResult:
+                  max_bytes: int = DEFAULT_MAX_ZONE_BYTES, ixfr_history: int = 0,
+                  guard: Guard | None = None) -> LoadResult:
     """Load every zone file in ``zone_dir``. ``hold``: names of files being written,
     kept at their served version (serve/service.py reads them once their writer is done).
     ``ixfr_history``: how many steps of each zone's history to keep for IXFR.
+    ``guard``: a watched reload's rules (``ReloadPolicy``); None takes every change at
+    once (start-up, SIGHUP, ``ctl reload``, ``check``).
 
     A file whose bytes did not change keeps its ``Zone`` (not parsed again). A file that
     fails keeps the previous version of its zone, if any (the operator's mistake must not
     take a working zone off the air); its problems are in the result. A zone whose file
-    is gone is no longer served. Two files for one origin (``x.yaml`` and ``x.yml``):
-    the first in name order wins. Runs in a worker thread, off the query path.
+    is gone is no longer served (under a guard: once it has been gone ``delete_grace``).
+    Two files for one origin in any spelling (``x.yaml``, ``X.yaml``, ``x..yaml``,
+    ``x.yml``): the one serving it keeps it (at start: the plainly named one, else the
+    first in name order) and the other is an error. Runs in a worker thread, off the
+    query path. Raises ``ZoneDirError`` when the directory cannot be listed.
     """
     serials = serials if serials is not None else SerialStore()
     zones: dict[Name, Zone] = {}
@@ -233,42 +340,35 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
         result.problems.append(Problem(Where(str(zone_dir), 1, 1), "zone directory is missing or not a directory; "
                                        "the zones already served keep serving", True))
         return result
+    files = list_zone_files(zone_dir)
     result.problems.extend(unserved_files(zone_dir))
-    for path in zone_files([zone_dir]):
-        try:
-            before = previous.zones.get(origin_from_path(path))
-        except names.BadName:
-            before = None
-        if path.name in hold:  # being written: keep what is served, read it when it is done
-            if before is not None and before.path == str(path):
-                zones.setdefault(before.origin, before)
-                result.unchanged += 1
+    for origin, paths in _by_origin(files).items():
+        served = previous.zones.get(origin) if origin is not None else None
+        if origin is not None and len(paths) > 1:
+            chosen = _claimant(origin, paths, served)
+            for other in paths:
+                if other != chosen:
+                    result.problems.append(Problem(Where(str(other), 1, 1), (
+                        f"zone {names.to_text(origin)} is already named by {chosen}"
+                        f"{' (served)' if served is not None and served.path == str(chosen) else ''}; file names "
+                        "are compared without case or a trailing dot, so this file is ignored: remove or rename "
+                        "one of them")))
+            paths = [chosen]
+        if (guard is not None and served is not None and served.path != str(paths[0])
+                and _kept_while_gone(served, zones, result, guard)):
+            # Renamed to another spelling, or a variant left beside a file deleted for a
+            # moment: the deleted file keeps the zone until its grace ends.
             continue
-        zone, problems = load_zone_file(path, serials, before, parsed.zones.get(before.origin if before else
-                                                                                 _origin_or_none(path)), max_bytes)
-        result.problems.extend(problems)
-        if zone is None:
-            result.failed.append(str(path))
-            if before is not None and before.path == str(path):
-                zones.setdefault(before.origin, before)  # this file's last good version
-            continue
-        if zone.origin in zones:
-            result.problems.append(Problem(Where(str(path), 1, 1), f"zone {names.to_text(zone.origin)} "
-                                           f"is already loaded from {zones[zone.origin].path}; this file is ignored"))
-            continue
-        zones[zone.origin] = zone
-        serials.remember(names.to_text(zone.origin), zone.content_hash, zone.serial)
-        if zone is before:
-            result.unchanged += 1
-            continue
-        if before is not None and not zone.history:  # (a zone parsed by a dropped attempt has it)
-            zone = zones[zone.origin] = with_history(zone, before, ixfr_history)
-        result.loaded.append(zone)
-        result.changes.append(ZoneChange(zone.origin, zone.path, before.serial if before else None, zone.serial,
-                                         diff_zones(before, zone) if before else None))
+        for path in paths:
+            _load_one(path, served, zones, result, serials, parsed, hold, max_bytes, ixfr_history, guard)
     for origin, gone in previous.zones.items():
-        if origin not in zones:
-            result.changes.append(ZoneChange(origin, gone.path, gone.serial, None))
+        if origin in zones:
+            if guard is not None and zones[origin] is not gone:
+                guard.gone.pop(gone.path, None)
+            continue
+        if guard is not None and _kept_while_gone(gone, zones, result, guard):
+            continue
+        result.changes.append(ZoneChange(origin, gone.path, gone.serial, None))
     if result.changes:  # the cross-zone rules only need a look when something changed
         result.problems.extend(cross_zone_problems(zones))
     result.snapshot = Snapshot(MappingProxyType(zones))
@@ -276,10 +376,120 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
         if save:
             serials.save()
     except OSError as error:
-        # Generated serials still grow with the time; only their stability across restarts suffers.
-        result.problems.append(Problem(Where(str(serials.path), 1, 1), f"cannot save remembered serials: "
-                                       f"{error.strerror}", True))
+        result.save_error = f"cannot save remembered serials to {serials.path}: {error.strerror}"
     return result
+
+
+def _kept_while_gone(served: Zone, zones: dict[Name, Zone], result: LoadResult, guard: Guard) -> bool:
+    """A served zone whose file is missing keeps serving for ``delete_grace`` after it
+    was first found missing (delete-then-create, ``git checkout``, rsync); True while it
+    does. A file still there is not gone."""
+    if Path(served.path).exists():
+        guard.gone.pop(served.path, None)
+        return False
+    since = guard.gone.setdefault(served.path, guard.now)
+    left = since + guard.policy.delete_grace - guard.now
+    if left <= 0:
+        guard.gone.pop(served.path, None)
+        return False
+    if since == guard.now:
+        result.notes.append(f"zone file deleted origin={names.to_text(served.origin)} file={served.path}; the zone "
+                            f"keeps serving for {guard.policy.delete_grace:g} s in case the file returns")
+    zones[served.origin] = served
+    guard.due(left)
+    return True
+
+
+def _load_one(path: Path, before: Zone | None, zones: dict[Name, Zone], result: LoadResult, serials: SerialStore,
+              parsed: Snapshot, hold: frozenset[str], max_bytes: int, ixfr_history: int, guard: Guard | None) -> None:
+    """One zone file into ``zones`` (or its served version kept), under the guard's rules."""
+    same = before is not None and before.path == str(path)
+    if path.name in hold:  # being written: keep what is served, read it when it is done
+        if before is not None and same:
+            zones[before.origin] = before
+            result.unchanged += 1
+        return
+    if guard is not None and (wait := guard.unsettled(path)) > 0:
+        if before is not None:  # written a moment ago: not yet; looked at again when it is quiet
+            zones[before.origin] = before
+            result.unchanged += 1
+        guard.due(wait)
+        return
+    held = guard.held.get(str(path)) if guard is not None else None
+    earlier = held[0] if held is not None else parsed.zones.get(before.origin if before else _origin_or_none(path))
+    zone, problems = load_zone_file(path, serials, before, earlier, max_bytes)
+    result.problems.extend(problems)
+    if zone is None:
+        result.failed.append(str(path))
+        if any(isinstance(problem, Unreadable) for problem in problems):
+            result.retry.append(str(path))
+        if before is not None and same:
+            zones[before.origin] = before  # this file's last good version
+        if guard is not None:
+            guard.held.pop(str(path), None)
+        return
+    if zone is not before and guard is not None and _held(path, zone, before, result, guard):
+        if before is not None:
+            zones[before.origin] = before
+        return
+    zones[zone.origin] = zone
+    serials.remember(names.to_text(zone.origin), zone.content_hash, zone.serial)
+    if zone is before:
+        result.unchanged += 1
+        return
+    if before is not None and not zone.history:  # (a zone parsed by a dropped attempt has it)
+        zone = zones[zone.origin] = with_history(zone, before, ixfr_history)
+    result.loaded.append(zone)
+    result.changes.append(ZoneChange(zone.origin, zone.path, before.serial if before else None, zone.serial,
+                                     diff_zones(before, zone) if before else None))
+
+
+def _held(path: Path, zone: Zone, before: Zone | None, result: LoadResult, guard: Guard) -> bool:
+    """Whether a parsed change waits: it removes more than ``removal_share`` of the
+    served zone's records, or the file does not end with a line break (a writer cut
+    short leaves a valid, smaller zone, its last value maybe cut too). Held changes are
+    taken once they have stayed the same for ``removal_hold``; a new content starts
+    the wait again."""
+    policy = guard.policy
+    reasons = []
+    if not _ends_with_line_break(path):
+        reasons.append("the file does not end with a line break")
+    if before is not None and policy.removal_share < 1:
+        share = removed_share(before, zone)
+        if share > policy.removal_share:
+            reasons.append(f"it removes {share:.0%} of the zone's records (over --removal-share "
+                           f"{policy.removal_share:.0%})")
+    key = str(path)
+    if not reasons:
+        guard.held.pop(key, None)
+        return False
+    held = guard.held.get(key)
+    origin = names.to_text(zone.origin)
+    if held is None or held[0].content_hash != zone.content_hash:
+        guard.held[key] = (zone, guard.now)
+        result.notes.append(f"zone change held origin={origin} file={path}: {' and '.join(reasons)}; it is served if "
+                            f"unchanged for {policy.removal_hold:g} s (`authdns ctl reload` takes it now)")
+        since = guard.now
+    else:
+        since = held[1]
+    if guard.now - since >= policy.removal_hold:
+        del guard.held[key]
+        result.notes.append(f"zone change taken after {guard.now - since:.1f} s unchanged origin={origin} file={path}")
+        return False
+    guard.due(since + policy.removal_hold - guard.now)
+    return True
+
+
+def _ends_with_line_break(path: Path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, 2)
+            if stream.tell() == 0:
+                return True  # empty: an error of its own
+            stream.seek(-1, 2)
+            return stream.read(1) in (b"\n", b"\r")
+    except OSError:
+        return True  # unreadable now: the load reported it
 
 
 def log_load(result: LoadResult, first: bool) -> None:
@@ -292,6 +502,11 @@ def log_load(result: LoadResult, first: bool) -> None:
     for path in result.failed:
         kept = any(zone.path == path for zone in result.snapshot.zones.values())
         log.error("zone not loaded file=%s%s", path, "; previous version keeps serving" if kept else "")
+    for note in result.notes:
+        log.info("%s", note)
+    if result.save_error is not None:
+        log.error("%s; the zones are served, but a generated serial may not stay the same across a restart "
+                  "(retrying)", result.save_error)
     loaded = {zone.origin: zone for zone in result.loaded}
     for change in result.changes:
         origin = names.to_text(change.origin)
@@ -316,19 +531,23 @@ class WriteTracker(Protocol):
 
     def open_writers(self) -> frozenset[str]: ...
 
+    def written_ages(self) -> dict[str, float]: ...
+
 
 class ZoneLoader:
     """Loads the zones directory, first at start and then on each reload, and keeps
     what the loads leave behind: the remembered serials (saved to the state directory),
-    every file's problems at the last load, the files that did not load, when each
-    served zone was loaded, and the reload counts. Event-loop thread; the parsing runs in
-    ``asyncio.to_thread``."""
+    the guard's memory (changes held, files found missing), every file's problems at the
+    last load, the files that did not load, when each served zone was loaded, and the
+    reload counts. Event-loop thread; the parsing runs in ``asyncio.to_thread``."""
 
     def __init__(self, zone_dir: Path, serials: SerialStore, max_bytes: int = DEFAULT_MAX_ZONE_BYTES,
-                 ixfr_history: int = 0, writes: WriteTracker | None = None) -> None:
+                 ixfr_history: int = 0, writes: WriteTracker | None = None,
+                 policy: ReloadPolicy = ReloadPolicy()) -> None:
         self.zone_dir, self.max_bytes, self.ixfr_history = zone_dir, max_bytes, ixfr_history
         self.writes = writes  # None: nothing watches the directory (--no-watch)
         self.serials = serials
+        self.guard = Guard(policy, time.monotonic())
         self.problems: dict[str, list[str]] = {}  # file -> its problems at the last load
         self.failed_files: list[str] = []  # files not loaded at the last load
         self.loaded_at: dict[str, float] = {}  # zone origin (text) -> wall time of its served version
@@ -336,7 +555,8 @@ class ZoneLoader:
         self.failed_reloads = 0  # reloads in which some file could not be loaded
 
     async def first(self) -> LoadResult:
-        """The load at start: every file parsed."""
+        """The load at start: every file parsed, every change taken (nothing is served
+        yet). Raises ``ZoneDirError``."""
         if self.serials.warning:
             log.error("%s", self.serials.warning)
         result = await asyncio.to_thread(load_snapshot, self.zone_dir, EMPTY, self.serials,
@@ -344,17 +564,24 @@ class ZoneLoader:
         self._note(result, first=True)
         return result
 
-    async def again(self, served: Snapshot) -> LoadResult:
+    async def again(self, served: Snapshot, guarded: bool = False) -> LoadResult:
         """A reload beside the ``served`` snapshot: files whose bytes did not change keep
-        their zone, a file that fails keeps its served version."""
-        result = await self._load_settled(served)
+        their zone, a file that fails keeps its served version. ``guarded`` (a reload the
+        watcher started, or a follow-up): the ``ReloadPolicy`` applies; otherwise (SIGHUP,
+        ``ctl reload``: the operator says the files are ready) every change is taken now.
+        Raises ``ZoneDirError`` (counted as a failed reload)."""
         self.reloads += 1
+        try:
+            result = await self._load_settled(served, guarded)
+        except ZoneDirError:
+            self.failed_reloads += 1
+            raise
         if result.failed:
             self.failed_reloads += 1
         self._note(result, first=False)
         return result
 
-    async def _load_settled(self, served: Snapshot) -> LoadResult:
+    async def _load_settled(self, served: Snapshot, guarded: bool) -> LoadResult:
         """A load in which no file was read while being written. A file written during
         the load (or still open for writing) may have been read half-way, and half a YAML
         file can be a valid, smaller zone: the load is done again with such files held at
@@ -366,8 +593,10 @@ class ZoneLoader:
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             seq = writes.seq if writes is not None else 0
             serials = self.serials.copy()
+            guard = self.guard.copy(time.monotonic(), writes.written_ages() if writes is not None else {}) \
+                if guarded else None
             result = await asyncio.to_thread(load_snapshot, self.zone_dir, served, serials, False, parsed,
-                                             hold, self.max_bytes, self.ixfr_history)
+                                             hold, self.max_bytes, self.ixfr_history, guard)
             parsed = result.snapshot
             dirty = writes.dirty_since(seq) - hold if writes is not None else frozenset()
             if not dirty:
@@ -376,10 +605,15 @@ class ZoneLoader:
             log.info("zone files written during the load; loading again without them files=%s attempt=%d",
                      ",".join(sorted(Path(path).name for path in dirty)), attempt + 1)
         self.serials = serials
+        if guard is not None:
+            self.guard = guard
+            result.wake = guard.wake
+        else:
+            self.guard = Guard(self.guard.policy, time.monotonic())  # every change taken: nothing held or missing
         try:
             await asyncio.to_thread(serials.save)
         except OSError as error:
-            log.warning("cannot save remembered serials to %s: %s", serials.path, error.strerror)
+            result.save_error = f"cannot save remembered serials to {serials.path}: {error.strerror}"
         return result
 
     def _note(self, result: LoadResult, first: bool) -> None:
@@ -388,6 +622,8 @@ class ZoneLoader:
         problems: dict[str, list[str]] = {}
         for problem in result.problems:
             problems.setdefault(problem.where.path, []).append(str(problem))
+        if result.save_error is not None and self.serials.path is not None:
+            problems.setdefault(str(self.serials.path), []).append(result.save_error)
         self.problems = problems
         self.failed_files = list(result.failed)
         now = time.time()

@@ -16,6 +16,7 @@ This module knows nothing about DNS.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Union
 
@@ -164,6 +165,11 @@ def parse_tree(
         where = Where(path, mark.line + 1, mark.column + 1) if mark else Where(path, 1, 1)
         problem = error.problem or error.context or "YAML syntax error"
         raise TreeError(where, f"YAML syntax: {problem}") from None
+    except yaml.reader.ReaderError as error:
+        # Raised before parsing, with an offset instead of a mark (a NUL byte, a control character).
+        line, column = _line_column(text, error.position)
+        what = f"#x{error.character:04x}" if isinstance(error.character, int) else repr(error.character)
+        raise TreeError(Where(path, line, column), f"YAML: {error.reason}: character {what}") from None
     except yaml.YAMLError as error:
         raise TreeError(Where(path, 1, 1), f"YAML: {error}") from None
     if node is None:
@@ -175,3 +181,15 @@ def parse_tree(
         max_nodes = max(MIN_NODE_BUDGET, 2 * len(text))
     walker = _Walker(path, max_nodes)
     return walker.convert(node), walker.problems
+
+
+LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # what PyYAML counts as a line break (YAML 1.1 §4.1.4)
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``position``, counted as PyYAML
+    counts them in its marks."""
+    line, start = 1, 0
+    for match in LINE_BREAK.finditer(text, 0, position):
+        line, start = line + 1, match.end()
+    return line, position - start + 1

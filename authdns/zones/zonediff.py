@@ -69,3 +69,21 @@ def zone_delta(old: Zone, new: Zone) -> ZoneDelta:
     before, after = _by_key(old), _by_key(new)
     return ZoneDelta(old.soa, new.soa, old.serial, new.serial, tuple(_not_in(before, after)),
                      tuple(_not_in(after, before)))
+
+
+def removed_share(old: Zone, new: Zone) -> float:
+    """The share of ``old``'s records that ``new`` lacks (0 to 1), TTLs aside: what the
+    reload guard weighs (loader.ReloadPolicy.removal_share), since a file cut short is
+    a valid zone with fewer records."""
+    if not old.record_count:
+        return 0.0
+    before, after = _by_key(old), _by_key(new)
+    removed = 0
+    for key, rrset in before.items():
+        other = after.get(key)
+        if other is None:
+            removed += len(rrset.rdatas)
+        elif other.rdatas != rrset.rdatas:
+            present = {rdata_key(rrset.rtype, rdata) for rdata in other.rdatas}
+            removed += sum(rdata_key(rrset.rtype, rdata) not in present for rdata in rrset.rdatas)
+    return removed / old.record_count
