@@ -121,7 +121,7 @@ def fresh_state_dir(zone_dir: Path) -> Path:
 
 def start_server(zone_dir: Path, *extra: str, host: str = "127.0.0.1", timeout: float = 15.0,
                  workers: int | None = 1, loop: str | None = "asyncio",
-                 environment: dict[str, str] | None = None) -> ServerProcess:
+                 environment: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> ServerProcess:
     """Start the server on ``host`` port 0 and wait for its ``ready port=N`` line. Unless
     ``extra`` names one, the server gets a fresh ``--state-dir`` (``server.state_dir``).
 
@@ -136,7 +136,8 @@ def start_server(zone_dir: Path, *extra: str, host: str = "127.0.0.1", timeout: 
         extra = ("--workers", str(workers), *extra)
     if loop is not None and "--loop" not in extra:
         extra = ("--loop", loop, *extra)
-    command = authdns_command("serve", "--zones", zone_dir, "--listen", f"{host}:0", *extra)
+    # ``prefix``: a program that execs the server (setpriv, to drop capabilities): the PID stays the server's.
+    command = [*prefix, *authdns_command("serve", "--zones", zone_dir, "--listen", f"{host}:0", *extra)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(environment or {}))
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     log: list[str] = []
