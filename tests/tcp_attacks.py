@@ -148,6 +148,11 @@ class Probes:
     tcp_sent: int = 0
     tcp_answered: int = 0
     tcp_slowest: float = 0.0
+    udp_times: list[float] = field(default_factory=list)  # seconds, answered UDP queries
+
+    def udp_percentile(self, share: float) -> float:
+        times = sorted(self.udp_times)
+        return times[min(len(times) - 1, int(len(times) * share))] if times else float("nan")
 
     def line(self) -> str:
         return (f"UDP {self.udp_answered}/{self.udp_sent} answered (slowest {self.udp_slowest * 1000:.0f} ms), "
@@ -164,7 +169,9 @@ def probe_udp(probes: Probes, host: str, port: int, source: str, timeout: float)
         probes.udp_slowest = max(probes.udp_slowest, timeout)
         return
     probes.udp_answered += 1
-    probes.udp_slowest = max(probes.udp_slowest, time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    probes.udp_times.append(elapsed)
+    probes.udp_slowest = max(probes.udp_slowest, elapsed)
 
 
 def probe_tcp(probes: Probes, host: str, port: int, source: str, timeout: float) -> None:
