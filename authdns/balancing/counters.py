@@ -40,10 +40,12 @@ class QueryCounters:
     latency_sum: float = 0.0  # seconds, over the timed queries
     rrl_dropped: int = 0  # UDP answers response rate limiting dropped (serve/rrl.py)
     rrl_slipped: int = 0  # ... and sent truncated instead
+    tcp_closed: dict[str, int] = field(default_factory=dict)  # TCP connections the server closed, by reason (serve/tcp.py)
 
     def copy(self) -> QueryCounters:
         return QueryCounters(list(self.answers), self.dropped, self.truncated, self.internal_errors, dict(self.types),
-                             list(self.latency), self.latency_sum, self.rrl_dropped, self.rrl_slipped)
+                             list(self.latency), self.latency_sum, self.rrl_dropped, self.rrl_slipped,
+                             dict(self.tcp_closed))
 
     def add(self, other: QueryCounters) -> None:
         self.answers = [a + b for a, b in zip(self.answers, other.answers)]
@@ -56,6 +58,8 @@ class QueryCounters:
         self.latency_sum += other.latency_sum
         self.rrl_dropped += other.rrl_dropped
         self.rrl_slipped += other.rrl_slipped
+        for reason, count in other.tcp_closed.items():
+            self.tcp_closed[reason] = self.tcp_closed.get(reason, 0) + count
 
     @property
     def received(self) -> int:

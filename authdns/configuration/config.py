@@ -48,10 +48,14 @@ class ServerConfig:
     # host without IPv6); any other address that cannot be bound stops the server.
     optional_listen: frozenset[tuple[str, int]] = frozenset()
     udp_payload: int = DEFAULT_UDP_PAYLOAD
+    # TCP (serve/tcp.py). NSD: tcp-count 100 per process, tcp-timeout 120 s; Knot:
+    # tcp-max-clients half the descriptor limit, tcp-idle-timeout 10 s, tcp-io-timeout 0.5 s.
     tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
-    tcp_max_connections: int = 256
+    tcp_max_connections: int = 1024  # per listener and process; over it the idlest is closed
     tcp_max_per_client: int = 32  # connections from one address at once (slowloris)
-    tcp_query_timeout: float = 30.0  # a whole query must arrive within this once started
+    tcp_io_timeout: float = 2.0  # a query must finish arriving, and answers start being read, within this
+    tcp_max_backlog: int = 32 * 1024  # answer bytes queued for one client before it must read them
+    tcp_max_output: int = 16 << 20  # answer bytes queued for clients that do not read, in all, per listener
     state_dir: Path = DEFAULT_STATE_DIR
     control: Path | None = None  # the control socket; None: state_dir/control.sock
     watch: bool = True  # reload zone files when they change (watchdog); SIGHUP always does

@@ -189,11 +189,24 @@ SETTINGS: tuple[Setting, ...] = (
             help="largest EDNS UDP response (default: {default})"),
     Setting("--tcp-idle-timeout", seconds, metavar="SECONDS",
             help="close a TCP connection idle this long between queries (RFC 7766 §6.2.3; default: {default:g})"),
-    Setting("--tcp-max-connections", whole(1, 65535), metavar="N",
-            help="most concurrent TCP connections per worker process (as NSD's tcp-count); one more is closed "
-                 "at once (RFC 7766 §6.2.2; default: {default})"),
+    Setting("--tcp-max-connections", whole(1, 1_000_000), metavar="N",
+            help="most concurrent TCP connections per listen address and worker process (as NSD's tcp-count); "
+                 "a new one over it closes the idlest (RFC 7766 §6.2.3; lowered to fit the descriptor limit; "
+                 "default: {default})"),
     Setting("--tcp-max-per-client", whole(1, 65535), metavar="N",
-            help="most concurrent TCP connections from one address, per worker (default: {default})"),
+            help="most concurrent TCP connections from one address, per worker; one more is closed at once "
+                 "(RFC 7766 §6.2.2; default: {default})"),
+    Setting("--tcp-io-timeout", seconds, metavar="SECONDS",
+            help="close a TCP connection whose query takes longer than this to arrive once begun, or whose "
+                 "answers wait this long for the client to read any (as Knot's tcp-io-timeout; default: {default:g})"),
+    Setting("--tcp-max-backlog", whole(1, 65536, "a size in KiB"), metavar="KIB",
+            default=DEFAULTS.tcp_max_backlog // 1024, to_config=lambda kib: kib * 1024,
+            help="answers queued for one TCP client, in KiB, before its connection stops reading and answering "
+                 "until the client reads (default: {default})"),
+    Setting("--tcp-max-output", number(0, 65536, "a size in MiB"), metavar="MIB",
+            default=DEFAULTS.tcp_max_output // MEBIBYTE, to_config=lambda mib: int(mib * MEBIBYTE),
+            help="answers queued for TCP clients that do not read, in MiB, in all per listen address and worker; "
+                 "over it the connection stalled longest is reset (default: {default})"),
     STATE_DIR,
     CONTROL,
     Setting("--allow-transfer", _reason(parse_allow_rule), metavar="PREFIX[,key=NAME]", shape="list", default=[],

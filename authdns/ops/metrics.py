@@ -76,6 +76,12 @@ def _query_metrics(totals: Totals):
     limited.add_metric(["dropped"], counted.rrl_dropped)
     limited.add_metric(["slipped"], counted.rrl_slipped)
     yield limited
+    closed = CounterMetricFamily("authdns_tcp_closed", "TCP connections the server closed, by why: refused (over "
+                                 "the per-address cap), evicted (the idlest, for a new one), idle, slow_query, "
+                                 "not_reading, output_full", labels=["reason"])
+    for reason, count in sorted(counted.tcp_closed.items()):
+        closed.add_metric([reason], count)
+    yield closed
     cumulative, buckets = 0, []
     for bound, count in zip((*map(str, LATENCY_BOUNDS), "+Inf"), counted.latency):
         cumulative += count

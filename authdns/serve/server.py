@@ -2,9 +2,9 @@
 
 UDP reads the socket straight from the event loop (``add_reader`` + ``recvfrom``): in
 this project's measurements asyncio's DatagramProtocol costs about five times more per
-packet. TCP follows RFC 7766: two-octet length framing (§8), several and pipelined
-queries per connection answered in order (§6.2.1), an idle timeout (§6.2.3) and a cap
-on concurrent connections (§6.2.2). No DNS semantics live here.
+packet. TCP (RFC 7766) lives in serve/tcp.py, bounded so that it never delays UDP;
+here its listeners are started beside the UDP ones, with the process's descriptor limit
+raised to hold them. No DNS semantics live here.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import socket
-import struct
 
 from authdns.configuration.config import ServerConfig
 from authdns.answering.query import Via
-from authdns.engine.responder import Responder, Stream
+from authdns.engine.responder import Responder
 from authdns.serve.rrl import RateLimiter
+from authdns.serve.tcp import TcpListener
 
 log = logging.getLogger("authdns.server")
 
 UDP_BATCH = 64  # datagrams read per wake-up before yielding to the loop (TCP stays served)
 UDP_RECEIVE_BUFFER = 1 << 20
-WRITE_BACKLOG = 64 * 1024  # TCP answers queued for a client before we wait for it to read
+DESCRIPTOR_RESERVE = 128  # descriptors kept for everything but TCP connections
 
 
 class BindError(Exception):
@@ -209,142 +210,33 @@ class UdpListener:
         self.sock.close()
 
 
-def _no_delay(writer: asyncio.StreamWriter) -> None:
-    """Answers are whole messages written at once: send them without Nagle's wait."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit, as NSD does at start
+    (systemd's default soft limit is 1024, its hard 524288): every TCP connection is a
+    descriptor. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # the peer is already gone; the read below will notice
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep what we have; connection caps are fitted to it below
+    return soft
 
 
-class TcpListener:
-    def __init__(self, sock: socket.socket, responder: Responder, config: ServerConfig) -> None:
-        self.sock = sock
-        self.responder = responder  # answers transfers too, as a TransferStream
-        self.config = config
-        self.active = 0
-        self.per_client: dict[str, int] = {}  # open connections per client address
-        self.refused = 0
-        self.server: asyncio.base_events.Server | None = None
-        self.connections: set[asyncio.Task] = set()
-        self.waiting: set[asyncio.Task] = set()  # connections between queries (idle)
-        self.retiring = False
-
-    async def start(self, serving: bool = True) -> None:
-        self.server = await asyncio.start_server(self.handle, sock=self.sock, start_serving=serving)
-
-    async def serve(self) -> None:
-        if self.server is not None:
-            await self.server.start_serving()
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        client = peer[0] if peer else ""
-        if self.active >= self.config.tcp_max_connections or \
-                self.per_client.get(client, 0) >= self.config.tcp_max_per_client:
-            # Over a cap: close at once rather than queue (RFC 7766 §6.2.2). The cap per
-            # address keeps one client's idle or trickling connections (slowloris) from
-            # taking every slot from the others.
-            self.refused += 1
-            writer.close()
-            return
-        self.active += 1
-        self.per_client[client] = self.per_client.get(client, 0) + 1
-        _no_delay(writer)
-        task = asyncio.current_task()
-        if task is not None:
-            self.connections.add(task)
-        try:
-            await self.serve_connection(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
-            pass  # the client went away or idled out: nothing to answer
-        except asyncio.CancelledError:
-            # Shutdown (close() below). End the task normally: asyncio's stream callback
-            # calls task.exception(), which on a cancelled task raises and logs a traceback.
-            pass
-        finally:
-            self.active -= 1
-            left = self.per_client[client] - 1
-            if left:
-                self.per_client[client] = left
-            else:
-                del self.per_client[client]
-            if task is not None:
-                self.connections.discard(task)
-            writer.close()
-
-    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Framed queries in, framed answers out, in order (RFC 7766 §6.2.1, §8). Timeouts
-        use asyncio.timeout (no task per read, unlike wait_for), and writes drain only when
-        the socket is backed up: measured, this more than doubles queries per connection."""
-        idle, whole = self.config.tcp_idle_timeout, self.config.tcp_query_timeout
-        peer = writer.get_extra_info("peername")
-        transport = writer.transport
-        respond = self.responder.respond
-        task = asyncio.current_task()
-        first = True
-        while True:
-            if not first:
-                if self.retiring:
-                    return  # retire(): answered what it asked, closed between queries
-                self.waiting.add(task)  # a retire may close it while it waits for more
-            first = False
-            try:
-                async with asyncio.timeout(idle):
-                    prefix = await reader.readexactly(2)
-            finally:
-                self.waiting.discard(task)
-            length = (prefix[0] << 8) | prefix[1]
-            if length == 0:
-                return
-            async with asyncio.timeout(whole):
-                packet = await reader.readexactly(length)
-            reply = respond(packet, Via.TCP, peer)
-            if reply is None:
-                continue
-            if reply.__class__ is not bytes and isinstance(reply, Stream):  # a transfer; bytes most often
-                # A zone transfer: several messages (RFC 5936 §2.2), built in a thread so
-                # queries keep flowing meanwhile, each drained before the next.
-                for message in await reply.messages():
-                    writer.write(struct.pack("!H", len(message)) + message)
-                    async with asyncio.timeout(whole):
-                        await writer.drain()
-                continue
-            writer.write(struct.pack("!H", len(reply)) + reply)
-            if transport.get_write_buffer_size() > WRITE_BACKLOG:
-                async with asyncio.timeout(whole):  # a client that does not read: bounded
-                    await writer.drain()
-
-    def stop_accepting(self) -> None:
-        if self.server is not None:
-            self.server.close()  # this process's listening descriptor; others keep theirs
-
-    async def retire(self, grace: float) -> None:
-        """Stop accepting; close connections waiting for a query; let those with a query
-        under way answer it (RFC 7766 §6.2.3 lets a server close between queries, and
-        clients retry), for at most ``grace`` seconds; then end the rest."""
-        self.retiring = True
-        self.stop_accepting()
-        for task in list(self.waiting):
-            task.cancel()
-        busy = list(self.connections)
-        if busy:
-            await asyncio.wait(busy, timeout=grace)
-        await self.close()
-
-    async def close(self) -> None:
-        """Stop accepting, end every open connection, and wait until they have closed."""
-        if self.server is not None:
-            self.server.close()
-        tasks = list(self.connections)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
+def connection_caps(config: ServerConfig, listeners: int) -> int:
+    """``tcp_max_connections`` per listener, lowered when this process's descriptor limit
+    cannot hold that many on every listener (with DESCRIPTOR_RESERVE left for zones,
+    sockets and the control server), with a warning: past the limit accept() fails and
+    the caps, the eviction of idle connections included, would not be what decides."""
+    limit = raise_descriptor_limit()
+    room = max(1, (limit - DESCRIPTOR_RESERVE) // max(1, listeners))
+    if room < config.tcp_max_connections:
+        log.warning("descriptor limit %d holds %d TCP connections per listen address, not --tcp-max-connections %d",
+                    limit, room, config.tcp_max_connections)
+        return room
+    return config.tcp_max_connections
 
 
 class DnsServer:
@@ -365,9 +257,10 @@ class DnsServer:
         if bound is None:
             bound = [pairs[0] for pairs in bind_all(self.config)]
         limiter = RateLimiter(self.config.rrl_rate, self.config.rrl_slip) if self.config.rrl_rate else None
+        caps = connection_caps(self.config, len(bound))
         for udp_sock, tcp_sock in bound:
             self.udp.append(UdpListener(udp_sock, self.responder, limiter))
-            tcp = TcpListener(tcp_sock, self.responder, self.config)
+            tcp = TcpListener(tcp_sock, self.responder, self.config, caps)
             await tcp.start(serving=False)
             self.tcp.append(tcp)
             host, port = udp_sock.getsockname()[:2]

@@ -20,9 +20,9 @@ Checks:
 * TCP (RFC 7766): several queries on one connection, 10 pipelined queries in one write
   answered by ID, pipelined answers sent without Nagle's delay, a query split across
   writes; the idle timeout closes a quiet connection (``--tcp-idle-timeout``) but the
-  default one does not within a second; the connection cap (``--tcp-max-connections 3``)
-  closes the 4th concurrent connection without an answer while the first three still
-  answer, and a freed slot is reused;
+  default one does not within a second; over the connection cap (``--tcp-max-connections 3``)
+  a 4th connection is answered and the idlest of the first three closed, the other two still
+  answer; over ``--tcp-max-per-client 2`` the 3rd connection is closed without an answer;
 * 0x20: a mixed-case qname comes back byte for byte in the response's question, over UDP
   and TCP.
 """
@@ -44,7 +44,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import ServerProcess, rrset_texts, start_server, stop_server, wait_until
+from conftest import ServerProcess, rrset_texts, start_server, stop_server
 from support import (
     BIG_A_COUNT,
     BIG_TXT_COUNT,
@@ -416,38 +416,41 @@ def test_default_idle_timeout_keeps_connection_for_a_while(shipped_server: Serve
         assert tcp_exchange(sock, query_wire("example.test", "A"))
 
 
-def test_connection_cap(zone_dir: Path, server_factory) -> None:
+def test_connection_cap_closes_the_idlest_for_a_new_one(zone_dir: Path, server_factory) -> None:
+    """Over --tcp-max-connections a new client is not locked out: the connection that got
+    its last answer longest ago is closed (RFC 7766 §6.2.3), the others keep answering."""
     server = server_factory(zone_dir, "--tcp-max-connections", "3")
     wire = query_wire("example.test", "A")
     first = [tcp_connect(server.host, server.port, timeout=3.0) for _ in range(3)]
     try:
-        for sock in first:  # each answered: the server has counted all three
+        for sock in first:  # each answered in turn: first[0] is now the idlest
             assert rrset_texts(dns.message.from_wire(tcp_exchange(sock, wire)).answer) == APEX_A
         with tcp_connect(server.host, server.port, timeout=3.0) as fourth:
-            try:
-                fourth.sendall(frame(wire))
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # already closed: that is the expected outcome too
-            try:
-                reply = recv_exactly(fourth, 2)
-            except ConnectionResetError:
-                reply = b""
-            assert reply == b"", "the connection over the cap must be closed without an answer"
+            assert rrset_texts(dns.message.from_wire(tcp_exchange(fourth, wire)).answer) == APEX_A
+            assert closed_by_peer(first[0]), "the idlest connection must make room"
+            for sock in first[1:]:
+                assert rrset_texts(dns.message.from_wire(tcp_exchange(sock, wire)).answer) == APEX_A
+    finally:
         for sock in first:
-            assert rrset_texts(dns.message.from_wire(tcp_exchange(sock, wire)).answer) == APEX_A
-        # Free one slot: a new connection is served once the server has seen the close.
-        first.pop().close()
+            sock.close()
 
-        def served_again() -> bool | None:
+
+def test_per_client_cap_refuses_the_one_over_it(zone_dir: Path, server_factory) -> None:
+    server = server_factory(zone_dir, "--tcp-max-per-client", "2")
+    wire = query_wire("example.test", "A")
+    first = [tcp_connect(server.host, server.port, timeout=3.0) for _ in range(2)]
+    try:
+        for sock in first:
+            assert tcp_exchange(sock, wire)
+        with tcp_connect(server.host, server.port, timeout=3.0) as third:
             try:
-                with tcp_connect(server.host, server.port, timeout=1.0) as sock:
-                    sock.sendall(frame(wire))
-                    return True if tcp_read_message(sock) else None
-            except OSError:
-                return None
-
-        served_again.__name__ = "a new connection served after one closed"
-        wait_until(served_again, timeout=5.0)
+                third.sendall(frame(wire))
+                reply = recv_exactly(third, 2)
+            except (BrokenPipeError, ConnectionResetError):
+                reply = b""
+            assert reply == b"", "the connection over the per-address cap must be closed without an answer"
+        for sock in first:
+            assert tcp_exchange(sock, wire)
     finally:
         for sock in first:
             sock.close()
