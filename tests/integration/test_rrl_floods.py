@@ -7,7 +7,8 @@ response (the wildcard's owner), NXDOMAIN and NODATA are one response per zone (
 owner), as NSD and BIND count them (serve/rrl.py, ``Answer.key``). The rest goes out
 truncated (slip 2) or not at all. With two workers and the flood spread over both
 (several source ports: the kernel's SO_REUSEPORT hash), the bound is the same: the
-buckets are the server's, not each worker's.
+buckets are the server's, not each worker's, and a reload's new generation of workers
+keeps them.
 
 ``seconds`` is measured from the first query sent to the last reply read, so the
 bound holds however late the server reads its backlog; ``RACES`` allows for the
@@ -19,11 +20,12 @@ that per-worker buckets give).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import start_server, status_json, stop_server
+from conftest import start_server, status_json, stop_server, wait_until
 from support import Flood, udp_flood, write_zone
 
 RATE = 100
@@ -87,3 +89,31 @@ def test_nodata_for_many_names_of_one_zone(zone_dir: Path) -> None:
     write_zone(zone_dir, "hosts.test", "records:\n  \"@\":\n    NS: ns1\n  ns1: {A: 192.0.2.1}\n"
                + "".join(f"  h{n}: {{A: 192.0.2.{n % 250 + 1}}}\n" for n in range(3000)))
     flood_and_check(zone_dir, 1, lambda n: f"h{n % 3000}.hosts.test", "AAAA", "NODATA")
+
+
+@pytest.mark.slow
+def test_a_reload_during_the_flood_keeps_the_buckets(zone_dir: Path) -> None:
+    """A new zone mid-flood: the supervisor forks a new generation of workers, which
+    count into the same shared table, so the flood gets no second burst."""
+    server = start_server(zone_dir, "--rrl-rate", str(RATE), "--rrl-slip", "2", workers=2)
+    try:
+        first = {worker["generation"] for worker in status_json(server.state_dir)["workers"]}
+        result: list[Flood] = []
+        flooding = threading.Thread(target=lambda: result.append(udp_flood(
+            "127.0.0.2", server.port, 5.0, GAP, name=random_name("users.example.test"), rdtype="A",
+            sockets=SOCKETS)))
+        flooding.start()
+        wait_until(lambda: sum(worker["queries"] for worker in status_json(server.state_dir)["workers"]) > RATE
+                   or None, timeout=5)  # under way, the burst spent
+        write_zone(zone_dir, "extra.test", "records:\n  \"@\":\n    NS: ns1\n  ns1: {A: 192.0.2.1}\n")
+        wait_until(lambda: {worker["generation"] for worker in status_json(server.state_dir)["workers"]}
+                   .isdisjoint(first) or None, timeout=5)
+        reloaded = flooding.is_alive()  # the new generation served while the flood still ran
+        flooding.join(timeout=10)
+        flood = result[0]
+        print(f"\nwildcard answers across a reload, 2 workers: sent {flood.sent}, answered {flood.full} in "
+              f"{flood.elapsed:.2f} s; limit {RATE * flood.elapsed + RATE:.0f}")
+        assert reloaded, "the reload must land inside the flood"
+        assert flood.full <= limit(flood, 2), flood
+    finally:
+        stop_server(server.process)
