@@ -147,7 +147,9 @@ def wait_for(port: int, process: subprocess.Popen, what: str) -> None:
         time.sleep(0.1)
 
 
-def start_nsd(work: Path, master: Path, workers: int, cpus: str) -> tuple[subprocess.Popen, int]:
+def start_nsd(work: Path, master: Path, workers: int, cpus: str, rrl: int = 0) -> tuple[subprocess.Popen, int]:
+    """NSD on the master file; ``rrl``: its rrl-ratelimit (0: off, as the speed runs
+    need: Debian's NSD limits by default); bench/rrl_flood.py sets one."""
     port = free_port()
     conf = work / "nsd.conf"
     conf.write_text(f"""server:
@@ -155,8 +157,9 @@ def start_nsd(work: Path, master: Path, workers: int, cpus: str) -> tuple[subpro
     ip-address: {HOST}
     server-count: {workers}
     reuseport: {"yes" if workers > 1 else "no"}
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
+    rrl-ratelimit: {rrl}
+    rrl-whitelist-ratelimit: {rrl}
+    rrl-slip: 2
     zonesdir: "{work}"
     pidfile: "{work}/nsd.pid"
     database: ""
@@ -178,12 +181,13 @@ zone:
     return process, port
 
 
-def start_authdns(work: Path, workers: int, cpus: str, loop: str) -> tuple[subprocess.Popen, int]:
+def start_authdns(work: Path, workers: int, cpus: str, loop: str,
+                  extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
         ["taskset", "-c", cpus, sys.executable, "-m", "authdns", "serve", "--zones", str(work / "zones"),
          "--listen", f"{HOST}:{port}", "--state-dir", str(work / "state"), "--log-level", "warning",
-         "--workers", str(workers), "--loop", loop],
+         "--workers", str(workers), "--loop", loop, *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(port, process, "authdns")
     return process, port

@@ -14,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import dns.flags
 import dns.message
@@ -119,6 +119,62 @@ def udp_replies_until(
 
 
 # ---------------------------------------------------------------- raw TCP
+
+
+class Flood(NamedTuple):
+    """What ``udp_flood`` saw: queries sent, full and truncated (TC) replies, and the
+    seconds from the first query sent to the last reply read (the server's checks all
+    fall inside them)."""
+
+    sent: int
+    full: int
+    truncated: int
+    elapsed: float
+
+
+def udp_flood(source: str, port: int, seconds: float, gap: float,
+              name: Callable[[int], str] = lambda _: "example.test", rdtype: str = "MX",
+              sockets: int = 1, host: str = "127.0.0.1") -> Flood:
+    """Send queries for ``name(n)`` from ``source`` for ``seconds``, one every ``gap``
+    seconds, in turn from ``sockets`` source ports (several: the kernel's SO_REUSEPORT
+    hash spreads them over a server's workers); bounded in time, stragglers read for at
+    most a second more."""
+    full = truncated = sent = 0
+    last_reply = started = time.monotonic()
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sockets)]
+    try:
+        for sock in socks:
+            sock.bind((source, 0))
+            sock.setblocking(False)
+
+        def collect() -> None:
+            nonlocal full, truncated, last_reply
+            for sock in socks:
+                while True:
+                    try:
+                        reply = sock.recv(4096)
+                    except BlockingIOError:
+                        break
+                    last_reply = time.monotonic()
+                    if reply[2] & 0x02:
+                        truncated += 1
+                    else:
+                        full += 1
+
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            socks[sent % sockets].sendto(dns.message.make_query(name(sent), rdtype).to_wire(), (host, port))
+            sent += 1
+            time.sleep(gap)  # the flood's pace
+            collect()
+        deadline = time.monotonic() + 1.0
+        while full + truncated < sent and time.monotonic() < deadline:
+            time.sleep(0.01)  # the last answers in flight, bounded
+            collect()
+    finally:
+        for sock in socks:
+            sock.close()
+    return Flood(sent, full, truncated, last_reply - started)
 
 
 def tcp_connect(host: str, port: int, timeout: float = 2.0) -> socket.socket:

@@ -78,22 +78,35 @@ class Answer:
         return AnswerKind.NODATA
 
     def key(self, qname: Name, qtype: int) -> bytes:
-        """The kind (first octet) and what the reply is about: the name and type for an
-        answer, the name for NODATA (for both: the wildcard instead, when the question
-        matched one), the delegation point for a referral, the rcode alone for NXDOMAIN
-        and errors. Replies with equal keys are "the same response" to
-        response rate limiting, as in BIND and NSD (serve/rrl.py): random names under one
-        delegation, under a wildcard, or random NXDOMAIN names share a bucket rather than
-        open one each."""
+        """The kind (first octet) and what the reply is about: "the same response" to
+        response rate limiting (serve/rrl.py), classed as NSD's rrl.c and BIND's
+        rate-limit do it, so that random names never open a bucket each:
+        - an answer: its name and type; synthesized from a wildcard, the wildcard's
+          owner (``*.users.example.test``) instead of the name (RFC 4592 §3.3.1);
+        - NXDOMAIN and NODATA: the zone whose SOA is in authority (RFC 2308 §3, §2.2),
+          as NSD and BIND (nxdomains-per-second, nodata-per-second) count them;
+        - a referral: the delegation point;
+        - REFUSED and other errors: the rcode alone, per client prefix (BIND's
+          errors-per-second; NSD takes the zone, which a REFUSED reply has none of)."""
         kind = self.kind
-        subject = self.wildcard or qname  # random names under one wildcard: one response (as NSD)
         if kind is AnswerKind.ANSWER:
-            return answer_key(subject, qtype)
-        if kind is AnswerKind.NODATA:
-            return bytes((kind,)) + subject
+            return answer_key(self.wildcard or qname, qtype)
         if kind is AnswerKind.REFERRAL:
             return bytes((kind,)) + self.authority[0].owner
+        if kind is AnswerKind.NODATA or kind is AnswerKind.NXDOMAIN:
+            zone = self.negative_zone()
+            if zone is not None:
+                return bytes((kind,)) + zone
+            if kind is AnswerKind.NODATA:  # no SOA to name the zone (CH answers): the name
+                return bytes((kind,)) + (self.wildcard or qname)
         return rcode_key(self.rcode)
+
+    def negative_zone(self) -> Name | None:
+        """The owner of the SOA a negative answer carries in authority: its zone."""
+        for placed in self.authority:
+            if placed.rrset.rtype == QTYPE.SOA:
+                return placed.owner
+        return None
 
 
 def answer_key(qname: Name, qtype: int) -> bytes:

@@ -231,8 +231,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="serve Prometheus /metrics and the status page / over HTTP here (e.g. 127.0.0.1:9153; port 0 "
                  "picks one; default: off)"),
     Setting("--rrl-rate", whole(0, 1_000_000, "a whole number of answers per second"), metavar="N",
-            help="response rate limiting: UDP answers per second per client /24 (/56) and per answer, per "
-                 "worker; 0: off (default: {default})"),
+            help="response rate limiting: UDP answers per second per client /24 (/56) and per response, for "
+                 "the whole server (the workers share the buckets); 0: off (default: {default})"),
     Setting("--rrl-slip", whole(0, 100), metavar="N",
             help="over the rate, every Nth answer goes out truncated so real clients retry over TCP; 0: drop all "
                  "(default: {default})"),

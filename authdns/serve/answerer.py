@@ -14,6 +14,7 @@ from authdns.configuration.config import ServerConfig
 from authdns.balancing.counters import Totals
 from authdns.balancing.ordering import Balancer
 from authdns.engine.responder import Responder
+from authdns.serve.rrl import RateLimiter
 from authdns.serve.server import DnsServer
 from authdns.engine.state import StateHolder
 from authdns.transfer.zonetransfer import TransferResponder
@@ -34,8 +35,10 @@ class Answerer:
                       {key: counters.copy() for key, counters in balancer.counters.items()})
 
 
-def build_answerer(config: ServerConfig, holder: StateHolder) -> Answerer:
+def build_answerer(config: ServerConfig, holder: StateHolder, limiter: RateLimiter | None = None) -> Answerer:
+    """``limiter``: the supervisor's rate limiter a worker shares (serve/rrl.py); None:
+    the server makes its own with ``--rrl-rate``."""
     balancer = Balancer(client_rotors=config.client_rotors)
     transfer = TransferResponder(holder, config)
     responder = Responder(holder, config, balancer, transfer=transfer)
-    return Answerer(balancer, transfer, responder, DnsServer(config, responder))
+    return Answerer(balancer, transfer, responder, DnsServer(config, responder, limiter))

@@ -18,7 +18,7 @@ import socket
 from authdns.configuration.config import ServerConfig
 from authdns.answering.query import Via
 from authdns.engine.responder import Responder
-from authdns.serve.rrl import RateLimiter
+from authdns.serve.rrl import RateLimiter, rate_limiter
 from authdns.serve.tcp import TcpListener
 
 log = logging.getLogger("authdns.server")
@@ -242,9 +242,12 @@ def connection_caps(config: ServerConfig, listeners: int) -> int:
 class DnsServer:
     """Every listen address, UDP and TCP, bound before any of them serves."""
 
-    def __init__(self, config: ServerConfig, responder: Responder) -> None:
+    def __init__(self, config: ServerConfig, responder: Responder, limiter: RateLimiter | None = None) -> None:
         self.config = config
         self.responder = responder
+        # Response rate limiting: a worker is handed the supervisor's (one table for all
+        # workers, serve/rrl.py); a single process makes its own when it starts.
+        self.limiter = limiter
         self.udp: list[UdpListener] = []
         self.tcp: list[TcpListener] = []
         self.addresses: list[tuple[str, int]] = []
@@ -256,7 +259,9 @@ class DnsServer:
         read until ``serve()``: a new worker waits so while the old one hands over."""
         if bound is None:
             bound = [pairs[0] for pairs in bind_all(self.config)]
-        limiter = RateLimiter(self.config.rrl_rate, self.config.rrl_slip) if self.config.rrl_rate else None
+        if self.limiter is None:
+            self.limiter = rate_limiter(self.config)
+        limiter = self.limiter
         caps = connection_caps(self.config, len(bound))
         for udp_sock, tcp_sock in bound:
             self.udp.append(UdpListener(udp_sock, self.responder, limiter))

@@ -17,6 +17,9 @@ snapshot, shared copy-on-write, costs nothing to hand over, however large it is:
 - health views and operator overrides are small: they go to every worker as a message
   on its channel (a socketpair), and each applies it with one publish.
 - a worker that dies is forked again for its slot, after a pause if it keeps dying.
+- response rate limiting is the server's, not each worker's: the supervisor makes the
+  bucket table in shared memory before the first fork (serve/rrl.py), and every worker
+  of every generation counts into it, so a reload does not hand a flood a fresh burst.
 - each worker keeps its own rotors: the share of first positions is exact per worker,
   so over all of them to within one pick per worker. ``status`` asks every worker for
   its counters and adds those of workers that have exited, so counts survive reloads.
@@ -40,6 +43,7 @@ from authdns.base import logformat
 from authdns.serve.answerer import build_answerer
 from authdns.configuration.config import ServerConfig
 from authdns.balancing.counters import Totals
+from authdns.serve.rrl import RateLimiter, rate_limiter
 from authdns.serve.server import bind_all, close_pairs
 from authdns.engine.state import ServingState, StateHolder
 from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
@@ -97,6 +101,9 @@ class WorkerPool:
         self.closing = False
         self._rollout_wanted = asyncio.Event()
         self.query_log = config.query_log  # switched at runtime (set_query_log)
+        # One bucket table for every worker of every generation, made before the first
+        # fork (an anonymous shared map: serve/rrl.py), so the rate is the server's.
+        self.limiter = rate_limiter(config)
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> list[tuple[str, int]]:
@@ -134,7 +141,7 @@ class WorkerPool:
         if pid == 0:
             ours.close()
             _become_worker(slot, self.config, state, [pairs[slot] for pairs in self.bound], theirs, serving,
-                           self.query_log)
+                           self.query_log, self.limiter)
         theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         worker = Worker(slot, pid, state.generation, time.time(), reader, writer,
@@ -358,7 +365,7 @@ def _exit_text(status: int) -> str:
 # -- the worker's side -------------------------------------------------------------------
 
 def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: list, channel: socket.socket,
-                   serving: bool, query_log: bool) -> NoReturn:
+                   serving: bool, query_log: bool, limiter: RateLimiter | None) -> NoReturn:
     """In the forked child: shed what belongs to the supervisor, serve, never return."""
     code = 1
     try:
@@ -374,7 +381,8 @@ def _become_worker(slot: int, config: ServerConfig, state: ServingState, pairs: 
         keep = {0, 1, 2, channel.fileno()} | {sock.fileno() for pair in pairs for sock in pair} | _log_fds()
         _close_inherited(keep)
         logformat.label_process(worker=slot, pid=os.getpid())
-        code = eventloop.run(_serve_worker(config, state, pairs, channel, serving, query_log), config.event_loop)
+        code = eventloop.run(_serve_worker(config, state, pairs, channel, serving, query_log, limiter),
+                             config.event_loop)
     except BaseException:
         log.exception("worker slot=%d failed", slot)
     finally:
@@ -410,11 +418,11 @@ def _log_fds() -> set[int]:
 
 
 async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, channel: socket.socket,
-                        serving: bool, query_log: bool) -> int:
+                        serving: bool, query_log: bool, limiter: RateLimiter | None = None) -> int:
     """Answer on ``pairs`` (at once, or from ``Serve`` on) until told to stop."""
     holder = StateHolder()
     holder.publish(snapshot=state.snapshot, health=state.health, overrides=state.overrides)
-    answerer = build_answerer(config, holder)
+    answerer = build_answerer(config, holder, limiter)  # the supervisor's rate limiter: shared buckets
     answerer.responder.query_log = query_log
     dns = answerer.dns
     await dns.start(pairs, serving=serving)

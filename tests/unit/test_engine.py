@@ -168,11 +168,14 @@ def key(snapshot: Snapshot, qname: str, qtype: str) -> bytes:
     (("a.lab.example.test", "A"), ("b.lab.example.test", "MX"), True),  # one delegation point
     (("a.users.example.test", "A"), ("b.c.users.example.test", "A"), True),  # one wildcard
     (("a.users.example.test", "A"), ("a.users.example.test", "MX"), False),  # ... per type
-    (("nope1.example.test", "A"), ("nope2.example.net", "MX"), True),  # NXDOMAIN: per prefix only
-    (("mail.example.test", "TXT"), ("mail.example.test", "SRV"), True),  # NODATA: by name
-    (("mail.example.test", "TXT"), ("mail2.example.test", "TXT"), False),
+    (("nope1.example.test", "A"), ("x.nope2.example.test", "MX"), True),  # NXDOMAIN: by zone (its SOA)
+    (("nope1.example.test", "A"), ("nope2.example.net", "A"), False),  # ... one bucket per zone
+    (("mail.example.test", "TXT"), ("mail.example.test", "SRV"), True),  # NODATA: by zone too
+    (("mail.example.test", "TXT"), ("mail2.example.test", "TXT"), True),
+    (("mail.example.test", "TXT"), ("example.net", "SRV"), False),
+    (("mail.example.test", "TXT"), ("nope.example.test", "TXT"), False),  # ... apart from NXDOMAIN
     (("mail.example.test", "A"), ("mail.example.test", "AAAA"), False),  # answers: name and type
-    (("a.users.example.test", "TXT"), ("b.c.users.example.test", "TXT"), True),  # wildcard NODATA: the wildcard
+    (("a.users.example.test", "TXT"), ("b.c.users.example.test", "TXT"), True),  # wildcard NODATA: the zone
     (("a.users.example.test", "TXT"), ("a.users.example.test", "A"), False),  # ... apart from its answers
     (("example.org", "A"), ("example.com", "MX"), True),  # REFUSED: per prefix
     (("nope.example.test", "A"), ("example.org", "A"), False),  # ... apart from NXDOMAIN
