@@ -283,9 +283,16 @@ class Balancer:
                     for member in group.members:  # the group leaves the answer: no share to give
                         plans[member.index] = _member_plan(member, group.preference, 0, False, _left_out(member), None)
                 continue
-            chosen = self._order_group(balance, group, commit)
-            if balance.answer is not None and not prep.fail_open:  # fail open answers everyone
-                chosen = chosen[: balance.answer]
+            if prep.fail_open:
+                # Every member, in zone order, no rotor read: one answer, precompiled like
+                # any other (a rotation would only change who is first, at the price of
+                # one rendering of the whole RRset per member); senders split equal
+                # preferences themselves (RFC 5321 §5.1).
+                chosen = list(group.eligible)
+            else:
+                chosen = self._order_group(balance, group, commit)
+                if balance.answer is not None:
+                    chosen = chosen[: balance.answer]
             if not chosen:
                 continue
             firsts.append(group.members[chosen[0]].index)
@@ -365,7 +372,7 @@ class Balancer:
             if fail_open:
                 scale = PLAIN_SCALE
                 weights = tuple(max(member.configured or 1, 1) * UP_FACTOR for member in group)
-                why = "fail open: no member of the RRset is usable, so all are answered"
+                why = "fail open: no member of the RRset is usable, so all are answered, in zone order"
             eligible = [position for position, weight in enumerate(weights) if weight > 0]
             # The epoch: which members are eligible and the weights the zone or an operator
             # gave them; health-derived changes (degraded, auto) keep the cycle's credit.

@@ -465,7 +465,7 @@ def test_a_failing_publish_is_logged_once_and_probing_goes_on(fakes: Callable[..
         raise RuntimeError("publish is broken")
 
     async def main() -> None:
-        monitor = HealthMonitor(broken)
+        monitor = HealthMonitor(broken, gap=0)  # every change tried at once: the test counts them
         try:
             await monitor.watch({key: watch(fake)})
             await monitor.first_round()
@@ -498,7 +498,7 @@ def test_settling_ends_by_its_timer_and_survives_a_reload_gap(fakes: Callable[..
         return check
 
     async def main() -> None:
-        monitor = HealthMonitor(published)
+        monitor = HealthMonitor(published, gap=0)  # outcomes fed one by one, each view checked
         try:
             await monitor.watch({key: watch(fake, check=slow)})
             await monitor.first_round()
