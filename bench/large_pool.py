@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -158,7 +157,7 @@ def free_port(hosts: list[str]) -> int:
 
 def zone_text(members: int, port: int, answer: int, interval: float, checked: bool = True) -> str:
     records = "".join(f"        - {{address: {member_address(index)}}}\n" for index in range(members))
-    check = f"      check: smtp\n" if checked else ""
+    check = "      check: smtp\n" if checked else ""
     limit = f"      answer: {answer}\n" if answer else ""
     return f"""ttl: 300
 checks:
