@@ -192,6 +192,16 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a figure other load on the machine
+    does not inflate, unlike latency)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -213,7 +223,8 @@ class Result:
     qps_fail_open: float = 0.0
     qps_nsd: float = 0.0
     qps_nsd_fail_open: float = 0.0
-    answers_wrong: int = 0  # answers with an address that was down for the whole probe cycle
+    answers_wrong: int = 0  # answers outside the pool (python load)
+    cpu: tuple[float, float, float, float] | None = None  # supervisor, workers CPU s at warm-up and end
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -349,6 +360,7 @@ def run_pool(members: int = 500, rate: int = 5000, seconds: float = 60, interval
         flipped_up = True
         next_flap, next_sample, next_status = started + 1, started, started + 1
         warm: tuple | None = None
+        warm_cpu = (0.0, 0.0)
         turn = 0
         while loader.is_alive() and time.monotonic() < started + seconds + 90:
             now = time.monotonic()
@@ -371,6 +383,10 @@ def run_pool(members: int = 500, rate: int = 5000, seconds: float = 60, interval
                 publishes, messages = health_counts(reply)
                 if warm is None and now - started >= WARMUP:
                     warm = (now, publishes, messages)
+                    warm_cpu = (cpu_seconds(server.pid), sum(cpu_seconds(child) for child in children(server.pid)))
+                if warm is not None and now < started + seconds:
+                    result.cpu = (*warm_cpu, cpu_seconds(server.pid),
+                                  sum(cpu_seconds(child) for child in children(server.pid)))
                 if warm is not None and reply is not None:
                     result.measured = now - warm[0]
                     if publishes is not None and warm[1] is not None:
@@ -430,6 +446,12 @@ def report(result: Result, out) -> None:
               f"{last[0]:.0f} s; workers {first[2]:.1f} -> {last[2]:.1f} MiB", file=out)
     print(f"  answered {result.answered} of {result.sent}; latency p50 {1000 * result.percentile(0.5):.2f} ms, "
           f"p99 {1000 * result.percentile(0.99):.2f} ms, max {1000 * result.percentile(1.0):.2f} ms", file=out)
+    if result.cpu and result.measured:
+        supervisor = (result.cpu[2] - result.cpu[0]) / result.measured
+        workers = result.cpu[3] - result.cpu[1]
+        answered = result.answered * result.measured / max(1.0, result.measured + WARMUP)  # about, after warm-up
+        print(f"  CPU: supervisor {100 * supervisor:.0f} % of a core; workers {1e6 * workers / max(1.0, answered):.0f} us "
+              f"per query answered", file=out)
     times = result.status_times
     print(f"  status: {len(times)} asked, slowest {max(times, default=0):.3f} s, median "
           f"{statistics.median(times) if times else 0:.3f} s", file=out)
@@ -444,6 +466,57 @@ def report(result: Result, out) -> None:
         print(f"  every member down (fail open), full speed: authdns {result.qps_fail_open:.0f} q/s"
               + (f", NSD {result.qps_nsd:.0f} q/s (same answer size, no checks): ratio "
                  f"{result.qps_fail_open / result.qps_nsd:.3f}" if result.qps_nsd else ""), file=out)
+
+
+def in_process(members: int, answer: int, flap: int, views: int = 20, per_view: int = 2500) -> list[float]:
+    """The query path alone, no sockets, no other process: ``Responder.respond`` timed per
+    query for a balanced answer of the pool while a health view with ``flap`` members
+    flipped is published every ``per_view`` queries (at 5,000 q/s and 2 views a second,
+    as the monitor coalesces them). Seconds per query, sorted; less exposed to a busy
+    machine than latency over the network."""
+    import random
+    from types import MappingProxyType
+
+    import dns.message
+
+    from authdns.answering.query import Via
+    from authdns.balancing.ordering import Balancer
+    from authdns.configuration.config import ServerConfig
+    from authdns.engine.responder import Responder
+    from authdns.engine.state import StateHolder
+    from authdns.health.monitor import HealthView, MemberHealth, Status
+    from authdns.health.watchlist import watch_list
+    from authdns.zones.loader import load_snapshot
+
+    work = Path(tempfile.mkdtemp(prefix="authdns-pool-inprocess-"))
+    try:
+        (work / f"{ORIGIN}.yaml").write_text(zone_text(members, 2525, answer, 1.0))
+        snapshot = load_snapshot(work).snapshot
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    holder = StateHolder(snapshot)
+    keys = list(watch_list(snapshot))
+    health = {key: MemberHealth(Status.UP, 0.0, 0.001, None, ()) for key in keys}
+    holder.publish(health=HealthView(MappingProxyType(dict(health))))
+    responder = Responder(holder, ServerConfig(), Balancer())
+    packet = dns.message.make_query(NAME, "A").to_wire()
+    peer = ("127.0.0.1", 5353)
+    for _ in range(2 * members):
+        responder.respond(packet, Via.UDP, peer)  # warm: the cycle met once
+    rng = random.Random(1)
+    timings = []
+    clock = time.perf_counter
+    for number in range(views):
+        for key in rng.sample(keys, flap):
+            down = health[key].status is Status.UP
+            health[key] = MemberHealth(Status.DOWN if down else Status.UP, 0.0, None if down else 0.001, None, ())
+        holder.publish(health=HealthView(MappingProxyType(dict(health)), number))
+        for _ in range(per_view):
+            started = clock()
+            responder.respond(packet, Via.UDP, peer)
+            timings.append(clock() - started)
+    timings.sort()
+    return timings
 
 
 def main() -> int:
@@ -464,6 +537,10 @@ def main() -> int:
         return 2
     run_pool(args.members, args.rate, args.seconds, args.interval, args.flap, args.answer, args.workers,
              not args.no_nsd, args.load, args.tracemalloc)
+    timings = in_process(args.members, args.answer, args.flap)
+    print(f"  in process (Responder.respond alone, a view with {args.flap} flips every 2,500 queries): "
+          f"p50 {1e3 * timings[len(timings) // 2]:.3f} ms, p99 {1e3 * timings[int(0.99 * len(timings))]:.3f} ms, "
+          f"max {1e3 * timings[-1]:.2f} ms, mean {1e6 * sum(timings) / len(timings):.1f} us")
     return 0
 
 

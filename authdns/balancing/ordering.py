@@ -569,9 +569,9 @@ def _rotor_key(rrset: RRset, preference: int | None, texts: tuple[str, ...]) -> 
     type, the group's members and the policy stay, so its rotation carries on. The
     members are one string, not a tuple: every balanced answer looks its rotors up by
     this key, a str caches its hash and a tuple does not, so a pool of 500 members would
-    cost 500 string hashes per query."""
+    cost 500 string hashes per query; the policy by its value, as an Enum hashes in Python."""
     assert rrset.balance is not None
-    return (rrset.name, rrset.rtype, preference, "\0".join(texts), rrset.balance.policy)
+    return (rrset.name, rrset.rtype, preference, "\0".join(texts), rrset.balance.policy.value)
 
 
 def _rotor_keys(rrset: RRset) -> set[tuple]:
