@@ -142,9 +142,11 @@ def test_large_flapping_pool_stays_bounded(tmp_path: Path) -> None:
 
         wait_until(settled, 15)
         given: set[int] = set()
-        for _ in range(MEMBERS):
+        for _ in range(4 * MEMBERS):  # each worker keeps its own rotation: ask until both went round
             given.update(index_of(address) for address in
                          addresses(dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=2)))
+            if len(given) >= MEMBERS - len(down):
+                break
         assert given and not given & down, sorted(given & down)
         assert len(given) == MEMBERS - len(down), "round robin reaches every member up"
 
