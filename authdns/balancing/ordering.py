@@ -283,9 +283,16 @@ class Balancer:
                     for member in group.members:  # the group leaves the answer: no share to give
                         plans[member.index] = _member_plan(member, group.preference, 0, False, _left_out(member), None)
                 continue
-            chosen = self._order_group(balance, group, commit)
-            if balance.answer is not None and not prep.fail_open:  # fail open answers everyone
-                chosen = chosen[: balance.answer]
+            if prep.fail_open:
+                # Every member, in zone order, no rotor read: one answer, precompiled like
+                # any other (a rotation would only change who is first, at the price of
+                # one rendering of the whole RRset per member); senders split equal
+                # preferences themselves (RFC 5321 §5.1).
+                chosen = list(group.eligible)
+            else:
+                chosen = self._order_group(balance, group, commit)
+                if balance.answer is not None:
+                    chosen = chosen[: balance.answer]
             if not chosen:
                 continue
             firsts.append(group.members[chosen[0]].index)
@@ -365,7 +372,7 @@ class Balancer:
             if fail_open:
                 scale = PLAIN_SCALE
                 weights = tuple(max(member.configured or 1, 1) * UP_FACTOR for member in group)
-                why = "fail open: no member of the RRset is usable, so all are answered"
+                why = "fail open: no member of the RRset is usable, so all are answered, in zone order"
             eligible = [position for position, weight in enumerate(weights) if weight > 0]
             # The epoch: which members are eligible and the weights the zone or an operator
             # gave them; health-derived changes (degraded, auto) keep the cycle's credit.
@@ -559,9 +566,12 @@ def _auto_weight(fastest: float | None, rtt: float | None) -> int:
 
 def _rotor_key(rrset: RRset, preference: int | None, texts: tuple[str, ...]) -> tuple:
     """The key of one group's rotors: the same across reloads while the RRset's owner,
-    type, the group's members and the policy stay, so its rotation carries on."""
+    type, the group's members and the policy stay, so its rotation carries on. The
+    members are one string, not a tuple: every balanced answer looks its rotors up by
+    this key, a str caches its hash and a tuple does not, so a pool of 500 members would
+    cost 500 string hashes per query; the policy by its value, as an Enum hashes in Python."""
     assert rrset.balance is not None
-    return (rrset.name, rrset.rtype, preference, texts, rrset.balance.policy)
+    return (rrset.name, rrset.rtype, preference, "\0".join(texts), rrset.balance.policy.value)
 
 
 def _rotor_keys(rrset: RRset) -> set[tuple]:

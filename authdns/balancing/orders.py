@@ -47,7 +47,10 @@ if TYPE_CHECKING:
     from authdns.balancing.rotors import Rotors
 
 STATE_LIMIT = 1024  # rotor states recorded per answer: a period longer than this is planned per query
-VARIANT_LIMIT = 64  # distinct orders indexed per answer (random over many members renders the rest each time)
+# Distinct orders indexed per answer: round robin over n members with answer: N has n of
+# them, and each one not indexed is planned and rendered per query (the caller bounds the
+# bytes of what it renders: engine/cache.py)
+VARIANT_LIMIT = STATE_LIMIT
 
 PlanKey = tuple  # (section, owner, rtype), as ``Balancer._choose`` keys its plans
 Plans = dict  # PlanKey -> Plan
@@ -57,7 +60,7 @@ UNLISTED = -1  # advance(): this answer's order has no index; its plans are in `
 class Orders:
     """The orders of one balanced answer under one health view and one set of overrides."""
 
-    __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "lasts", "_rotors", "_keys",
+    __slots__ = ("answer", "health", "overrides", "live", "plans", "unlisted", "counts", "lasts", "signatures", "_rotors", "_keys",
                  "_plan", "_count", "_clock", "_preps", "_turned", "_smoothed", "_states", "_index", "_memoised")
 
     def __init__(self, answer: Answer, health: HealthView, overrides: Overrides, preps: dict[PlanKey, _Prepared],
@@ -76,6 +79,9 @@ class Orders:
         self.unlisted: Plans = {}  # the last plans that got no index (UNLISTED)
         self.counts: list[int] = []  # answers replayed per index, not yet added to the counters
         self.lasts: list[float] = []  # wall time of the last replayed answer, per index
+        # by index: what its rendering depends on (each RRset's order, promotions, TTL), the
+        # same across Orders of other health views, so a caller can keep renderings by it
+        self.signatures: list[tuple] = []
         self._plan, self._count, self._clock, self._preps, self._rotors = plan, count, clock, preps, table
         # Rotors by key in the order the slow path meets them (a client is dealt its copies
         # in that order: the bounded table's evictions must agree), then by kind.
@@ -148,8 +154,12 @@ class Orders:
             state.append(tuple(smooth.credit) if same and len(smooth.credit) == len(zeros) else zeros)
         return tuple(state)
 
+    def signature_at(self, index: int) -> tuple | None:
+        """What the rendering of ``index`` depends on (None: UNLISTED, rendered each time)."""
+        return None if index == UNLISTED else self.signatures[index]
+
     def _listed(self, plans: Plans) -> int:
-        signature = tuple((key, plan.order, plan.promoted) for key, plan in plans.items())
+        signature = tuple((key, plan.order, plan.promoted, plan.ttl) for key, plan in plans.items())
         index = self._index.get(signature)
         if index is None:
             if len(self.plans) >= VARIANT_LIMIT:
@@ -157,6 +167,7 @@ class Orders:
                 return UNLISTED
             index = self._index[signature] = len(self.plans)
             self.plans.append(plans)
+            self.signatures.append(signature)
             self.counts.append(0)
             self.lasts.append(0.0)
         return index
@@ -173,8 +184,8 @@ def rotors_of(preps: dict[PlanKey, _Prepared]) -> tuple[list, bool]:
         assert balance is not None
         if balance.policy is Policy.RANDOM:
             return [], False
-        if balance.policy is Policy.FIXED:
-            continue  # its order follows the weights alone
+        if balance.policy is Policy.FIXED or prep.fail_open:
+            continue  # its order follows the weights alone; fail open answers in zone order
         for group in prep.groups:
             if not group.weights:
                 continue  # planned without touching its rotor

@@ -26,6 +26,9 @@ from authdns.answering.query import Query
 
 DEFAULT_LIMIT = 200_000  # entries in all
 DEFAULT_NEGATIVE_LIMIT = 20_000  # NXDOMAIN and REFUSED entries
+# Bytes of rendered variants one balanced entry keeps (about a thousand small answers: a
+# round robin of that many members); past it they start over (``Dynamic.keep``)
+VARIANT_BYTES = 256 * 1024
 CROSS = b"\xff"  # bucket of entries that touched several zones or none
 
 
@@ -42,14 +45,31 @@ class Static:
 class Dynamic:
     """A balanced answer: the engine's result, the query it was first asked as (for
     rendering a new variant), its Orders (None until first asked), and the variant
-    rendered for each index of those Orders so far; ``key`` as in ``Static``."""
+    rendered for each index of those Orders so far; ``key`` as in ``Static``.
 
-    __slots__ = ("answer", "query", "orders", "variants", "key")
+    Renderings are also kept by their ``Orders.signature_at`` (``rendered``), which
+    outlives the Orders: a new health view makes new Orders, and the orders it shares
+    with the last one (most of them, when one member of hundreds flips) are not
+    rendered again. Bounded by VARIANT_BYTES."""
+
+    __slots__ = ("answer", "query", "orders", "variants", "key", "rendered", "size")
 
     def __init__(self, answer: Answer, query: Query, key: bytes) -> None:
         self.answer, self.query, self.key = answer, query, key
         self.orders: Orders | None = None
         self.variants: dict[int, Static] = {}  # by Orders index
+        self.rendered: dict[tuple, Static] = {}  # by Orders signature
+        self.size = 0  # bytes of the bodies in ``rendered``
+
+    def keep(self, signature: tuple, variant: Static) -> None:
+        """Keep a rendering by its signature; past VARIANT_BYTES, start over (the
+        indexes' variants too: they hold the same renderings)."""
+        if self.size + len(variant.body) > VARIANT_BYTES:
+            self.rendered.clear()
+            self.variants.clear()
+            self.size = 0
+        self.rendered[signature] = variant
+        self.size += len(variant.body)
 
 
 class FastCache:

@@ -151,8 +151,13 @@ class Responder:
         index = orders.advance(self._client(peer))
         variant = entry.variants.get(index)
         if variant is None:
-            ordered = arrange(entry.answer, orders.plans_at(index))
-            variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end, entry.key)
+            signature = orders.signature_at(index)
+            variant = entry.rendered.get(signature) if signature is not None else None
+            if variant is None:  # rendered once per order, across health views (engine/cache.py)
+                ordered = arrange(entry.answer, orders.plans_at(index))
+                variant = _precompiled(render(entry.query, ordered, self.config.udp_payload), question_end, entry.key)
+                if signature is not None:
+                    entry.keep(signature, variant)
             if index != UNLISTED:
                 entry.variants[index] = variant
         return splice(packet, question_end, variant.flags, variant.counts, variant.body)

@@ -6,11 +6,19 @@ its probes. A target is UP, DEGRADED (it greets with 4xx, RFC 5321 §3.8: alive 
 or DOWN; a member is the best of its targets, because an MX exchange is up while at
 least one of its addresses is up. Flapping is damped the way gdnsd and HAProxy do it:
 ``fall`` consecutive failures take a target down, ``rise`` consecutive successes bring
-it back. A new ``HealthView`` is published only when a member's status flips, its
-smoothed rtt moves by more than 20 %, its agent's weight or drain changes, or it stops
-settling (``MemberHealth.settling``: its check's ``settle`` seconds after a flip, while
-its RRset keeps the short TTL), so the serving state (and its answer cache) is not
-rebuilt on every probe.
+it back.
+
+What is published costs what changed, not what was probed. A member's entry in the
+published ``HealthView`` is replaced only when the answers would change: its status
+flips, it stops settling (``MemberHealth.settling``: its check's ``settle`` seconds after
+a flip, while its RRset keeps the short TTL), its agent's weight or drain changes, or,
+for a ``weight: auto`` member (``MemberWatch.weighs_rtt``), its smoothed rtt moves by more
+than 20 % (rtts below the balancer's 10 ms floor count as equal). Other members keep
+their published entry (the same object), so a receiver can tell what changed by
+identity (the worker channel sends only those). Views are coalesced: at most one per
+``PUBLISH_GAP`` seconds, the first change at once, the ones within the gap together at
+its end, so a pool of hundreds of flapping members costs a few views a second, not one
+per probe. The latest outcomes of every member (rtt, last probe) are in ``view()``.
 
 A check with ``agent:`` also asks each target's agent (HAProxy's agent check,
 ``health/agent.py``) on the same schedule, beside the probe: the probe decides up and
@@ -44,8 +52,11 @@ from authdns.health.probes import ProbeOutcome, ProbeResult, agent_reply, probe
 log = logging.getLogger("authdns.health")
 
 RTT_ALPHA = 0.3  # EWMA weight of the newest rtt sample
-RTT_PUBLISH_CHANGE = 0.2  # republish when a member's rtt moves this much (relative): auto weights use it
-RTT_PUBLISH_FLOOR = 0.001  # ... and by more than this many seconds: sub-millisecond jitter is no news
+RTT_PUBLISH_CHANGE = 0.2  # republish when an auto-weighted member's rtt moves this much (relative)
+# ... measured on rtts raised to this floor: ordering.AUTO_RTT_FLOOR counts rtts below it as
+# equal, so jitter on a fast or loaded network (a probe loop of 500 targets) is no news
+RTT_PUBLISH_FLOOR = 0.010
+PUBLISH_GAP = 0.25  # seconds between two published views at least: changes within it are coalesced
 RESOLVE_EVERY = 60.0  # seconds between resolutions of an MX exchange outside our zones
 RESOLVE_TIMEOUT = 5.0  # the system resolver's own retries can take long; we do not wait longer
 FIRST_ROUND_MARGIN = 0.5  # seconds beyond the largest probe timeout: QUIT and close take a moment
@@ -175,6 +186,7 @@ class MemberWatch:
     # An MX exchange outside our zones: resolved with the system resolver every
     # RESOLVE_EVERY seconds, its addresses added to `addresses`; a failure adds none.
     resolve: str | None = None
+    weighs_rtt: bool = False  # `weight: auto` under `weighted`: its rtt is its weight, so rtt moves are news
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +208,7 @@ class HealthView:
     """Immutable health of every watched member, as the query path reads it."""
 
     members: Mapping[MemberKey, MemberHealth]
+    published: int = 0  # views the monitor had published when it made this one (status: `health_publishes`)
 
     def status(self, key: MemberKey) -> Status:
         """UP for a member that is not watched: no check declared means always up."""
@@ -223,12 +236,23 @@ class _Target:
 
 def rtt_moved(published: float | None, current: float | None) -> bool:
     """True when ``current`` differs from the published rtt by more than RTT_PUBLISH_CHANGE
-    of it and more than RTT_PUBLISH_FLOOR, or one of them is unknown and the other is not.
-    Each publish empties the answer cache, so jitter on a fast network must not count."""
+    of it, both raised to RTT_PUBLISH_FLOOR first (the balancer counts faster rtts as
+    equal), or one of them is unknown and the other is not. Each publish replans every
+    answer of the member's RRset, so jitter that changes no weight must not count."""
     if published is None or current is None:
         return published is not current
-    change = abs(current - published)
-    return change > RTT_PUBLISH_CHANGE * published and change > RTT_PUBLISH_FLOOR
+    published, current = max(published, RTT_PUBLISH_FLOOR), max(current, RTT_PUBLISH_FLOOR)
+    return abs(current - published) > RTT_PUBLISH_CHANGE * published
+
+
+def answers_differ(published: MemberHealth | None, health: MemberHealth, weighs_rtt: bool) -> bool:
+    """Whether ``health`` would change answers compared with the published entry: the
+    test for replacing it (status, settling, the agent's weight, an auto weight's rtt)."""
+    return (published is None or published.status is not health.status
+            or published.settling is not health.settling
+            or (health.agent is not None and not health.agent.same_weight(published.agent))
+            or (health.agent is None and published.agent is not None)
+            or (weighs_rtt and rtt_moved(published.rtt, health.rtt)))
 
 
 class HealthMonitor:
@@ -239,9 +263,11 @@ class HealthMonitor:
     a time, never two of them at once. ``publish`` is called in the loop thread, synchronously.
     """
 
-    def __init__(self, publish: Callable[[HealthView], None], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, publish: Callable[[HealthView], None], *, clock: Callable[[], float] = time.time,
+                 gap: float = PUBLISH_GAP) -> None:
         self._publish = publish
         self._clock = clock
+        self._gap = gap  # PUBLISH_GAP (0: every change at once, for tests that step one probe at a time)
         self._watches: dict[MemberKey, MemberWatch] = {}
         self._targets: dict[TargetKey, _Target] = {}
         self._member_targets: dict[MemberKey, tuple[TargetKey, ...]] = {}
@@ -250,8 +276,13 @@ class HealthMonitor:
         self._flipped: dict[MemberKey, float] = {}  # wall time of the last flip between known statuses
         self._last_known: dict[MemberKey, Status] = {}  # the last status other than None
         self._settle_timers: dict[MemberKey, asyncio.TimerHandle] = {}  # republish when settling ends
-        self._current: dict[MemberKey, MemberHealth] = {}
+        self._current: dict[MemberKey, MemberHealth] = {}  # every member's latest (view())
+        self._served: dict[MemberKey, MemberHealth] = {}  # the entries of the last published view
+        self._dirty: set[MemberKey] = set()  # members whose entry is to be replaced at the next publish
         self._published = EMPTY_HEALTH
+        self.publishes = 0  # views published (and handed out by rewatch), for status
+        self._last_publish = -math.inf  # loop time of the last publish
+        self._publish_timer: asyncio.TimerHandle | None = None  # a coalesced publish due
         self._resolved: dict[str, tuple[str, ...]] = {}
         self._resolvers: dict[str, asyncio.Task[None]] = {}
         self._errors: dict[str, tuple[float, int]] = {}  # where → (last logged, suppressed since)
@@ -267,6 +298,8 @@ class HealthMonitor:
         await _finish(retired)
         for gone in set(self._current) - set(self._watches):
             del self._current[gone]
+            self._served.pop(gone, None)
+            self._dirty.discard(gone)
             self._member_status.pop(gone, None)
             self._flipped.pop(gone, None)
             self._last_known.pop(gone, None)
@@ -289,8 +322,7 @@ class HealthMonitor:
                 await self.first_round()
         finally:
             self._holding = False
-        self._published = view = self.view()
-        return view
+        return self._new_view(self._watches)
 
     async def first_round(self) -> None:
         """Wait until every target without a result has been probed once (its loop probes
@@ -306,6 +338,8 @@ class HealthMonitor:
             missing = sum(1 for target in pending if not target.probed.is_set())
             log.warning("health first round incomplete targets=%d bound=%.1fs; their members count as down "
                         "until probed", missing, bound)
+        if self._dirty:
+            self._publish_view()  # the round's results at once, not at the end of a gap
 
     def view(self) -> HealthView:
         """The current health, including outcomes newer than the last published view."""
@@ -324,6 +358,9 @@ class HealthMonitor:
         for timer in self._settle_timers.values():
             timer.cancel()
         self._settle_timers.clear()
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+            self._publish_timer = None
         await _finish(tasks)
         self._targets.clear()
         self._resolvers.clear()
@@ -404,20 +441,36 @@ class HealthMonitor:
         return outcome
 
     def _refresh(self, keys: Iterable[MemberKey], *, force: bool = False) -> None:
-        """Recompute the given members; log their flips; publish if a status flipped or
-        an rtt moved enough (compared with the last published view)."""
-        changed = force
+        """Recompute the given members; log their flips; mark those whose answers would
+        change (``answers_differ`` from the published entry) and publish them, now or at
+        the end of the gap (``PUBLISH_GAP``); ``force`` publishes now."""
         for key in keys:
-            if key not in self._watches:
+            watch = self._watches.get(key)
+            if watch is None:
                 continue  # a probe finished for a member removed meanwhile
             health, flipped = self._member_health(key)
             self._current[key] = health
-            published = self._published.members.get(key)
-            if (flipped or published is None or published.status is not health.status
-                    or published.settling is not health.settling or rtt_moved(published.rtt, health.rtt)
-                    or (health.agent is not None and not health.agent.same_weight(published.agent))):
-                changed = True
-        if changed:
+            if flipped or answers_differ(self._served.get(key), health, watch.weighs_rtt):
+                self._dirty.add(key)
+        if force:
+            self._publish_view()
+        elif self._dirty:
+            self._publish_soon()
+
+    def _publish_soon(self) -> None:
+        """Publish now if the last view is PUBLISH_GAP old, else once it is (one timer)."""
+        if self._holding or self._publish_timer is not None:
+            return  # rewatch() hands its view to the caller; a publish is due already
+        loop = asyncio.get_running_loop()
+        wait = self._last_publish + self._gap - loop.time()
+        if wait <= 0:
+            self._publish_view()
+        else:
+            self._publish_timer = loop.call_later(wait, self._publish_due)
+
+    def _publish_due(self) -> None:
+        self._publish_timer = None
+        if self._dirty:
             self._publish_view()
 
     def _member_health(self, key: MemberKey) -> tuple[MemberHealth, bool]:
@@ -481,13 +534,29 @@ class HealthMonitor:
     def _publish_view(self) -> None:
         if self._holding:
             return  # rewatch() hands its view to the caller instead
-        view = self.view()
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+            self._publish_timer = None
+        view = self._new_view(self._dirty)
         try:
             self._publish(view)
         except Exception as error:  # noqa: BLE001 - a publish bug must not stop probing
             self._log_error("publish", error)
-            return
-        self._published = view
+
+    def _new_view(self, changed: Iterable[MemberKey]) -> HealthView:
+        """The next view to publish: the entries of ``changed`` members replaced by their
+        latest, the others' kept (the same objects), members no longer watched left out."""
+        for key in changed:
+            health = self._current.get(key)
+            if health is not None:
+                self._served[key] = health
+        self._dirty.clear()
+        for gone in set(self._served) - set(self._current):
+            del self._served[gone]
+        self.publishes += 1
+        self._last_publish = asyncio.get_running_loop().time()
+        self._published = HealthView(MappingProxyType(dict(self._served)), self.publishes)
+        return self._published
 
     async def _sync_resolvers(self, members: Mapping[MemberKey, MemberWatch]) -> list[asyncio.Task[None]]:
         """Resolve names that are new (concurrently, bounded) and start their re-resolve

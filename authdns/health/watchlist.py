@@ -5,14 +5,18 @@ every RRset that declares a check. Pure: reads the snapshot, opens nothing.
 - MX member: the addresses of its exchange: the in-zone A/AAAA we serve (not glue below
   a delegation), or, for an exchange outside our zones, a name for the system resolver.
   An exchange is up while at least one of its addresses is up (``health/monitor.py``).
+- ``weighs_rtt``: the member is ``weight: auto`` under ``weighted``, the one case whose
+  answers read its rtt (the monitor publishes its rtt moves, nobody else's).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dnslib import QTYPE
 
 from authdns.base import names
-from authdns.zones.balancespec import MemberKey
+from authdns.zones.balancespec import MemberKey, Policy
 from authdns.health.monitor import MemberWatch
 from authdns.zones.snapshot import Snapshot
 from authdns.zones.zone import ADDRESS_TYPES, RRset, member_key
@@ -35,17 +39,20 @@ def _rrset_watches(snapshot: Snapshot, rrset: RRset) -> dict[MemberKey, MemberWa
     for rdata, member in zip(rrset.rdatas, balance.members):
         key = member_key(rrset, rdata)
         port = member.probe.port if member.probe is not None and member.probe.port is not None else check.port
+        # `weight: auto` weighs by rtt (balancing/ordering.py), so its rtt moves are news to answers
+        weighs_rtt = balance.policy is Policy.WEIGHTED and member.weight is None
         if member.probe is not None:
-            watches[key] = MemberWatch(check, (member.probe.host,), port)
+            watch = MemberWatch(check, (member.probe.host,), port)
         elif rrset.rtype == QTYPE.MX:
             exchange = names.from_dnslabel(rdata.label)
             addresses = served_addresses(snapshot, exchange)
             if addresses is None:
-                watches[key] = MemberWatch(check, (), port, resolve=names.to_text(exchange))
+                watch = MemberWatch(check, (), port, resolve=names.to_text(exchange))
             else:
-                watches[key] = MemberWatch(check, addresses, port)
+                watch = MemberWatch(check, addresses, port)
         else:
-            watches[key] = MemberWatch(check, (str(rdata),), port)
+            watch = MemberWatch(check, (str(rdata),), port)
+        watches[key] = replace(watch, weighs_rtt=weighs_rtt) if weighs_rtt else watch
     return watches
 
 

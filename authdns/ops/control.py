@@ -174,6 +174,7 @@ class ControlServer:
         zones.sort(key=lambda entry: entry["origin"])
         return {"zones": zones, "problems": self.controlled.zone_problems(), "generation": state.generation,
                 "rrsets": rrsets, "fail_open_answers": totals.fail_open_answers,
+                "health_publishes": state.health.published,
                 "overrides_not_served": orphans, "workers": self.controlled.workers()}
 
     async def query_log(self, request: dict) -> dict[str, Any]:

@@ -45,14 +45,30 @@ class SetQueryLog:
 
 @dataclass(frozen=True, slots=True)
 class HealthUpdate:
+    """The members whose health entry changed since the view the worker has, and those
+    gone: the monitor keeps an unchanged member's entry (the same object), so a flip in
+    a pool of 500 sends one entry, not 500 (health/monitor.py)."""
+
     members: dict[MemberKey, MemberHealth]  # a plain dict: a mapping proxy does not pickle
+    removed: tuple[MemberKey, ...] = ()
+    published: int = 0  # HealthView.published
 
     @classmethod
-    def of(cls, view: HealthView) -> "HealthUpdate":
-        return cls(dict(view.members))
+    def of(cls, view: HealthView, since: HealthView | None = None) -> "HealthUpdate":
+        """``view`` as a change from ``since`` (None: all of it)."""
+        if since is None:
+            return cls(dict(view.members), (), view.published)
+        old = since.members
+        return cls({key: health for key, health in view.members.items() if old.get(key) is not health},
+                   tuple(key for key in old if key not in view.members), view.published)
 
-    def view(self) -> HealthView:
-        return HealthView(MappingProxyType(self.members))
+    def view(self, since: HealthView | None = None) -> HealthView:
+        """The view this update makes of ``since`` (None: of nothing)."""
+        members = dict(since.members) if since is not None else {}
+        members.update(self.members)
+        for key in self.removed:
+            members.pop(key, None)
+        return HealthView(MappingProxyType(members), self.published)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +109,12 @@ ToWorker = Serve | Stop | Count | SetQueryLog | HealthUpdate | OverridesUpdate
 ToSupervisor = Ready | Paused | Switched | Counted
 
 
-async def send(writer: asyncio.StreamWriter, message: ToWorker | ToSupervisor) -> None:
+async def send(writer: asyncio.StreamWriter, message: ToWorker | ToSupervisor) -> int:
+    """Write one message and wait for the buffer to drain; its size in bytes."""
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     writer.write(struct.pack("!I", len(payload)) + payload)
     await writer.drain()
+    return 4 + len(payload)
 
 
 async def receive(reader: asyncio.StreamReader) -> ToWorker | ToSupervisor | None:

@@ -14,8 +14,10 @@ snapshot, shared copy-on-write, costs nothing to hand over, however large it is:
   every one of them serves, the old worker of each slot stops reading its sockets
   (what they hold is read by the new one), answers the TCP queries it has under way,
   and exits. No query is lost and none sees a mix of zone versions.
-- health views and operator overrides are small: they go to every worker as a message
-  on its channel (a socketpair), and each applies it with one publish.
+- health views and operator overrides go to every worker as a message on its channel
+  (a socketpair), and each applies it with one publish; a health update carries only
+  the members whose entry changed since the view that worker has, one update in flight
+  per worker (views published meanwhile coalesce), so its cost follows the flips.
 - a worker that dies is forked again for its slot, after a pause if it keeps dying.
 - response rate limiting is the server's, not each worker's: the supervisor makes the
   bucket table in shared memory before the first fork (serve/rrl.py), and every worker
@@ -46,6 +48,7 @@ from authdns.balancing.counters import Totals
 from authdns.serve.rrl import RateLimiter, rate_limiter
 from authdns.serve.server import bind_all, close_pairs
 from authdns.engine.state import ServingState, StateHolder
+from authdns.health.monitor import EMPTY_HEALTH, HealthView
 from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
                             Stop, Switched, ToWorker, receive, send)
 
@@ -80,6 +83,13 @@ class Worker:
     paused: asyncio.Event = field(default_factory=asyncio.Event)  # reads nothing more
     switched: asyncio.Event = field(default_factory=asyncio.Event)  # applied the last query-log switch
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    # The health view it has, or will have once the updates sent are read; one update in
+    # flight at a time, made when sent (from this view to the latest): a worker slow to
+    # read gets fewer, larger updates, never a queue of them.
+    health: HealthView = EMPTY_HEALTH
+    health_sending: bool = False
+    health_messages: int = 0  # HealthUpdates sent, and their bytes (status)
+    health_bytes: int = 0
 
 
 class WorkerPool:
@@ -146,8 +156,10 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         worker = Worker(slot, pid, state.generation, time.time(), reader, writer,
                         asyncio.get_running_loop().create_future())
+        worker.health = state.health
         self.live.add(worker)
         self._spawn_task(self._listen(worker))
+        self._update_health(worker)  # a view published while it was being connected
         log.debug("worker forked slot=%d pid=%d generation=%d", slot, pid, state.generation)
         return worker
 
@@ -217,15 +229,32 @@ class WorkerPool:
             self.wanted = new.generation
             self._rollout_wanted.set()  # forked with everything current, health included
             return
-        messages: list[ToWorker] = []
         if new.health is not old.health:
-            messages.append(HealthUpdate.of(new.health))
+            for worker in list(self.live):
+                self._update_health(worker)
+        messages: list[ToWorker] = []
         if new.overrides is not old.overrides:
             messages.append(OverridesUpdate.of(new.overrides))
         for worker in list(self.live):
             if not worker.retiring:
                 for message in messages:
                     self._spawn_task(self._tell(worker, message))
+
+    def _update_health(self, worker: Worker) -> None:
+        if not worker.health_sending and not worker.retiring and worker.health is not self.holder.current.health:
+            worker.health_sending = True
+            self._spawn_task(self._send_health(worker))
+
+    async def _send_health(self, worker: Worker) -> None:
+        """Send the worker what changed from its view to the latest until it has the
+        latest: views published meanwhile coalesce into the next update."""
+        try:
+            while not worker.retiring and worker.health is not (latest := self.holder.current.health):
+                update, worker.health = HealthUpdate.of(latest, worker.health), latest
+                worker.health_bytes += await self._tell(worker, update)
+                worker.health_messages += 1
+        finally:
+            worker.health_sending = False
 
     async def set_query_log(self, enabled: bool) -> None:
         """Every worker, and those forked from now on, log queries or stop; returns once
@@ -239,11 +268,11 @@ class WorkerPool:
             await asyncio.wait([self._spawn_task(worker.switched.wait()) for worker in telling],
                                timeout=STATS_TIMEOUT)
 
-    async def _tell(self, worker: Worker, message: ToWorker) -> None:
+    async def _tell(self, worker: Worker, message: ToWorker) -> int:
         try:
-            await send(worker.writer, message)
+            return await send(worker.writer, message)
         except (ConnectionError, OSError):
-            pass  # it has exited: _reap deals with it
+            return 0  # it has exited: _reap deals with it
 
     async def _rollouts(self) -> None:
         """One generation at a time; publishes during one coalesce into the next."""
@@ -325,7 +354,8 @@ class WorkerPool:
         """The workers serving now, for ``status``."""
         return [{"slot": worker.slot, "pid": worker.pid, "generation": worker.generation,
                  "started": round(worker.started, 3), "queries": worker.counted.queries.received,
-                 "restarts": self.restarts[worker.slot]}
+                 "restarts": self.restarts[worker.slot], "health_messages": worker.health_messages,
+                 "health_bytes": worker.health_bytes}
                 for worker in self.slots if worker is not None]
 
     async def close(self) -> None:
@@ -446,7 +476,7 @@ async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, 
                 await send(writer, Counted(answerer.totals()))
                 return 0
             case HealthUpdate():
-                holder.publish(health=message.view())
+                holder.publish(health=message.view(holder.current.health))
             case OverridesUpdate():
                 holder.publish(overrides=message.overrides())
             case SetQueryLog(enabled):

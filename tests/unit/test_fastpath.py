@@ -37,6 +37,7 @@ from authdns.balancing.ordering import Balancer
 from authdns.balancing.overrides import Override, Overrides
 from authdns.answering.query import Query, Reject, Via, parse_query
 from authdns.answering.render import render, render_reject
+from authdns.engine.cache import Static
 from authdns.engine.responder import Responder
 from authdns.zones.loader import load_snapshot
 from authdns.engine.state import StateHolder
@@ -418,3 +419,57 @@ def test_a_cache_hit_carries_the_same_reply_key_as_the_slow_path(tmp_path: Path)
             hits = responder.fast_hits
             responder.respond(packet, Via.UDP)
             assert responder.fast_hits == hits + 1 and responder.reply_key == slow, (name, rdtype)
+
+
+def test_a_large_pool_is_replayed_and_rendered_once_per_order(tmp_path: Path) -> None:
+    """Round robin over 300 members with answer: 4 has 300 orders: every one is planned
+    and rendered once, then replayed (a second cycle plans nothing), and a new health
+    view (one more member down) renders again only the orders it changed; with every member
+    down (fail open) the answer is one precompiled variant, whatever the pool's size."""
+    members = 300
+    records = "".join(f"        - 10.1.{index // 250}.{index % 250 + 1}\n" for index in range(members))
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    (zone_dir / "big.test.yaml").write_text(f"""checks:
+  smtp: {{kind: smtp, interval: 1, timeout: 0.5}}
+records:
+  "@":
+    SOA: {{serial: 1}}
+    NS: ns1
+  ns1: {{A: 192.0.2.1}}
+  pool:
+    A:
+      check: smtp
+      answer: 4
+      records:
+{records}""")
+    holder = StateHolder()
+    holder.publish(snapshot=load_snapshot(zone_dir).snapshot)
+    name = names.from_text("pool.big.test.")
+    keys = [(name, QTYPE.A, f"10.1.{index // 250}.{index % 250 + 1}") for index in range(members)]
+    up = {key: MemberHealth(Status.UP, 0.0, 0.001, None, ()) for key in keys}
+    up[keys[0]] = MemberHealth(Status.DOWN, 0.0, None, None, ())  # the short TTL already: no change of TTL below
+    holder.publish(health=HealthView(MappingProxyType(dict(up))))
+    balancer = Balancer()
+    fast = Responder(holder, ServerConfig(), balancer)
+    packet = dns.message.make_query("pool.big.test.", "A").to_wire()
+
+    def ask(times: int) -> list[bytes]:
+        return [fast.respond(packet, Via.UDP) for _ in range(times)]
+
+    first = ask(members)
+    assert balancer.planned == members - 1 and len(set(first)) == members - 1  # a whole cycle, and one more
+    assert ask(members - 1) == first[1:] and balancer.planned == members - 1, "the second cycle is replayed"
+    (entry,) = [entry for entry in holder.current.cache.entries.values() if entry.__class__ is not Static]
+    rendered = len(entry.rendered)
+    assert rendered == members - 1
+    holder.publish(health=HealthView(MappingProxyType({**up, keys[5]: MemberHealth(Status.DOWN, 0.0, None, None, ())})))
+    ask(members)
+    assert len(entry.rendered) - rendered <= 8, "only the orders around the member that went down are new"
+    down = {key: MemberHealth(Status.DOWN, 0.0, None, None, ()) for key in keys}
+    holder.publish(health=HealthView(MappingProxyType(down)))
+    planned = balancer.planned
+    replies = ask(50)
+    assert len(set(replies)) == 1 and balancer.planned == planned + 1, "fail open: one answer, precompiled"
+    assert dns.message.from_wire(replies[0]).flags & dns.flags.TC or \
+        len(dns.message.from_wire(replies[0]).answer[0]) == members

@@ -465,7 +465,7 @@ def test_a_failing_publish_is_logged_once_and_probing_goes_on(fakes: Callable[..
         raise RuntimeError("publish is broken")
 
     async def main() -> None:
-        monitor = HealthMonitor(broken)
+        monitor = HealthMonitor(broken, gap=0)  # every change tried at once: the test counts them
         try:
             await monitor.watch({key: watch(fake)})
             await monitor.first_round()
@@ -498,7 +498,7 @@ def test_settling_ends_by_its_timer_and_survives_a_reload_gap(fakes: Callable[..
         return check
 
     async def main() -> None:
-        monitor = HealthMonitor(published)
+        monitor = HealthMonitor(published, gap=0)  # outcomes fed one by one, each view checked
         try:
             await monitor.watch({key: watch(fake, check=slow)})
             await monitor.first_round()
@@ -517,5 +517,42 @@ def test_settling_ends_by_its_timer_and_survives_a_reload_gap(fakes: Callable[..
         finally:
             await monitor.close()
         assert not monitor._settle_timers
+
+    asyncio.run(main())
+
+
+def test_views_are_coalesced_and_keep_unchanged_entries(fakes: Callable[..., FakeSmtp]) -> None:
+    """Flips of many members within PUBLISH_GAP make one view at its end, not one per
+    probe; a member whose answers did not change keeps its entry (the same object,
+    which the worker channel leaves out), though its latest probe is in view()."""
+    fake = fakes("ok")
+    keys = [mx(f"mx{index}") for index in range(40)]
+    published = Published()
+    slow = CheckSpec(CheckKind.SMTP, 25, interval=60.0, timeout=TIMEOUT, rise=1, fall=1)
+
+    async def main() -> None:
+        monitor = HealthMonitor(published, gap=0.3)
+        try:
+            await monitor.watch({key: MemberWatch(slow, (f"127.0.0.{index + 1}",), fake.port)
+                                 for index, key in enumerate(keys)})
+            await monitor.first_round()
+            before = len(published.views)
+            first = published.views[-1]
+            by_member = {next(iter(target.members)): target for target in monitor._targets.values()}
+            assert published.status(keys[0]) is Status.UP and published.status(keys[1]) is Status.DOWN  # refused
+            for key in keys[1:21]:  # 20 flips at once, and probes that change nothing
+                monitor._observe(by_member[key], ProbeOutcome(ProbeResult.UP, 0.002, "fed"))
+                monitor._observe(by_member[keys[0]], ProbeOutcome(ProbeResult.UP, 0.002, "fed"))
+            assert len(published.views) <= before + 1, "at most one at once, the rest wait for the gap"
+            await until(lambda: True if all(published.status(key) is Status.UP for key in keys[1:21])
+                        else None, 2.0)
+            assert len(published.views) <= before + 2
+            last = published.views[-1]
+            assert last.published == monitor.publishes and last.published > first.published
+            unchanged = [key for key in keys if last.members[key] is first.members[key]]
+            assert set(unchanged) >= {keys[0], *keys[21:]}, "no news, same entry"
+            assert monitor.view().get(keys[0]).last.detail == "fed", "the latest probe is still shown"
+        finally:
+            await monitor.close()
 
     asyncio.run(main())

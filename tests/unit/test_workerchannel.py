@@ -49,3 +49,19 @@ def test_every_message_arrives_as_sent() -> None:
     assert received[2].view().status(KEY) is Status.DEGRADED and received[2].view().get(KEY).rtt == 0.004
     assert received[3].overrides().get(KEY).drained
     assert received[7].totals.queries.dropped == 7 and received[7].totals.members[KEY].first == 3
+
+
+def test_a_health_update_carries_what_changed() -> None:
+    """A view as a change from the worker's: only members whose entry is another object,
+    and the members gone; applied to the worker's view it gives the new one."""
+    keys = [(KEY[0], KEY[1], f"mx{index}.example.test.") for index in range(500)]
+    entries = {key: MemberHealth(Status.UP, 1.0, 0.004, None, ()) for key in keys}
+    old = HealthView(MappingProxyType(dict(entries)), 1)
+    entries[keys[7]] = MemberHealth(Status.DOWN, 2.0, None, None, ())
+    del entries[keys[9]]
+    new = HealthView(MappingProxyType(dict(entries)), 2)
+    update = HealthUpdate.of(new, old)
+    assert list(update.members) == [keys[7]] and update.removed == (keys[9],) and update.published == 2
+    applied = update.view(old)
+    assert dict(applied.members) == dict(new.members) and applied.published == 2
+    assert applied.status(keys[7]) is Status.DOWN and applied.get(keys[9]) is None
