@@ -296,7 +296,7 @@ class WorkerPool:
     async def _tell(self, worker: Worker, message: ToWorker) -> None:
         try:
             await send(worker.writer, message)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, RuntimeError):  # RuntimeError: uvloop's closed transport
             pass  # it has exited: _reap deals with it
 
     async def _rollouts(self) -> None:
@@ -342,6 +342,7 @@ class WorkerPool:
             return
         old = [worker for worker in self.slots if worker is not None]
         self.slots = list(new)
+        handover = time.monotonic()  # from here until Serve is read, no worker reads the sockets
         for worker in old:
             self._stop(worker)
         if old:
@@ -350,6 +351,8 @@ class WorkerPool:
             await self._tell(worker, Serve())
         self.generations += 1
         log.info("workers serving generation=%d workers=%d", generation, self.count)
+        log.debug("handover of generation %d took %.1f ms (Stop sent to Serve sent)", generation,
+                  (time.monotonic() - handover) * 1000)
 
     def _stop(self, worker: Worker) -> None:
         if worker.retiring:
@@ -541,5 +544,5 @@ async def _heartbeats(writer: asyncio.StreamWriter, period: float) -> None:
         while True:
             await send(writer, Heartbeat())
             await asyncio.sleep(period)
-    except (ConnectionError, OSError):
+    except (ConnectionError, OSError, RuntimeError):  # RuntimeError: uvloop's write to a closed transport
         pass  # the supervisor is gone: the main loop sees its channel close
