@@ -102,6 +102,17 @@ def _format_reload(reply: dict[str, Any]) -> None:
     print(f"{len(reply['changes'])} zone(s) changed, {reply['unchanged']} unchanged, {len(reply['failed'])} failed")
 
 
+def _worker_text(worker: dict[str, Any]) -> str:
+    """``#0 pid 123 57 queries, heartbeat 0.1 s ago (2 restarts, 1 hung)``."""
+    text = f"#{worker['slot']} pid {worker['pid']} {worker['queries']} queries"
+    if worker.get("heartbeat") is not None:
+        text += f", heartbeat {worker['heartbeat']:.1f} s ago"
+    notes = [f"{worker['restarts']} restarts"] if worker["restarts"] else []
+    if worker.get("hangs"):
+        notes.append(f"{worker['hangs']} hung")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
 def _format_status(reply: dict[str, Any]) -> None:
     for zone in reply["zones"]:
         print(f"zone {zone['origin']} serial {zone['serial']} records {zone['records']} file {zone['file']}")
@@ -110,9 +121,7 @@ def _format_status(reply: dict[str, Any]) -> None:
             print(problem)
     workers = reply.get("workers")
     if workers:
-        print(f"workers {len(workers)}: " + ", ".join(
-            f"#{worker['slot']} pid {worker['pid']} {worker['queries']} queries"
-            + (f" ({worker['restarts']} restarts)" if worker["restarts"] else "") for worker in workers))
+        print(f"workers {len(workers)}: " + ", ".join(map(_worker_text, workers)))
     if not reply["rrsets"]:
         print("no balanced RRsets")
     now = time.time()

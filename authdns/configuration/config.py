@@ -70,6 +70,9 @@ class ServerConfig:
     notify_attempts: int = 5  # NOTIFY messages per secondary and change before giving up
     # Processes answering queries (serve/workers.py); 1: this process answers, no supervisor.
     workers: int = 1
+    # Seconds a worker's event loop may stay silent on its channel before it counts as
+    # hung and is killed and forked again (serve/workers.py); 0: never.
+    heartbeat_timeout: float = 1.0
     event_loop: str = "asyncio"  # or "uvloop" (base/eventloop.py)
     query_log: bool = False  # a line per query from the start (engine/querylog.py)
     rrl_rate: int = 0  # answers per second per prefix and answer over UDP; 0: no rate limiting (serve/rrl.py)

@@ -119,6 +119,20 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def seconds_or_off(low: float, high: float) -> Callable[[str], float]:
+    """0 (off), or seconds from ``low`` to ``high``."""
+    def read(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value == 0 or low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not 0 (off) or a number of seconds from {low:g} to {high:g}")
+        return value
+    read.__name__ = "a number of seconds"
+    return read
+
+
 def event_loop(name: str) -> str:
     """``--loop``: auto → uvloop when installed; uvloop asked for must be there."""
     resolved = eventloop.resolve(name)
@@ -224,6 +238,10 @@ SETTINGS: tuple[Setting, ...] = (
             help="processes answering queries on shared sockets (SO_REUSEPORT); zones, health checks and the "
                  "control socket stay in one supervisor. 1: a single process (default: auto, one per core: "
                  "{default} here)"),
+    Setting("--heartbeat-timeout", seconds_or_off(0.1, 3600), metavar="SECONDS",
+            help="with workers: a worker whose event loop sends no heartbeat for this long is hung; it is killed "
+                 "(SIGKILL) and forked again on its slot, whose sockets kept what was queued; 0: never "
+                 "(default: {default:g})"),
     Setting("--loop", None, choices=eventloop.LOOPS, default="auto", field="event_loop", to_config=event_loop,
             help="event loop: uvloop answers faster when installed (pip install 'authdns[fast]'); auto takes it "
                  "when it is there (default: auto)"),

@@ -110,6 +110,16 @@ def _zone_metrics(seen: Observation):
     yield reloads
     workers = seen.status.get("workers")
     yield GaugeMetricFamily("authdns_workers", "Processes answering queries", value=len(workers) if workers else 1)
+    if workers:
+        yield CounterMetricFamily("authdns_worker_hangs", "Workers killed for sending no heartbeat within "
+                                  "--heartbeat-timeout (then forked again)",
+                                  value=sum(worker["hangs"] for worker in workers))
+        beat = GaugeMetricFamily("authdns_worker_heartbeat_age_seconds", "Seconds since the worker's last "
+                                 "heartbeat was read", labels=["slot"])
+        for worker in workers:
+            if worker["heartbeat"] is not None:
+                beat.add_metric([str(worker["slot"])], worker["heartbeat"])
+        yield beat
 
 
 def _member_metrics(seen: Observation):

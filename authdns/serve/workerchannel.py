@@ -3,7 +3,7 @@ length-prefixed pickles of the typed messages below, one class per thing said.
 
 Supervisor → worker: ``Serve``, ``Stop``, ``Count``, ``SetQueryLog``, ``HealthUpdate``,
 ``OverridesUpdate``. Worker → supervisor: ``Ready``, ``Paused``, ``Switched``,
-``Counted``. Both ends are processes of the same program forked from one another, so
+``Counted``, ``Heartbeat``. Both ends are processes of the same program forked from one another, so
 pickle is safe here (nothing else can write to the pair). Nothing here decides anything.
 """
 
@@ -105,8 +105,14 @@ class Counted:
     totals: Totals
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The worker's event loop is turning: sent from a timer on that loop, so it stops
+    when the loop stops (serve/workers.py kills a worker silent for the timeout)."""
+
+
 ToWorker = Serve | Stop | Count | SetQueryLog | HealthUpdate | OverridesUpdate
-ToSupervisor = Ready | Paused | Switched | Counted
+ToSupervisor = Ready | Paused | Switched | Counted | Heartbeat
 
 
 async def send(writer: asyncio.StreamWriter, message: ToWorker | ToSupervisor) -> int:

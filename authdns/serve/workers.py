@@ -22,6 +22,9 @@ snapshot, shared copy-on-write, costs nothing to hand over, however large it is:
 - response rate limiting is the server's, not each worker's: the supervisor makes the
   bucket table in shared memory before the first fork (serve/rrl.py), and every worker
   of every generation counts into it, so a reload does not hand a flood a fresh burst.
+- a worker that hangs is killed and so forked again: each worker's event loop sends a
+  heartbeat on its channel every quarter of ``--heartbeat-timeout``; one silent for the
+  timeout is killed with SIGKILL (see ``HeartbeatWatch`` for what counts as silence).
 - each worker keeps its own rotors: the share of first positions is exact per worker,
   so over all of them to within one pick per worker. ``status`` asks every worker for
   its counters and adds those of workers that have exited, so counts survive reloads.
@@ -42,15 +45,15 @@ from typing import Any, NoReturn
 from authdns.base import eventloop
 
 from authdns.base import logformat
-from authdns.serve.answerer import build_answerer
+from authdns.serve.answerer import Answerer, build_answerer
 from authdns.configuration.config import ServerConfig
 from authdns.balancing.counters import Totals
 from authdns.serve.rrl import RateLimiter, rate_limiter
 from authdns.serve.server import bind_all, close_pairs
 from authdns.engine.state import ServingState, StateHolder
 from authdns.health.monitor import EMPTY_HEALTH, HealthView
-from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
-                            Stop, Switched, ToWorker, receive, send)
+from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, Heartbeat, OverridesUpdate, Paused, Ready, Serve,
+                                         SetQueryLog, Stop, Switched, ToWorker, receive, send)
 
 log = logging.getLogger("authdns.workers")
 
@@ -60,6 +63,7 @@ HANDOVER_TIMEOUT = 2.0  # seconds new workers wait for old ones to stop reading,
 RETIRE_GRACE = 5.0  # seconds a retiring worker has to finish the TCP queries under way
 QUICK_EXIT = 5.0  # a worker that dies younger than this is restarted after a pause
 MAX_PAUSE = 10.0
+BEATS_PER_TIMEOUT = 4  # heartbeats sent, and silences judged, this many times per heartbeat timeout
 
 
 class WorkerError(Exception):
@@ -90,6 +94,41 @@ class Worker:
     health_sending: bool = False
     health_messages: int = 0  # HealthUpdates sent, and their bytes (status)
     health_bytes: int = 0
+    beat: float = field(default_factory=time.monotonic)  # when its last heartbeat was read (supervisor's clock)
+    hung: bool = False  # killed for its silence
+
+
+class HeartbeatWatch:
+    """Which workers have been silent too long, judged on the supervisor's loop.
+
+    A worker's silence is the time since its last heartbeat was read, less the time the
+    supervisor's own loop was not turning: a fork of a large heap, a big snapshot
+    published or any other stall of ours leaves heartbeats unread in the channels, and
+    must not be taken for the workers' hang. ``tick`` runs every ``timeout / 4``; a tick
+    that comes later than one more period tells the stall's length, which moves every
+    worker's last heartbeat forward by as much, and that tick judges nobody (the
+    listeners read what queued first)."""
+
+    def __init__(self, timeout: float, clock=time.monotonic) -> None:
+        self.timeout = timeout
+        self.period = timeout / BEATS_PER_TIMEOUT
+        self.clock = clock
+        self.last = clock()
+
+    def tick(self, workers: list[Worker]) -> list[tuple[Worker, float]]:
+        """The ready workers, not yet killed, silent over the timeout, with their silence."""
+        now = self.clock()
+        late = now - self.last - self.period
+        self.last = now
+        if late > self.period:
+            log.debug("supervisor loop stalled %.2f s: heartbeats unread meanwhile are not held against workers",
+                      late)
+            for worker in workers:
+                worker.beat += late
+            return []
+        return [(worker, now - worker.beat) for worker in workers
+                if worker.ready.done() and not worker.hung and not worker.writer.is_closing()
+                and now - worker.beat > self.timeout]
 
 
 class WorkerPool:
@@ -104,6 +143,7 @@ class WorkerPool:
         self.live: set[Worker] = set()  # serving, starting or retiring
         self.retired = Totals()  # counts of workers that have exited
         self.restarts = [0] * count
+        self.hangs = [0] * count  # workers killed for their silence, per slot
         self.generations = 0  # worker generations rolled out after the first
         self.rolled_out = 0  # the serving-state generation of the last rollout (done or given up)
         self.wanted = 0  # the generation of the latest snapshot published
@@ -131,6 +171,8 @@ class WorkerPool:
         self.rolled_out = self.holder.current.generation
         self.holder.listeners.append(self._on_publish)
         self._spawn_task(self._rollouts())
+        if self.config.heartbeat_timeout:
+            self._spawn_task(self._watch(HeartbeatWatch(self.config.heartbeat_timeout)))
         return addresses
 
     def _spawn_task(self, coroutine) -> asyncio.Task:
@@ -176,7 +218,10 @@ class WorkerPool:
             while (message := await receive(worker.reader)) is not None:
                 match message:
                     case Ready() if not worker.ready.done():
+                        worker.beat = time.monotonic()  # watched from now on
                         worker.ready.set_result(None)
+                    case Heartbeat():
+                        worker.beat = time.monotonic()
                     case Switched():
                         worker.switched.set()
                     case Paused():
@@ -206,6 +251,22 @@ class WorkerPool:
         log.error("worker exited slot=%d pid=%d %s; starting another in %.1f s", worker.slot, worker.pid,
                   _exit_text(status), pause)
         self._spawn_task(self._restart(worker, pause))
+
+    async def _watch(self, watch: HeartbeatWatch) -> None:
+        """Kill every worker silent for the heartbeat timeout. Its slot's sockets are the
+        supervisor's, so what they queued meanwhile waits there: ``_reap`` sees the channel
+        close and forks the next worker for the slot, as for any worker that dies."""
+        while not self.closing:
+            await asyncio.sleep(watch.period)
+            for worker, silence in watch.tick(list(self.live)):
+                worker.hung = True
+                self.hangs[worker.slot] += 1
+                log.error("worker hung slot=%d pid=%d: no heartbeat for %.2f s (timeout %g s); killing it",
+                          worker.slot, worker.pid, silence, watch.timeout)
+                try:
+                    os.kill(worker.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # gone meanwhile: _reap deals with it
 
     async def _restart(self, dead: Worker, pause: float) -> None:
         if pause:
@@ -271,7 +332,7 @@ class WorkerPool:
     async def _tell(self, worker: Worker, message: ToWorker) -> int:
         try:
             return await send(worker.writer, message)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, RuntimeError):  # RuntimeError: uvloop's closed transport
             return 0  # it has exited: _reap deals with it
 
     async def _rollouts(self) -> None:
@@ -317,6 +378,7 @@ class WorkerPool:
             return
         old = [worker for worker in self.slots if worker is not None]
         self.slots = list(new)
+        handover = time.monotonic()  # from here until Serve is read, no worker reads the sockets
         for worker in old:
             self._stop(worker)
         if old:
@@ -325,6 +387,8 @@ class WorkerPool:
             await self._tell(worker, Serve())
         self.generations += 1
         log.info("workers serving generation=%d workers=%d", generation, self.count)
+        log.debug("handover of generation %d took %.1f ms (Stop sent to Serve sent)", generation,
+                  (time.monotonic() - handover) * 1000)
 
     def _stop(self, worker: Worker) -> None:
         if worker.retiring:
@@ -351,11 +415,16 @@ class WorkerPool:
         return total
 
     def describe(self) -> list[dict[str, Any]]:
-        """The workers serving now, for ``status``."""
+        """The workers serving now, for ``status``: ``heartbeat`` is the seconds since
+        the last heartbeat was read (None when they are off), ``hangs`` the workers of
+        the slot killed for their silence."""
+        now = time.monotonic()
+        beating = bool(self.config.heartbeat_timeout)
         return [{"slot": worker.slot, "pid": worker.pid, "generation": worker.generation,
                  "started": round(worker.started, 3), "queries": worker.counted.queries.received,
-                 "restarts": self.restarts[worker.slot], "health_messages": worker.health_messages,
-                 "health_bytes": worker.health_bytes}
+                 "restarts": self.restarts[worker.slot], "hangs": self.hangs[worker.slot],
+                 "heartbeat": round(now - worker.beat, 3) if beating else None,
+                 "health_messages": worker.health_messages, "health_bytes": worker.health_bytes}
                 for worker in self.slots if worker is not None]
 
     async def close(self) -> None:
@@ -460,6 +529,19 @@ async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await send(writer, Ready())
+    beating = (asyncio.ensure_future(_heartbeats(writer, config.heartbeat_timeout / BEATS_PER_TIMEOUT))
+               if config.heartbeat_timeout else None)
+    try:
+        return await _obey(reader, writer, stop, holder, answerer)
+    finally:
+        if beating is not None:
+            beating.cancel()
+
+
+async def _obey(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stop: asyncio.Event,
+                holder: StateHolder, answerer: Answerer) -> int:
+    """What the supervisor says, until it says ``Stop`` (or SIGTERM) or goes."""
+    dns = answerer.dns
     receiving = asyncio.ensure_future(receive(reader))
     stopping = asyncio.ensure_future(stop.wait())
     while True:
@@ -487,3 +569,18 @@ async def _serve_worker(config: ServerConfig, state: ServingState, pairs: list, 
             case Count():
                 await send(writer, Counted(answerer.totals()))
         receiving = asyncio.ensure_future(receive(reader))
+
+
+async def _heartbeats(writer: asyncio.StreamWriter, period: float) -> None:
+    """A ``Heartbeat`` every ``period`` from a timer on the loop that answers queries, so
+    the beats stop exactly when answering does: a handler that never returns, a process
+    stopped or starved. Nothing a worker does legitimately holds its loop for long: its
+    zones come with the fork (a rollout forks new workers, it does not load into old
+    ones), transfers are packed in a thread, and a retiring worker's TCP grace is awaited
+    (its beats go on, and a hung retiring worker is killed too, not forked again)."""
+    try:
+        while True:
+            await send(writer, Heartbeat())
+            await asyncio.sleep(period)
+    except (ConnectionError, OSError, RuntimeError):  # RuntimeError: uvloop's write to a closed transport
+        pass  # the supervisor is gone: the main loop sees its channel close

@@ -15,8 +15,8 @@ from authdns.base import names
 from authdns.balancing.counters import MemberCounters, Totals
 from authdns.health.monitor import HealthView, MemberHealth, Status
 from authdns.balancing.overrides import Override, Overrides
-from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, OverridesUpdate, Paused, Ready, Serve, SetQueryLog,
-                                   Stop, Switched, receive, send)
+from authdns.serve.workerchannel import (Count, Counted, HealthUpdate, Heartbeat, OverridesUpdate, Paused, Ready, Serve,
+                                         SetQueryLog, Stop, Switched, receive, send)
 
 KEY = (names.from_text("pool.example.test."), QTYPE.MX, "mx1.example.test.")
 
@@ -28,7 +28,7 @@ def test_every_message_arrives_as_sent() -> None:
     totals.queries.dropped = 7
     totals.members[KEY] = MemberCounters(first=3, given=5)
     sent = [Ready(), Serve(), HealthUpdate.of(health), OverridesUpdate.of(overrides), SetQueryLog(True),
-            Switched(), Count(), Counted(totals), Stop(), Paused()]
+            Switched(), Count(), Counted(totals), Stop(), Paused(), Heartbeat()]
 
     async def main() -> list:
         ours, theirs = socket.socketpair()
