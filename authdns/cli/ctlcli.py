@@ -113,6 +113,9 @@ def _format_status(reply: dict[str, Any]) -> None:
         print(f"workers {len(workers)}: " + ", ".join(
             f"#{worker['slot']} pid {worker['pid']} {worker['queries']} queries"
             + (f" ({worker['restarts']} restarts)" if worker["restarts"] else "") for worker in workers))
+    short = reply.get("descriptor_exhaustion")
+    if short:  # health probes said "unknown" meanwhile: members kept their state
+        print("descriptors exhausted: " + ", ".join(f"{where} {count}" for where, count in sorted(short.items())))
     if not reply["rrsets"]:
         print("no balanced RRsets")
     now = time.time()

@@ -80,6 +80,10 @@ class ServerConfig:
     ixfr_history: int = 5
     max_zone_bytes: int = DEFAULT_MAX_ZONE_BYTES  # a larger zone file is refused with file:line (zones/loader.py)
     metrics: tuple[str, int] | None = None  # HTTP address of /metrics and the status page (ops/metrics.py)
+    # ops/httpserver.py: seconds for a request head (from the connect or the last answer),
+    # and the connections open at once (one more closes the longest idle).
+    metrics_timeout: float = 10.0
+    metrics_max_connections: int = 64
 
 
 def parse_listen(text: str) -> tuple[str, int]:

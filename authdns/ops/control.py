@@ -7,6 +7,11 @@ Protocol: the client connects, writes one JSON object on one line
 line back (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``); the server then
 closes. Requests run on the event-loop thread, like queries, so they see and change
 state between queries, never during one. This module must not be reachable off-host.
+
+The accept loop is its own, with a spare descriptor (base/descriptors.py): when the
+process has none left, the spare is given up to accept one client, so ``status`` still
+answers (and says how often descriptors ran out) instead of leaving the operator
+waiting; the client's own timeout says so in words if even that fails.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from dnslib import QTYPE, RCODE
 
 from authdns.base import names
+from authdns.base.descriptors import SHORTAGE, Spare, exhausted
 from authdns.base.hostport import CLIENT_PREFIX, client_key
 from authdns.answering.answer import resolve
 from authdns.zones.balancespec import MemberKey, failover_bound
@@ -45,6 +51,7 @@ log = logging.getLogger("authdns.control")
 
 REQUEST_LIMIT = 4096  # octets in one request line
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+ACCEPT_RETRY = 1.0  # seconds before accepting again after a failure no spare descriptor could help
 
 
 class ControlError(Exception):
@@ -83,7 +90,10 @@ class ControlServer:
         self.controlled = controlled
         self.overrides_path = overrides_path
         self.clock = clock
-        self.server: asyncio.AbstractServer | None = None
+        self.listener: socket.socket | None = None
+        self.spare: Spare | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,18 +105,78 @@ class ControlServer:
                 raise ControlError(f"another server answers on the control socket {self.path}; "
                                    "give this one another --state-dir or --control")
             self.path.unlink()  # left by a server that died
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # the socket is created 0600: this user only
         try:
-            self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=REQUEST_LIMIT)
+            listener.bind(str(self.path))
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            raise
         finally:
             os.umask(old_umask)
+        listener.setblocking(False)
+        self.listener, self.spare = listener, Spare()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop(listener),
+                                                                 name="control accept")
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            if self.path.is_socket():
-                self.path.unlink(missing_ok=True)
+        if self.listener is None:
+            return
+        tasks = [task for task in (self._accepting, *self._clients) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.listener.close()
+        self.listener = None
+        if self.spare is not None:
+            self.spare.close()
+        if self.path.is_socket():
+            self.path.unlink(missing_ok=True)
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept clients one by one; at the descriptor limit, with the spare's descriptor."""
+        loop = asyncio.get_running_loop()
+        assert self.spare is not None
+        while True:
+            self.spare.take()  # again, once a descriptor is free
+            spent = False
+            try:
+                connection, _ = await loop.sock_accept(listener)
+            except OSError as error:
+                if not exhausted(error):
+                    log.error("control socket accept failed: %s", error)
+                    await asyncio.sleep(ACCEPT_RETRY)
+                    continue
+                SHORTAGE.note("control socket", error)
+                spent = self.spare.give()
+                try:
+                    connection, _ = listener.accept()  # the client that is waiting, in the freed slot
+                except OSError:
+                    await asyncio.sleep(ACCEPT_RETRY)
+                    continue
+            task = loop.create_task(self._accepted(connection, spent))
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
+            if spent:
+                await task  # one client at a time while living on the spare
+
+    async def _accepted(self, connection: socket.socket, spent: bool) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=connection, limit=REQUEST_LIMIT)
+        except OSError:
+            connection.close()
+            return
+        try:
+            await self._client(reader, writer)
+        except asyncio.CancelledError:
+            writer.transport.abort()  # close(): end quietly
+        finally:
+            if spent:
+                try:
+                    await writer.wait_closed()  # its descriptor back before the spare is taken again
+                except (OSError, asyncio.CancelledError):
+                    pass
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         uid = _peer_uid(writer)
@@ -173,7 +243,8 @@ class ControlServer:
         zones.sort(key=lambda entry: entry["origin"])
         return {"zones": zones, "problems": self.controlled.zone_problems(), "generation": state.generation,
                 "rrsets": rrsets, "fail_open_answers": totals.fail_open_answers,
-                "overrides_not_served": orphans, "workers": self.controlled.workers()}
+                "overrides_not_served": orphans, "workers": self.controlled.workers(),
+                "descriptor_exhaustion": dict(SHORTAGE.counts)}
 
     async def query_log(self, request: dict) -> dict[str, Any]:
         """Switch the query log (engine/querylog.py) on or off."""
@@ -499,15 +570,25 @@ def _answering(path: Path) -> bool:
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    """The client side: one request, one reply (``authdns status``/``explain``/``ctl``)."""
+    """The client side: one request, one reply (``authdns status``/``explain``/``ctl``),
+    the whole exchange within ``timeout`` seconds. Raises OSError (TimeoutError with
+    words an operator can act on) or ValueError."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            raise TimeoutError(f"no reply within {timeout:g} s: the server is stuck or out of file descriptors "
+                               "(see its log: 'descriptors exhausted')") from None
+    if not data:
+        raise ConnectionError("the server closed the connection without a reply (see its log)")
     return json.loads(data)
