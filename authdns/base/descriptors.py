@@ -11,8 +11,12 @@ and requests hit it meanwhile: a shortage is one event for the operator, not a f
 
 ``install(loop)`` routes asyncio's own "socket.accept() out of system resource"
 reports (its listeners retry a second later) here too, instead of a traceback per
-listener per second. ``Spare`` holds one descriptor back, so a local request (the
-control socket's ``status``) can still be accepted and answered at the limit.
+listener per second. ``accept()`` is the accept of the listeners that are ours
+(ops/httpserver.py, ops/control.py): it waits for a connection to be there before
+accepting (Linux reports EMFILE before looking at the queue, so an idle listener at
+the limit would otherwise fail at once, again and again), and with a ``Spare``, one
+descriptor held back, it can still take that one connection at the limit (the
+control socket's ``status`` answers).
 
 Process-wide: each process counts its own (workers answer DNS; the supervisor
 probes, serves /metrics and the control socket).
@@ -25,6 +29,7 @@ import errno
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +38,7 @@ log = logging.getLogger("authdns.descriptors")
 
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 LOG_EVERY = 60.0  # seconds between the log lines of one shortage
+ACCEPT_RETRY = 1.0  # seconds before trying a listener again at the limit (asyncio waits as long)
 PLACES = ("accept", "control socket", "health probe")  # the places that note a shortage
 _ACCEPT_MESSAGE = "socket.accept() out of system resource"  # asyncio's words (selector_events)
 
@@ -126,3 +132,39 @@ class Spare:
 
     def close(self) -> None:
         self.give()
+
+
+async def readable(sock: socket.socket) -> None:
+    """Until ``sock`` has something to read (for a listener: a connection waits)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def accept(listener: socket.socket, where: str, spare: Spare | None = None) -> tuple[socket.socket, bool]:
+    """The next connection on the non-blocking ``listener``, and whether it holds the
+    spare's descriptor (give it back with ``spare.take()`` once that socket is closed).
+    At the limit: noted under ``where``; with a spare, the connection is taken in its
+    place; without, the listener is tried again ``ACCEPT_RETRY`` seconds later while the
+    client waits in the backlog. Other errors are raised."""
+    while True:
+        await readable(listener)
+        try:
+            return listener.accept()[0], False
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            continue  # taken by another process sharing the listener, or gone already
+        except OSError as error:
+            if not exhausted(error):
+                raise
+            note = error
+        SHORTAGE.note(where, note)
+        if spare is not None and spare.give():
+            try:
+                return listener.accept()[0], True
+            except OSError:
+                spare.take()  # at once, before anything else takes the descriptor back
+        await asyncio.sleep(ACCEPT_RETRY)

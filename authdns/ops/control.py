@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from dnslib import QTYPE, RCODE
 
 from authdns.base import names
-from authdns.base.descriptors import SHORTAGE, Spare, exhausted
+from authdns.base.descriptors import ACCEPT_RETRY, SHORTAGE, Spare, accept
 from authdns.base.hostport import CLIENT_PREFIX, client_key
 from authdns.answering.answer import resolve
 from authdns.zones.balancespec import MemberKey, failover_bound
@@ -51,7 +51,6 @@ log = logging.getLogger("authdns.control")
 
 REQUEST_LIMIT = 4096  # octets in one request line
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
-ACCEPT_RETRY = 1.0  # seconds before accepting again after a failure no spare descriptor could help
 
 
 class ControlError(Exception):
@@ -135,26 +134,17 @@ class ControlServer:
             self.path.unlink(missing_ok=True)
 
     async def _accept_loop(self, listener: socket.socket) -> None:
-        """Accept clients one by one; at the descriptor limit, with the spare's descriptor."""
+        """Accept clients; at the descriptor limit, one at a time on the spare's descriptor."""
         loop = asyncio.get_running_loop()
         assert self.spare is not None
         while True:
-            self.spare.take()  # again, once a descriptor is free
-            spent = False
+            self.spare.take()  # again, if a shortage kept it from being taken back
             try:
-                connection, _ = await loop.sock_accept(listener)
+                connection, spent = await accept(listener, "control socket", self.spare)
             except OSError as error:
-                if not exhausted(error):
-                    log.error("control socket accept failed: %s", error)
-                    await asyncio.sleep(ACCEPT_RETRY)
-                    continue
-                SHORTAGE.note("control socket", error)
-                spent = self.spare.give()
-                try:
-                    connection, _ = listener.accept()  # the client that is waiting, in the freed slot
-                except OSError:
-                    await asyncio.sleep(ACCEPT_RETRY)
-                    continue
+                log.error("control socket accept failed: %s", error)
+                await asyncio.sleep(ACCEPT_RETRY)
+                continue
             task = loop.create_task(self._accepted(connection, spent))
             self._clients.add(task)
             task.add_done_callback(self._clients.discard)
@@ -162,45 +152,36 @@ class ControlServer:
                 await task  # one client at a time while living on the spare
 
     async def _accepted(self, connection: socket.socket, spent: bool) -> None:
+        """One client on the bare socket (no transport: it closes when we say, so the spare
+        is taken back in the same step, before anything else can take the descriptor)."""
+        connection.setblocking(False)
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=connection, limit=REQUEST_LIMIT)
-        except OSError:
-            connection.close()
-            return
-        try:
-            await self._client(reader, writer)
-        except asyncio.CancelledError:
-            writer.transport.abort()  # close(): end quietly
+            await self._client(connection)
+        except (asyncio.TimeoutError, OSError, asyncio.CancelledError):
+            pass  # a client that sends nothing, or leaves, gets nothing; close() ends it quietly
         finally:
-            if spent:
-                try:
-                    await writer.wait_closed()  # its descriptor back before the spare is taken again
-                except (OSError, asyncio.CancelledError):
-                    pass
+            connection.close()
+            if spent and self.spare is not None:
+                self.spare.take()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = _peer_uid(writer)
+    async def _client(self, connection: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        uid = _peer_uid(connection)
         if uid is not None and uid not in (os.geteuid(), 0):
             # The socket is mode 0600, so only our user (or root) can connect at all; the
             # kernel's word on who connected is checked too, in case the mode was widened.
             log.warning("control connection from uid %d refused: only uid %d and root may control this server",
                         uid, os.geteuid())
-            writer.write(json.dumps({"ok": False, "error": "not the server's owner"}).encode() + b"\n")
-            writer.close()
-            return
-        try:
-            try:
-                line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
-            except ValueError:  # the stream's limit: a request line over REQUEST_LIMIT
+            reply: dict[str, Any] = {"ok": False, "error": "not the server's owner"}
+        else:
+            async with asyncio.timeout(CLIENT_TIMEOUT):
+                line = await _read_line(loop, connection)
+            if line is None:
                 reply = {"ok": False, "error": f"a request is one line of at most {REQUEST_LIMIT} octets"}
             else:
                 reply = await self.handle(line)
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
-            pass  # a client that sends nothing, or leaves, gets nothing
-        finally:
-            writer.close()
+        async with asyncio.timeout(CLIENT_TIMEOUT):
+            await loop.sock_sendall(connection, json.dumps(reply).encode() + b"\n")
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
@@ -427,11 +408,24 @@ COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
 }
 
 
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+async def _read_line(loop: asyncio.AbstractEventLoop, connection: socket.socket) -> bytes | None:
+    """The request: up to the first newline or the client's end of sending; None when it
+    runs over REQUEST_LIMIT."""
+    data = b""
+    while b"\n" not in data:
+        chunk = await loop.sock_recv(connection, REQUEST_LIMIT + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > REQUEST_LIMIT and b"\n" not in data:
+            return None
+    return data.split(b"\n", 1)[0]
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
     """The connecting process's uid (SO_PEERCRED, Linux), or None where unknown."""
-    sock = writer.get_extra_info("socket")
     option = getattr(socket, "SO_PEERCRED", None)
-    if sock is None or option is None:
+    if option is None:
         return None
     try:
         _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))

@@ -15,8 +15,8 @@ while it is useful:
 - GET and HEAD only, no request bodies (one announced closes the connection after the
   answer), heads of at most ``HEAD_LINES`` lines of ``LINE_LIMIT`` octets.
 
-Accepting with no descriptor left (EMFILE) is asyncio's: it retries a second later,
-and base/descriptors.py counts it. ``Handler`` gives the status, content type and body
+Accepting with no descriptor left (EMFILE) is counted by base/descriptors.py and tried
+again a second later (the client waits in the listen backlog). ``Handler`` gives the status, content type and body
 of a path; this module knows nothing of what it serves.
 """
 
@@ -28,8 +28,11 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from authdns.base.descriptors import ACCEPT_RETRY, accept
+
 log = logging.getLogger("authdns.http")
 
+BACKLOG = 128  # connections the kernel holds for us until accepted
 LINE_LIMIT = 8192  # octets in one head line (the request line or a header); longer: 431
 HEAD_LINES = 100  # header lines in one request; more: 431
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -81,8 +84,9 @@ class HttpServer:
     counts: HttpCounts = field(default_factory=HttpCounts)
 
     def __post_init__(self) -> None:
-        self._server: asyncio.AbstractServer | None = None
-        self._open: dict[asyncio.Task, _Connection] = {}
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._open: dict[asyncio.Task[None], _Connection] = {}
 
     @property
     def open_connections(self) -> int:
@@ -92,44 +96,71 @@ class HttpServer:
         """Bind (OSError when it cannot) and serve on the running loop; the bound address."""
         host, port = self.address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._server = await asyncio.start_server(self._connection, host, port, family=family,
-                                                  limit=LINE_LIMIT, reuse_address=True)
-        return self._server.sockets[0].getsockname()[:2]
+        listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        listener.setblocking(False)
+        self._listener = listener
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop(listener), name="http accept")
+        return listener.getsockname()[:2]
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        tasks = list(self._open)
+        tasks = [task for task in (self._accepting, *self._open) if task is not None]
+        for connection in self._open.values():
+            connection.writer.transport.abort()
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._open.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """One connection at a time, so the count is right at each accept: room is made
+        (or 503 given) before the next one is taken, and a burst of connects cannot hold
+        more than the cap (asyncio's own server accepts a backlog's worth at once)."""
         loop = asyncio.get_running_loop()
-        if len(self._open) >= self.max_connections and not self._make_room():
-            self.counts.refused += 1
-            writer.write(_response(503, "text/plain; charset=utf-8", b"too many connections\n", keep=False))
-            writer.close()  # a few octets: the socket buffer takes them, nothing lingers
-            return
-        self.counts.accepted += 1
-        task = asyncio.current_task()
-        assert task is not None
-        connection = self._open[task] = _Connection(writer, loop.time())
-        # drain() returns only once the kernel has every octet: what a client does not
-        # read stays bounded by the timeout, not by our buffer.
-        writer.transport.set_write_buffer_limits(high=0)
+        while True:
+            try:
+                sock, _ = await accept(listener, "accept")
+            except OSError as error:
+                log.error("http accept failed: %s", error)
+                await asyncio.sleep(ACCEPT_RETRY)
+                continue
+            sock.setblocking(False)
+            if len(self._open) >= self.max_connections and not self._make_room():
+                self.counts.refused += 1
+                try:  # a few octets: the socket buffer takes them at once
+                    sock.send(_response(503, "text/plain; charset=utf-8", b"too many connections\n", keep=False))
+                except OSError:
+                    pass
+                sock.close()
+                await asyncio.sleep(0)  # a flood of refusals must not keep the loop to itself
+                continue
+            try:
+                # Its own turn of the loop: connections closed to make room are gone after it.
+                reader, writer = await asyncio.open_connection(sock=sock, limit=LINE_LIMIT)
+            except OSError:
+                sock.close()
+                continue
+            self.counts.accepted += 1
+            # drain() returns only once the kernel has every octet: what a client does not
+            # read stays bounded by the timeout, not by our buffer.
+            writer.transport.set_write_buffer_limits(high=0)
+            connection = _Connection(writer, loop.time())
+            task = loop.create_task(self._connection(reader, writer, connection))
+            self._open[task] = connection
+            task.add_done_callback(self._gone)
+
+    def _gone(self, task: asyncio.Task[None]) -> None:
+        self._open.pop(task, None)  # already gone if it was closed to make room
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          connection: _Connection) -> None:
         try:
             await self._serve(reader, writer, connection)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            pass  # the client left (or was closed to make room)
-        except asyncio.CancelledError:
-            pass  # close(): end quietly (asyncio logs a cancelled stream callback's traceback)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client left, or was closed to make room, or close()
         finally:
-            self._open.pop(task, None)  # already gone if it was closed to make room
             writer.transport.abort()  # whatever is unsent is for a client that did not take it
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -183,7 +214,7 @@ class HttpServer:
         if not waiting:
             return False
         _, task = min(waiting, key=lambda pair: pair[0])
-        # Out of the count now: its socket closes on the loop's next turn, its task ends soon after.
+        # Out of the count now: its socket closes on the loop's next turn, its task ends with it.
         self._open.pop(task).writer.transport.abort()
         task.cancel()
         self.counts.evicted += 1
