@@ -122,6 +122,9 @@ def _format_status(reply: dict[str, Any]) -> None:
     workers = reply.get("workers")
     if workers:
         print(f"workers {len(workers)}: " + ", ".join(map(_worker_text, workers)))
+    short = reply.get("descriptor_exhaustion")
+    if short:  # health probes said "unknown" meanwhile: members kept their state
+        print("descriptors exhausted: " + ", ".join(f"{where} {count}" for where, count in sorted(short.items())))
     if not reply["rrsets"]:
         print("no balanced RRsets")
     now = time.time()

@@ -95,6 +95,10 @@ class ServerConfig:
     removal_share: float = 0.5
     removal_hold: float = 3.0
     delete_grace: float = 3.0
+    # ops/httpserver.py: seconds for a request head (from the connect or the last answer),
+    # and the connections open at once (one more closes the longest idle).
+    metrics_timeout: float = 10.0
+    metrics_max_connections: int = 64
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -248,6 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("--metrics", http_address, metavar="ADDR:PORT",
             help="serve Prometheus /metrics and the status page / over HTTP here (e.g. 127.0.0.1:9153; port 0 "
                  "picks one; default: off)"),
+    Setting("--metrics-timeout", seconds, metavar="SECONDS",
+            help="close a metrics/status connection that has not sent a whole request head within this long of "
+                 "its start or of its last answer (header read and keep-alive idle timeout; default: {default:g})"),
+    Setting("--metrics-max-connections", whole(1, 65535), metavar="N",
+            help="most metrics/status connections open at once; one more closes the one idle longest, or gets "
+                 "503 when all are busy (default: {default})"),
     Setting("--rrl-rate", whole(0, 1_000_000, "a whole number of answers per second"), metavar="N",
             help="response rate limiting: UDP answers per second per client /24 (/56) and per response, for "
                  "the whole server (the workers share the buckets); 0: off (default: {default})"),

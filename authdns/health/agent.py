@@ -61,10 +61,13 @@ class AgentReply:
 @dataclass(frozen=True, slots=True)
 class AgentOutcome:
     """One agent probe: the reply, or None when the agent could not be reached or
-    answered garbage; ``detail`` is the reply as received, or what went wrong."""
+    answered garbage; ``detail`` is the reply as received, or what went wrong.
+    ``unknown``: the agent was not asked at all (no descriptor for a socket,
+    base/descriptors.py), which says nothing about it: its state stays as it was."""
 
     reply: AgentReply | None
     detail: str
+    unknown: bool = False
 
 
 class AgentGarbage(ValueError):

@@ -100,7 +100,12 @@ class TargetState:
     failures: int = 0
 
     def observe(self, outcome: ProbeOutcome, rise: int, fall: int, now: float) -> bool:
-        """Feed one probe outcome; return True when the effective status changes."""
+        """Feed one probe outcome; return True when the effective status changes. An
+        UNKNOWN outcome (no socket to probe with) is shown as the last probe, no more:
+        it counts toward neither rise nor fall, nor as a probe."""
+        if outcome.result is ProbeResult.UNKNOWN:
+            self.last, self.checked = outcome, now
+            return False
         self.probes += 1
         self.last, self.checked = outcome, now
         result = _FROM_PROBE[outcome.result]
@@ -139,6 +144,8 @@ class AgentState:
 
     def observe(self, outcome: AgentOutcome) -> None:
         self.last = outcome
+        if outcome.unknown:
+            return  # not asked (no descriptor): a maint or a percent stands
         reply = outcome.reply
         if reply is None:
             self.failures += 1
@@ -430,7 +437,7 @@ class HealthMonitor:
         assert check.agent is not None
         before = (state.tenths, state.admin)
         state.observe(agent)
-        if agent.reply is None:
+        if agent.reply is None and not agent.unknown:  # unknown: logged by base/descriptors.py
             self._log_error(f"agent {host} {check.agent.port}", agent.detail,
                             "the member is left to its check, at its last agent weight")
         elif (state.tenths, state.admin) != before or state.replies == 1:

@@ -5,7 +5,10 @@ EHLO, says QUIT and closes; ``tcp_connect()`` only connects; ``agent_reply()`` r
 agent's one line (HAProxy's agent check, parsed by ``health/agent.py``). Each returns a
 ``ProbeOutcome``: UP, DEGRADED (a 4xx greeting such as 421, RFC 5321 §3.8 / §4.2.1:
 the server runs but is busy) or DOWN, with the time the greeting (or the connect) took
-and a short human detail for logs.
+and a short human detail for logs. A probe that cannot even open its socket because
+this process is out of descriptors (EMFILE, ENFILE, ENOBUFS: base/descriptors.py)
+is UNKNOWN: it learnt nothing about the target, so the monitor keeps the target's
+state and does not count it toward rise or fall.
 
 This module owns the conversation with one target and nothing else. It must not hold
 state between probes (rise/fall lives in ``health/monitor.py``), must not raise out of
@@ -19,6 +22,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from authdns.base.descriptors import SHORTAGE, exhausted
 from authdns.health.agent import MAX_REPLY, AgentGarbage, AgentOutcome, parse_reply, printable
 from authdns.zones.balancespec import PROBE_CLOSE_WAIT, CheckKind, CheckSpec
 
@@ -36,6 +40,7 @@ class ProbeResult(enum.Enum):
     UP = "up"
     DEGRADED = "degraded"  # answering, but asked us to come back later (4xx greeting)
     DOWN = "down"
+    UNKNOWN = "unknown"  # no socket could be opened (descriptors exhausted): nothing was learnt
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,14 @@ class ProbeOutcome:
 
 class _Failed(Exception):
     """A probe step failed; the message is the outcome's detail."""
+
+
+class _Short(Exception):
+    """No socket could be opened: this process is out of descriptors, the target untried."""
+
+
+def _unknown(short: _Short) -> ProbeOutcome:
+    return ProbeOutcome(ProbeResult.UNKNOWN, None, str(short))
 
 
 def _down(detail: str) -> ProbeOutcome:
@@ -89,6 +102,8 @@ async def _ask_agent(host: str, port: int, timeout: float) -> AgentOutcome:
         reader, writer = await _connect(host, port, deadline)
     except _Failed as failure:
         return AgentOutcome(None, f"agent {failure}")
+    except _Short as short:
+        return AgentOutcome(None, f"agent not asked: {short}", unknown=True)
     try:
         async with asyncio.timeout_at(deadline):
             line = await reader.readuntil(b"\n")
@@ -122,6 +137,8 @@ async def tcp_connect(host: str, port: int, timeout: float) -> ProbeOutcome:
         _, writer = await _connect(host, port, start + timeout)
     except _Failed as failure:
         return _down(str(failure))
+    except _Short as short:
+        return _unknown(short)
     rtt = loop.time() - start
     await _close(writer)
     return ProbeOutcome(ProbeResult.UP, rtt, f"connected in {rtt * 1000:.1f} ms")
@@ -142,6 +159,8 @@ async def smtp_banner(host: str, port: int, timeout: float, ehlo: str | None = N
         reader, writer = await _connect(host, port, start + timeout)
     except _Failed as failure:
         return _down(str(failure))
+    except _Short as short:
+        return _unknown(short)
     try:
         outcome = await _converse(reader, writer, start, timeout, ehlo)
     except BaseException:
@@ -237,13 +256,17 @@ async def _quit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def _connect(host: str, port: int, deadline: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open a connection before ``deadline`` (loop time) or raise ``_Failed``."""
+    """Open a connection before ``deadline`` (loop time) or raise ``_Failed``; ``_Short``
+    when no socket could be had (counted and logged, rate-limited, by base/descriptors.py)."""
     try:
         async with asyncio.timeout_at(deadline):
             return await asyncio.open_connection(_unbracket(host), port, limit=_MAX_LINE)
     except TimeoutError:  # before OSError, which TimeoutError is a kind of
         raise _Failed("timeout connecting") from None
     except (OSError, UnicodeError) as error:
+        if exhausted(error):
+            SHORTAGE.note("health probe", error)
+            raise _Short(f"no socket for the probe: {error.strerror}") from None
         raise _Failed(_describe(error, "connect")) from None
 
 

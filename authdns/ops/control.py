@@ -7,6 +7,11 @@ Protocol: the client connects, writes one JSON object on one line
 line back (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``); the server then
 closes. Requests run on the event-loop thread, like queries, so they see and change
 state between queries, never during one. This module must not be reachable off-host.
+
+The accept loop is its own, with a spare descriptor (base/descriptors.py): when the
+process has none left, the spare is given up to accept one client, so ``status`` still
+answers (and says how often descriptors ran out) instead of leaving the operator
+waiting; the client's own timeout says so in words if even that fails.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from dnslib import QTYPE, RCODE
 
 from authdns.base import names
+from authdns.base.descriptors import ACCEPT_RETRY, SHORTAGE, Spare, accept
 from authdns.base.hostport import CLIENT_PREFIX, client_key
 from authdns.answering.answer import resolve
 from authdns.zones.balancespec import MemberKey, failover_bound
@@ -84,7 +90,10 @@ class ControlServer:
         self.controlled = controlled
         self.overrides_path = overrides_path
         self.clock = clock
-        self.server: asyncio.AbstractServer | None = None
+        self.listener: socket.socket | None = None
+        self.spare: Spare | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,42 +105,84 @@ class ControlServer:
                 raise ControlError(f"another server answers on the control socket {self.path}; "
                                    "give this one another --state-dir or --control")
             self.path.unlink()  # left by a server that died
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # the socket is created 0600: this user only
         try:
-            self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=REQUEST_LIMIT)
+            listener.bind(str(self.path))
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            raise
         finally:
             os.umask(old_umask)
+        listener.setblocking(False)
+        self.listener, self.spare = listener, Spare()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop(listener),
+                                                                 name="control accept")
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            if self.path.is_socket():
-                self.path.unlink(missing_ok=True)
+        if self.listener is None:
+            return
+        tasks = [task for task in (self._accepting, *self._clients) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.listener.close()
+        self.listener = None
+        if self.spare is not None:
+            self.spare.close()
+        if self.path.is_socket():
+            self.path.unlink(missing_ok=True)
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = _peer_uid(writer)
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept clients; at the descriptor limit, one at a time on the spare's descriptor."""
+        loop = asyncio.get_running_loop()
+        assert self.spare is not None
+        while True:
+            self.spare.take()  # again, if a shortage kept it from being taken back
+            try:
+                connection, spent = await accept(listener, "control socket", self.spare)
+            except OSError as error:
+                log.error("control socket accept failed: %s", error)
+                await asyncio.sleep(ACCEPT_RETRY)
+                continue
+            task = loop.create_task(self._accepted(connection, spent))
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
+            if spent:
+                await task  # one client at a time while living on the spare
+
+    async def _accepted(self, connection: socket.socket, spent: bool) -> None:
+        """One client on the bare socket (no transport: it closes when we say, so the spare
+        is taken back in the same step, before anything else can take the descriptor)."""
+        connection.setblocking(False)
+        try:
+            await self._client(connection)
+        except (asyncio.TimeoutError, OSError, asyncio.CancelledError):
+            pass  # a client that sends nothing, or leaves, gets nothing; close() ends it quietly
+        finally:
+            connection.close()
+            if spent and self.spare is not None:
+                self.spare.take()
+
+    async def _client(self, connection: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        uid = _peer_uid(connection)
         if uid is not None and uid not in (os.geteuid(), 0):
             # The socket is mode 0600, so only our user (or root) can connect at all; the
             # kernel's word on who connected is checked too, in case the mode was widened.
             log.warning("control connection from uid %d refused: only uid %d and root may control this server",
                         uid, os.geteuid())
-            writer.write(json.dumps({"ok": False, "error": "not the server's owner"}).encode() + b"\n")
-            writer.close()
-            return
-        try:
-            try:
-                line = await asyncio.wait_for(reader.readline(), CLIENT_TIMEOUT)
-            except ValueError:  # the stream's limit: a request line over REQUEST_LIMIT
+            reply: dict[str, Any] = {"ok": False, "error": "not the server's owner"}
+        else:
+            async with asyncio.timeout(CLIENT_TIMEOUT):
+                line = await _read_line(loop, connection)
+            if line is None:
                 reply = {"ok": False, "error": f"a request is one line of at most {REQUEST_LIMIT} octets"}
             else:
                 reply = await self.handle(line)
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
-            pass  # a client that sends nothing, or leaves, gets nothing
-        finally:
-            writer.close()
+        async with asyncio.timeout(CLIENT_TIMEOUT):
+            await loop.sock_sendall(connection, json.dumps(reply).encode() + b"\n")
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
@@ -175,7 +226,8 @@ class ControlServer:
         return {"zones": zones, "problems": self.controlled.zone_problems(), "generation": state.generation,
                 "rrsets": rrsets, "fail_open_answers": totals.fail_open_answers,
                 "health_publishes": state.health.published,
-                "overrides_not_served": orphans, "workers": self.controlled.workers()}
+                "overrides_not_served": orphans, "workers": self.controlled.workers(),
+                "descriptor_exhaustion": dict(SHORTAGE.counts)}
 
     async def query_log(self, request: dict) -> dict[str, Any]:
         """Switch the query log (engine/querylog.py) on or off."""
@@ -366,11 +418,24 @@ COMMANDS: dict[str, Callable[[ControlServer, dict], Any]] = {
 }
 
 
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+async def _read_line(loop: asyncio.AbstractEventLoop, connection: socket.socket) -> bytes | None:
+    """The request: up to the first newline or the client's end of sending; None when it
+    runs over REQUEST_LIMIT."""
+    data = b""
+    while b"\n" not in data:
+        chunk = await loop.sock_recv(connection, REQUEST_LIMIT + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > REQUEST_LIMIT and b"\n" not in data:
+            return None
+    return data.split(b"\n", 1)[0]
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
     """The connecting process's uid (SO_PEERCRED, Linux), or None where unknown."""
-    sock = writer.get_extra_info("socket")
     option = getattr(socket, "SO_PEERCRED", None)
-    if sock is None or option is None:
+    if option is None:
         return None
     try:
         _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
@@ -509,15 +574,25 @@ def _answering(path: Path) -> bool:
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    """The client side: one request, one reply (``authdns status``/``explain``/``ctl``)."""
+    """The client side: one request, one reply (``authdns status``/``explain``/``ctl``),
+    the whole exchange within ``timeout`` seconds. Raises OSError (TimeoutError with
+    words an operator can act on) or ValueError."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            raise TimeoutError(f"no reply within {timeout:g} s: the server is stuck or out of file descriptors "
+                               "(see its log: 'descriptors exhausted')") from None
+    if not data:
+        raise ConnectionError("the server closed the connection without a reply (see its log)")
     return json.loads(data)

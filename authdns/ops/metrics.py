@@ -8,46 +8,47 @@
 - ``/status.json``: zones, balanced RRsets with their members' health, weights, first
   places, the share of mail each gets and should get, and the workers.
 
-The HTTP server is the standard library's, in a thread of its own; each request asks
-the event loop for an observation (``Service.observe``), so state is only ever read on
-the loop thread. This module changes nothing.
+The HTTP server is ops/httpserver.py on the event loop itself: no thread, bounded
+connections and timeouts (``--metrics-timeout``, ``--metrics-max-connections``). Each
+request awaits an observation (``Service.observe``), and prometheus_client writes the
+text format from it in the same turn of the loop, so a scrape reads one state. Also
+here: the process's descriptor shortages (base/descriptors.py) and what the HTTP server
+itself did. This module changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import socket
-import threading
 from collections.abc import Awaitable, Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from dnslib import QTYPE, RCODE
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from authdns.balancing.counters import LATENCY_BOUNDS, VIA_SLOTS, Observation, Totals
+from authdns.base.descriptors import PLACES, SHORTAGE, Shortage
 from authdns.base.hostport import format_host_port
 from authdns.answering.query import Via
+from authdns.ops.httpserver import HttpCounts, HttpServer, Reply
 from authdns.ops.statuspage import PAGE, page_data
 
-log = logging.getLogger("authdns.metrics")
-
-OBSERVE_TIMEOUT = 5.0  # seconds a request waits for the event loop's answer
+OBSERVE_TIMEOUT = 5.0  # seconds a request waits for an observation (workers asked for counts)
 STATES = ("up", "degraded", "down")
+_TEXT = "text/plain; charset=utf-8"
 
 
 class _Collector:
-    def __init__(self, fetch: Callable[[], Observation]) -> None:
-        self.fetch = fetch
+    """One scrape's metrics (prometheus_client reads ``collect()``), from one observation."""
+
+    def __init__(self, seen: Observation, http: HttpCounts, open_connections: int, shortage: Shortage) -> None:
+        self.seen, self.http, self.open_connections, self.shortage = seen, http, open_connections, shortage
 
     def collect(self):
-        seen = self.fetch()
-        yield from _query_metrics(seen.totals)
-        yield from _zone_metrics(seen)
-        yield from _member_metrics(seen)
+        yield from _query_metrics(self.seen.totals)
+        yield from _zone_metrics(self.seen)
+        yield from _member_metrics(self.seen)
+        yield from _process_metrics(self.http, self.open_connections, self.shortage)
 
 
 def _query_metrics(totals: Totals):
@@ -158,72 +159,50 @@ def _member_metrics(seen: Observation):
     yield from (probes, rtt)
 
 
+def _process_metrics(http: HttpCounts, open_connections: int, shortage: Shortage):
+    short = CounterMetricFamily("authdns_descriptor_exhaustion", "Times this process found no file descriptor "
+                                "(EMFILE, ENFILE, ENOBUFS), by what wanted one: a health probe (its result: "
+                                "unknown), an accept", labels=["where"])
+    for where, count in sorted({**dict.fromkeys(PLACES, 0), **shortage.counts}.items()):
+        short.add_metric([where], count)  # every place from the start: rate() needs the zero
+    yield short
+    yield GaugeMetricFamily("authdns_http_connections", "Open connections to this HTTP server", value=open_connections)
+    closed = CounterMetricFamily("authdns_http_connections_closed", "HTTP connections this server closed itself, "
+                                 "by reason (timeout: no request head or the answer not taken in time; evicted: "
+                                 "the longest idle, to make room; refused: 503 at the cap)", labels=["reason"])
+    closed.add_metric(["timeout"], http.timed_out)
+    closed.add_metric(["evicted"], http.evicted)
+    closed.add_metric(["refused"], http.refused)
+    yield closed
+
+
 class StatusHttpServer:
-    """/metrics, /status.json and the page, from a thread; observations from the loop."""
+    """/metrics, /status.json and the page, served on the event loop."""
 
-    def __init__(self, address: tuple[str, int], observe: Callable[[], Awaitable[Observation]]) -> None:
-        self.address = address
+    def __init__(self, address: tuple[str, int], observe: Callable[[], Awaitable[Observation]], *,
+                 timeout: float = 10.0, max_connections: int = 64, shortage: Shortage = SHORTAGE) -> None:
         self.observe = observe
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.httpd: ThreadingHTTPServer | None = None
-        self.thread: threading.Thread | None = None
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self.fetch))
+        self.shortage = shortage
+        self.http = HttpServer(address, self.answer, timeout=timeout, max_connections=max_connections)
 
-    def fetch(self) -> Observation:
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(self.observe(), self.loop).result(OBSERVE_TIMEOUT)
-
-    def start(self) -> tuple[str, int]:
-        """Bind (OSError when it cannot) and serve from a daemon thread; the bound address."""
-        self.loop = asyncio.get_running_loop()
-        host, port = self.address
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        class Server(ThreadingHTTPServer):
-            address_family = family
-            daemon_threads = True
-
-        self.httpd = Server((host, port), _handler(self))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="authdns-http", daemon=True)
-        self.thread.start()
-        return self.httpd.server_address[:2]
+    async def start(self) -> tuple[str, int]:
+        """Bind (OSError when it cannot) and serve; the bound address."""
+        return await self.http.start()
 
     async def close(self) -> None:
-        if self.httpd is not None:
-            await asyncio.to_thread(self.httpd.shutdown)  # returns once serve_forever has
-            self.httpd.server_close()
-            self.httpd = None
+        await self.http.close()
 
-
-def _handler(server: StatusHttpServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "authdns"
-
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-            path = self.path.split("?", 1)[0]
-            try:
-                if path == "/metrics":
-                    self._reply(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(server.registry))
-                elif path == "/status.json":
-                    body = json.dumps(page_data(server.fetch())).encode()
-                    self._reply(200, "application/json", body)
-                elif path in ("/", "/index.html"):
-                    self._reply(200, "text/html; charset=utf-8", PAGE.encode())
-                else:
-                    self._reply(404, "text/plain; charset=utf-8", b"not found: /, /status.json, /metrics\n")
-            except (TimeoutError, asyncio.TimeoutError, RuntimeError):
-                self._reply(503, "text/plain; charset=utf-8", b"the server is busy or stopping\n")
-
-        def _reply(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("http %s", format % args)
-
-    return Handler
+    async def answer(self, path: str) -> Reply:
+        if path in ("/", "/index.html"):
+            return 200, "text/html; charset=utf-8", PAGE.encode()
+        if path not in ("/metrics", "/status.json"):
+            return 404, _TEXT, b"not found: /, /status.json, /metrics\n"
+        try:
+            async with asyncio.timeout(OBSERVE_TIMEOUT):
+                seen = await self.observe()
+        except (TimeoutError, RuntimeError):
+            return 503, _TEXT, b"the server is busy or stopping\n"
+        if path == "/status.json":
+            return 200, "application/json", json.dumps(page_data(seen)).encode()
+        collector = _Collector(seen, self.http.counts, self.http.open_connections, self.shortage)
+        return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(collector)  # type: ignore[arg-type]

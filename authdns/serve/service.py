@@ -22,6 +22,7 @@ from authdns.configuration.config import ServerConfig, control_path, overrides_p
 from authdns.serve.answerer import build_answerer
 from authdns.ops.control import ControlError, ControlServer
 from authdns.health.monitor import HealthMonitor, HealthView
+from authdns.base import descriptors
 from authdns.base.hostport import format_host_port
 from authdns.balancing.overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
 from authdns.serve.server import BindError
@@ -78,10 +79,13 @@ class Service:
         self._reload_tasks: set[asyncio.Task] = set()
         self._closing = False
         self.systemd = SystemdNotifier()
-        self.http = StatusHttpServer(config.metrics, self.observe) if config.metrics is not None else None
+        self.http = StatusHttpServer(config.metrics, self.observe, timeout=config.metrics_timeout,
+                                     max_connections=config.metrics_max_connections) \
+            if config.metrics is not None else None
         self.http_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
+        descriptors.install(asyncio.get_running_loop())  # accepts at the descriptor limit: counted, one log line
         try:
             result = await self.loader.first()
         except ZoneDirError as error:
@@ -105,7 +109,7 @@ class Service:
             self.addresses = await (self.pool.start() if self.pool is not None else self.answerer.dns.start())
             await self.control.start()
             if self.http is not None:
-                self.http_address = self.http.start()
+                self.http_address = await self.http.start()
             # Secondaries learn of our serials at once, as BIND does at start (RFC 1996 §3.6).
             self.notifier.zones_changed(result.snapshot.zones.values())
             if self.watcher is not None:
