@@ -27,7 +27,8 @@ from authdns.zones.masterfile import export_zone, import_master
 from authdns.zones.masterread import leading_origin
 from authdns.zones.zonefile import master_file_origin
 from authdns.serve.service import Service
-from authdns.zones.loader import cross_zone_problems, load_zone_file, unserved_files, zone_files
+from authdns.zones.loader import (cross_zone_problems, duplicate_origin_problems, load_zone_file, unserved_files,
+                                  zone_files)
 
 log = logging.getLogger("authdns")
 
@@ -122,7 +123,14 @@ def run_check(paths: list[Path], state_dir: Path, strict: bool = False) -> int:
     for problem in (problem for path in paths if path.is_dir() for problem in unserved_files(path)):
         print(problem)
         warnings += 1
+    ignored = set()
+    for problem in duplicate_origin_problems(files):  # serve ignores these files: so does the rest of the check
+        print(problem)
+        errors += 1
+        ignored.add(problem.where.path)
     for path in files:
+        if str(path) in ignored:
+            continue
         zone, problems = load_zone_file(path, serials)
         for problem in problems:
             print(problem)

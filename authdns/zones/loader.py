@@ -303,6 +303,24 @@ def _claimant(origin: Name, paths: list[Path], served: Zone | None) -> Path:
     return min(paths, key=lambda path: (path.name != canonical_name(origin), path.name))
 
 
+def one_file_per_origin(origin: Name, paths: list[Path], served: Zone | None = None) -> tuple[Path, list[Problem]]:
+    """Of several files naming ``origin`` (any spelling), the one that serves it
+    (``_claimant``) and an error for each of the others, which are ignored."""
+    chosen = _claimant(origin, paths, served)
+    mark = " (served)" if served is not None and served.path == str(chosen) else ""
+    return chosen, [Problem(Where(str(other), 1, 1), (
+        f"zone {names.to_text(origin)} is already named by {chosen}{mark}; file names are compared "
+        "without case or a trailing dot, so this file is ignored: remove or rename one of them"))
+        for other in paths if other != chosen]
+
+
+def duplicate_origin_problems(files: list[Path]) -> list[Problem]:
+    """``check``'s view of the rule ``load_snapshot`` applies: an error for every file
+    that names an origin another file already names."""
+    return [problem for origin, paths in _by_origin(files).items() if origin is not None and len(paths) > 1
+            for problem in one_file_per_origin(origin, paths)[1]]
+
+
 def list_zone_files(zone_dir: Path) -> list[Path]:
     """The zone files of ``zone_dir``, sorted; ``ZoneDirError`` when it cannot be listed."""
     try:
@@ -345,14 +363,8 @@ def load_snapshot(zone_dir: Path, previous: Snapshot = EMPTY, serials: SerialSto
     for origin, paths in _by_origin(files).items():
         served = previous.zones.get(origin) if origin is not None else None
         if origin is not None and len(paths) > 1:
-            chosen = _claimant(origin, paths, served)
-            for other in paths:
-                if other != chosen:
-                    result.problems.append(Problem(Where(str(other), 1, 1), (
-                        f"zone {names.to_text(origin)} is already named by {chosen}"
-                        f"{' (served)' if served is not None and served.path == str(chosen) else ''}; file names "
-                        "are compared without case or a trailing dot, so this file is ignored: remove or rename "
-                        "one of them")))
+            chosen, problems = one_file_per_origin(origin, paths, served)
+            result.problems.extend(problems)
             paths = [chosen]
         if (guard is not None and served is not None and served.path != str(paths[0])
                 and _kept_while_gone(served, zones, result, guard)):

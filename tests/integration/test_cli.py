@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -257,6 +258,25 @@ def test_check_reports_positions(half_broken_zone_dir) -> None:
     assert_no_traceback(result)
     good = run_authdns("check", str(ROOT / "zones"))
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_check_refuses_two_files_for_one_origin(tmp_path: Path) -> None:
+    """`check DIR` applies serve's rule: file names are compared without case or a
+    trailing dot, so `Example.test.yaml` beside `example.test.yaml` is an error naming
+    both (serve ignores it), and the plainly named file is the one checked."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    shutil.copy(ROOT / "zones" / "example.test.yaml", zones / "example.test.yaml")
+    (zones / "Example.test.yaml").write_text("not: [a zone\n")
+    (zones / "example.test..yaml").write_text("soa: {}\n")
+    result = run_authdns("check", str(zones))
+    assert result.returncode == 1, result.stdout + result.stderr
+    for variant in ("Example.test.yaml", "example.test..yaml"):
+        assert re.search(rf"{re.escape(str(zones / variant))}:1:1: zone example\.test\. is already named by "
+                         rf"{re.escape(str(zones / 'example.test.yaml'))}", result.stdout), result.stdout
+    assert "YAML syntax" not in result.stdout  # the ignored file is not read
+    assert "3 file(s) checked: 2 error(s)" in result.stderr
+    assert_no_traceback(result)
 
 
 def test_empty_zone_dir_serves_refused(tmp_path: Path, server_factory) -> None:
