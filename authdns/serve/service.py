@@ -25,7 +25,7 @@ from authdns.health.monitor import HealthMonitor, HealthView
 from authdns.base import descriptors
 from authdns.base.hostport import format_host_port
 from authdns.balancing.overrides import EMPTY_OVERRIDES, OverridesFileError, load_overrides, set_aside
-from authdns.serve.server import BindError
+from authdns.serve.server import BindError, raise_descriptor_limit
 from authdns.zones.loader import LoadResult, ReloadPolicy, ZoneDirError, ZoneLoader
 from authdns.zones.serials import SerialStore
 from authdns.zones.snapshot import Snapshot
@@ -86,6 +86,9 @@ class Service:
 
     async def start(self) -> None:
         descriptors.install(asyncio.get_running_loop())  # accepts at the descriptor limit: counted, one log line
+        # The supervisor probes every checked member (a socket each, two with agents): with
+        # workers it never starts a DnsServer, so it raises its own limit here.
+        raise_descriptor_limit()
         try:
             result = await self.loader.first()
         except ZoneDirError as error:

@@ -206,3 +206,28 @@ def test_workers_end_with_the_supervisor(tmp_path: Path, listeners: list[FakeSmt
     assert not any(alive(pid) for pid in pids)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", stopped.port))  # the port is free again: nothing holds it
+
+
+def soft_descriptor_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no descriptor limit in /proc")
+
+
+def test_supervisor_raises_its_descriptor_limit_too(tmp_path: Path) -> None:
+    """The supervisor probes every checked member (a socket each) but never starts a
+    DnsServer when workers answer: it raises its own soft RLIMIT_NOFILE to the hard limit,
+    as the workers do, or a large pool's probes would find no descriptor under systemd's
+    soft 1024."""
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    write_zone(zone_dir, "example.test", "soa: {}\nns: [ns1]\nrecords:\n  ns1: {A: 192.0.2.53}\n")
+    server = start_server(zone_dir, workers=2, prefix=("prlimit", "--nofile=512:4096"))
+    try:
+        pids = worker_pids(server)
+        assert len(pids) == 2
+        assert soft_descriptor_limit(server.process.pid) == 4096
+        assert all(soft_descriptor_limit(pid) == 4096 for pid in pids)
+    finally:
+        stop_server(server.process)
