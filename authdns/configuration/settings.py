@@ -77,14 +77,6 @@ def number(low: float, high: float, what: str) -> Callable[[str], float]:
 seconds = number(0, 86400, "a number of seconds")
 
 
-def seconds_or_none(text: str) -> float:
-    """A number of seconds from 0 (none at all) to a day."""
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return seconds(text)
-
-
-seconds_or_none.__name__ = "a number of seconds"
 share = number(0, 1, "a share of the records")
 
 
@@ -278,17 +270,17 @@ SETTINGS: tuple[Setting, ...] = (
             help="log every query from the start (`authdns ctl querylog on|off` switches it at runtime)"),
     Setting("--log-format", None, choices=("plain", "json"), default="plain", field="",
             help="plain lines, or one JSON object per line (default: {default})"),
-    Setting("--settle", seconds_or_none, metavar="SECONDS",
+    Setting("--settle", seconds_or_off(0.001, 86400), metavar="SECONDS",
             help="a changed zone file is read once it has been quiet this long (no write seen, and its change "
                  "time this old), so a file written in steps is never served half-written (default: {default:g})"),
     Setting("--removal-share", share, metavar="FRACTION",
             help="a change that removes more than this share of a zone's records (and a file that does not end "
                  "with a line break) is held for --removal-hold and logged, then taken if unchanged "
                  "(default: {default:g}; 1: never held)"),
-    Setting("--removal-hold", seconds_or_none, metavar="SECONDS",
+    Setting("--removal-hold", seconds_or_off(0.001, 86400), metavar="SECONDS",
             help="how long such a change must stay unchanged before it is served; `authdns ctl reload` takes it "
                  "at once (default: {default:g})"),
-    Setting("--delete-grace", seconds_or_none, metavar="SECONDS",
+    Setting("--delete-grace", seconds_or_off(0.001, 86400), metavar="SECONDS",
             help="a deleted zone file's zone keeps serving this long, so delete-then-create (git, rsync, deploy "
                  "tools) never drops it (default: {default:g})"),
     Setting("--no-watch", None, shape="negated",
