@@ -81,7 +81,7 @@ def test_random_names_under_one_delegation_or_wildcard_share_a_bucket(zone_dir: 
 
 
 def test_slowloris_does_not_starve_others(zone_dir: Path) -> None:
-    server = start_server(zone_dir)  # defaults: 256 connections, 32 per address
+    server = start_server(zone_dir)  # defaults: 1024 connections, 32 per address
     attackers: list[socket.socket] = []
     try:
         for index in range(300):
