@@ -160,7 +160,7 @@ def test_a_stopped_worker_is_killed_and_replaced_and_its_queue_answered(server: 
             pass
         load.stop()
     silence = float(re.search(r"no heartbeat for ([\d.]+) s", killed_line).group(1))
-    assert silence > TIMEOUT
+    assert silence >= TIMEOUT  # logged to 2 decimals: 1.004 s prints as 1.00
     replacement = int(re.search(r"pid=(\d+)", serving_line).group(1))
     assert replacement != victim
     assert not load.wrong, load.wrong[:3]
